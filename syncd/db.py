@@ -1,0 +1,90 @@
+"""The database edge: engines, per-dialect connection setup, and driver-error translation."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from syncd.errors import DatabaseError, TransientError
+from syncd.redact import redact_url
+
+# SQLSTATE classes worth retrying: connection exceptions, serialization failure, deadlock,
+# lock not available, query canceled (statement/lock timeouts), admin shutdown, cannot connect.
+_TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03")
+
+
+def create_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine with syncd's connection defaults for the URL's dialect."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url, connect_args={"timeout": 30, "isolation_level": None}, **kwargs
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    connect_args = {"connect_timeout": 5, "application_name": "syncd"}
+    return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # pysqlite's own BEGIN handling is off (isolation_level=None): take the write lock at BEGIN,
+    # so a transaction never upgrades from read to write half-way and dies with SQLITE_BUSY.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_postgres(bind: Engine | Connection) -> bool:
+    return bind.dialect.name == "postgresql"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same work may succeed (network, timeouts, lock/serialization)."""
+    if isinstance(exc, TransientError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate.startswith(_TRANSIENT_SQLSTATES)
+        if isinstance(exc, OperationalError):
+            text = str(orig).lower()
+            if "locked" in text or "busy" in text:
+                return True
+            if "unable to open" in text:
+                return False
+            # psycopg raises OperationalError without SQLSTATE when it cannot connect.
+            return getattr(orig, "sqlstate", "") is None and "sqlite" not in type(orig).__module__
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def translate(exc: BaseException, what: str) -> DatabaseError:
+    """The syncd error for a driver error, with any password removed from its text."""
+    text = redact_url(str(getattr(exc, "orig", None) or exc)).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    cls = TransientError if is_transient(exc) else DatabaseError
+    return cls(f"{what}: {first}")
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Run a block, turning driver errors into syncd errors named by `what`."""
+    try:
+        yield
+    except (DBAPIError, sa.exc.SQLAlchemyError, OSError) as exc:
+        raise translate(exc, what) from exc

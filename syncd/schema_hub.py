@@ -1,0 +1,165 @@
+"""syncd's tables on a hub: fixed ones (Alembic) and the ones the policy's public tables imply."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from syncd.policy import Policy, Table
+from syncd.sqltypes import JsonDoc, sql_type
+
+metadata = sa.MetaData()
+
+ORIGIN = "origin_node"
+GOLDEN_ID = "golden_id"
+
+nodes = sa.Table(
+    "syncd_node",
+    metadata,
+    sa.Column("node_id", sa.String(63), primary_key=True),
+    sa.Column("city_code", sa.String(16), nullable=True),
+    sa.Column("role_name", sa.String(63), nullable=True),
+    sa.Column("registered_at", sa.DateTime(), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(), nullable=True),
+    sa.Column("received_seq", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("applied_seq", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("applied_at", sa.DateTime(), nullable=True),
+)
+
+batches = sa.Table(
+    "syncd_inbox_batch",
+    metadata,
+    sa.Column("batch_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("node_id", sa.String(63), sa.ForeignKey("syncd_node.node_id"), nullable=False),
+    sa.Column("first_seq", sa.BigInteger(), nullable=False),
+    sa.Column("last_seq", sa.BigInteger(), nullable=False),
+    sa.Column("row_count", sa.Integer(), nullable=False),
+    sa.Column("checksum", sa.String(64), nullable=False),
+    sa.Column("received_at", sa.DateTime(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("applied_at", sa.DateTime(), nullable=True),
+    sa.Column("stats", JsonDoc, nullable=True),
+    sa.UniqueConstraint("node_id", "last_seq", name="uq_syncd_inbox_batch_identity"),
+    sa.Index("ix_syncd_inbox_batch_pending", "status", "node_id", "last_seq"),
+)
+
+batch_rows = sa.Table(
+    "syncd_inbox_row",
+    metadata,
+    sa.Column("batch_id", sa.BigInteger(), sa.ForeignKey("syncd_inbox_batch.batch_id"),
+              primary_key=True),
+    sa.Column("ord", sa.Integer(), primary_key=True),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("table_name", sa.String(63), nullable=False),
+    sa.Column("op", sa.String(8), nullable=False),
+    sa.Column("row_key", JsonDoc, nullable=False),
+    sa.Column("row_data", JsonDoc, nullable=True),
+)
+
+quarantine = sa.Table(
+    "syncd_quarantine",
+    metadata,
+    sa.Column("quarantine_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+              primary_key=True, autoincrement=True),
+    sa.Column("node_id", sa.String(63), nullable=False),
+    sa.Column("batch_id", sa.BigInteger(), nullable=True),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("table_name", sa.String(63), nullable=False),
+    sa.Column("op", sa.String(8), nullable=False),
+    sa.Column("row_key", JsonDoc, nullable=False),
+    sa.Column("row_data", JsonDoc, nullable=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="open"),
+    sa.Column("closed_at", sa.DateTime(), nullable=True),
+    sa.Index("ix_syncd_quarantine_status", "status", "node_id"),
+)
+
+conflicts = sa.Table(
+    "syncd_conflict",
+    metadata,
+    sa.Column("conflict_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+              primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(63), nullable=False),
+    sa.Column("golden_id", sa.BigInteger(), nullable=False),
+    sa.Column("identity", JsonDoc, nullable=False),
+    sa.Column("column_name", sa.String(63), nullable=False),
+    sa.Column("golden_value", JsonDoc, nullable=True),
+    sa.Column("candidates", JsonDoc, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="open"),
+    sa.Column("opened_at", sa.DateTime(), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(), nullable=True),
+    sa.Column("resolved_by", sa.String(128), nullable=True),
+    sa.Column("resolution", JsonDoc, nullable=True),
+    sa.Index("ix_syncd_conflict_open", "status", "table_name", "golden_id", "column_name"),
+)
+
+# Append-only, hash-chained: entry_hash = H(prev_hash || canonical(entry)). See syncd/audit.py.
+audit = sa.Table(
+    "syncd_audit",
+    metadata,
+    sa.Column("entry_id", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("at", sa.DateTime(), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("node_id", sa.String(63), nullable=True),
+    sa.Column("batch_id", sa.BigInteger(), nullable=True),
+    sa.Column("table_name", sa.String(63), nullable=True),
+    sa.Column("row_key", sa.Text(), nullable=True),
+    sa.Column("detail", sa.Text(), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False),
+    sa.Index("ix_syncd_audit_node", "node_id", "entry_id"),
+    sa.Index("ix_syncd_audit_key", "table_name", "row_key"),
+)
+
+
+def source_table_name(table: Table) -> str:
+    """Where each city's version of a row lives at the hub."""
+    return f"src_{table.name}" if table.identity else table.name
+
+
+def policy_metadata(policy: Policy) -> sa.MetaData:
+    """The consolidated and source tables the policy's public tables imply at a hub.
+
+    A table without identity is keyed by (origin_node, primary key): its rows are the cities'
+    own rows, so source and consolidated are one table. A table with an identity keeps each
+    city's row in src_<table> and one golden record per identity in <table>.
+    Deleted rows stay as tombstones (_deleted) so history and stale detection survive.
+    """
+    md = sa.MetaData()
+    for t in policy.public_tables:
+        cols = [sa.Column(ORIGIN, sa.String(63), primary_key=True, nullable=False)]
+        for name in t.public_columns:
+            spec = t.columns[name]
+            cols.append(sa.Column(name, sql_type(spec), primary_key=name in t.primary_key,
+                                  nullable=True if name not in t.primary_key else False))
+        cols += [
+            sa.Column("_seq", sa.BigInteger(), nullable=False),
+            sa.Column("_deleted", sa.Boolean(), nullable=False, server_default=sa.false()),
+            sa.Column("_batch_id", sa.BigInteger(), nullable=True),
+            sa.Column("_applied_at", sa.DateTime(), nullable=False),
+        ]
+        src_name = source_table_name(t)
+        indexes: list[sa.Index] = []
+        if t.identity:
+            indexes.append(sa.Index(f"ix_{src_name}_identity", *t.identity))
+        if t.parent is not None:
+            indexes.append(sa.Index(f"ix_{src_name}_parent", ORIGIN, *t.parent.columns))
+        sa.Table(src_name, md, *cols, *indexes)
+        if t.identity:
+            gcols = [
+                sa.Column(GOLDEN_ID, sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                          primary_key=True, autoincrement=True),
+            ]
+            for name in t.public_columns:
+                if name in t.primary_key:
+                    continue
+                gcols.append(sa.Column(name, sql_type(t.columns[name]), nullable=True))
+            gcols += [
+                sa.Column("_sources", sa.Integer(), nullable=False, server_default="0"),
+                sa.Column("_deleted", sa.Boolean(), nullable=False, server_default=sa.false()),
+                sa.Column("_updated_at", sa.DateTime(), nullable=False),
+            ]
+            sa.Table(t.name, md, *gcols,
+                     sa.UniqueConstraint(*t.identity, name=f"uq_{t.name}_identity"))
+    return md
