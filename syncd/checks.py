@@ -23,5 +23,5 @@ def check_value(kind: CheckKind, value: object) -> str | None:
     try:
         _MODULES[kind].validate(value)
     except stdnum_exceptions.ValidationError as exc:
-        return f"not a valid {_LABELS[kind]} ({value!r}): {exc.message.rstrip('.').lower()}"
+        return f"not a valid {_LABELS[kind]} ({value!r}): {str(exc).rstrip('.').lower()}"
     return None

@@ -8,7 +8,7 @@ can reach SQL from a policy file; values (filter constants) are always bound par
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -45,7 +45,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ColumnType(str, Enum):
+class ColumnType(StrEnum):
     STRING = "string"
     TEXT = "text"
     INTEGER = "integer"
@@ -67,7 +67,7 @@ class Column(_Model):
     max: float | None = None
 
 
-class FilterOp(str, Enum):
+class FilterOp(StrEnum):
     EQ = "eq"
     NE = "ne"
     LT = "lt"
@@ -104,7 +104,7 @@ class Condition(_Model):
         return self
 
 
-class CheckKind(str, Enum):
+class CheckKind(StrEnum):
     CN_RIC = "cn_ric"
     CN_USCC = "cn_uscc"
 
@@ -117,7 +117,7 @@ class FieldCheck(_Model):
     when: Condition | None = None
 
 
-class MergeRule(str, Enum):
+class MergeRule(StrEnum):
     LATEST = "latest"
     PRIORITY = "priority"
     UNION = "union"
@@ -149,7 +149,7 @@ class Parent(_Model):
     columns: dict[Ident, Ident]
 
 
-class TableClass(str, Enum):
+class TableClass(StrEnum):
     PUBLIC = "public"
     LOCAL = "local"
 
@@ -202,57 +202,103 @@ class Policy(_Model):
         return self.tables[name]
 
 
-def _table_problems(table: Table) -> list[tuple[str, str]]:
-    """Cross-field rules pydantic cannot express per field: (key, reason) pairs."""
+def _missing(table: Table, key: str, names: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
+    return [
+        (key, f"column {n!r} is not declared in columns") for n in names if n not in table.columns
+    ]
+
+
+def _reference_problems(table: Table) -> list[tuple[str, str]]:
+    """Every column the table's keys, filter, identity and checks name must be declared."""
+    problems = _missing(table, "primary_key", table.primary_key)
+    problems += _missing(table, "exclude", table.exclude)
+    problems += _missing(table, "identity", table.identity)
+    problems += _missing(table, "filter", list(table.filter_columns))
+    for i, check in enumerate(table.checks):
+        problems += _missing(table, f"checks[{i}].column", [check.column])
+        if check.when is not None:
+            problems += _missing(table, f"checks[{i}].when", [check.when.column])
+    if table.updated_at is not None:
+        problems += _missing(table, "updated_at", [table.updated_at])
+        col = table.columns.get(table.updated_at)
+        if col is not None and col.type is not ColumnType.TIMESTAMP:
+            problems.append(("updated_at", "must name a timestamp column"))
+    return problems
+
+
+def _exclusion_problems(table: Table) -> list[tuple[str, str]]:
+    """Keys, filters and identities must stay visible to the hub."""
     problems: list[tuple[str, str]] = []
-    cols = table.columns
-
-    def need(key: str, names: tuple[str, ...] | list[str]) -> None:
-        for n in names:
-            if n not in cols:
-                problems.append((key, f"column {n!r} is not declared in columns"))
-
-    if not table.name.isidentifier() or table.name.startswith(RESERVED_PREFIXES):
-        problems.append(("(name)", "table names may not start with 'syncd_' or '_'"))
-    for c in cols:
-        if c.startswith(RESERVED_PREFIXES) or c in RESERVED_COLUMNS:
-            problems.append((f"columns.{c}", "this name is reserved by syncd"))
-    if not table.primary_key:
-        problems.append(("primary_key", "at least one column is required"))
-    need("primary_key", table.primary_key)
-    need("exclude", table.exclude)
-    need("identity", table.identity)
-    need("filter", list(table.filter_columns))
     for k in table.primary_key:
         if k in table.exclude:
             problems.append(("exclude", f"primary key column {k!r} cannot be excluded"))
-        if k in cols and cols[k].nullable:
+        if k in table.columns and table.columns[k].nullable:
             problems.append((f"columns.{k}", "primary key columns must be nullable: false"))
-    for k in table.filter_columns:
-        if k in table.exclude:
-            problems.append(("filter", f"column {k!r} is excluded, so the hub cannot see it"))
-    for k in table.identity:
-        if k in table.exclude:
-            problems.append(("identity", f"column {k!r} is excluded"))
-    for col_name, col in cols.items():
+    problems += [
+        ("filter", f"column {k!r} is excluded, so the hub cannot see it")
+        for k in table.filter_columns
+        if k in table.exclude
+    ]
+    problems += [
+        ("identity", f"column {k!r} is excluded") for k in table.identity if k in table.exclude
+    ]
+    return problems
+
+
+def _column_problems(table: Table) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if table.name.startswith(RESERVED_PREFIXES):
+        problems.append(("(name)", "table names may not start with 'syncd_' or '_'"))
+    if not table.primary_key:
+        problems.append(("primary_key", "at least one column is required"))
+    for name, col in table.columns.items():
+        if name.startswith(RESERVED_PREFIXES) or name in RESERVED_COLUMNS:
+            problems.append((f"columns.{name}", "this name is reserved by syncd"))
         if col.choices is not None and col.type not in (ColumnType.STRING, ColumnType.TEXT):
-            problems.append((f"columns.{col_name}.choices", "only string columns take choices"))
-        if col.type is ColumnType.LIST and col_name in table.primary_key:
-            problems.append((f"columns.{col_name}", "a list column cannot be a key"))
+            problems.append((f"columns.{name}.choices", "only string columns take choices"))
+        if col.type is ColumnType.LIST and name in table.primary_key:
+            problems.append((f"columns.{name}", "a list column cannot be a key"))
     for cond in table.filter:
-        col = cols.get(cond.column)
-        if col is not None and col.type is ColumnType.LIST:
+        fcol = table.columns.get(cond.column)
+        if fcol is not None and fcol.type is ColumnType.LIST:
             problems.append(("filter", f"column {cond.column!r} is a list; filters take scalars"))
-    for i, check in enumerate(table.checks):
-        need(f"checks[{i}].column", [check.column])
-        if check.when is not None:
-            need(f"checks[{i}].when", [check.when.column])
-    if table.updated_at is not None:
-        need("updated_at", [table.updated_at])
-        col = cols.get(table.updated_at)
-        if col is not None and col.type is not ColumnType.TIMESTAMP:
-            problems.append(("updated_at", "must name a timestamp column"))
-    problems.extend(_merge_problems(table))
+    return problems
+
+
+def _table_problems(table: Table) -> list[tuple[str, str]]:
+    """Cross-field rules pydantic cannot express per field: (key, reason) pairs."""
+    return (
+        _column_problems(table)
+        + _reference_problems(table)
+        + _exclusion_problems(table)
+        + _merge_problems(table)
+    )
+
+
+def _field_merge_problems(
+    table: Table, col_name: str, spec: MergeRule | FieldMerge
+) -> list[tuple[str, str]]:
+    key = f"merge.fields.{col_name}"
+    col = table.columns.get(col_name)
+    if col is None:
+        return [(key, "column is not declared in columns")]
+    problems: list[tuple[str, str]] = []
+    if col_name in table.exclude:
+        problems.append((key, "column is excluded, so it never reaches the hub"))
+    if col_name in table.identity or col_name in table.primary_key:
+        problems.append((key, "identity and key columns are not merged"))
+    rule = spec.rule if isinstance(spec, FieldMerge) else spec
+    if rule is MergeRule.SUM and col.type not in (ColumnType.INTEGER, ColumnType.DECIMAL):
+        problems.append((key, "rule sum needs a numeric column"))
+    if rule in (MergeRule.MAX, MergeRule.MIN) and col.type in (ColumnType.LIST, ColumnType.BOOLEAN):
+        problems.append((key, f"rule {rule.value} needs an ordered column"))
+    if rule is MergeRule.UNION and col.type is not ColumnType.LIST:
+        problems.append((key, "rule union needs a list column"))
+    if isinstance(spec, FieldMerge):
+        if spec.rule is not MergeRule.PRIORITY and (spec.prefer_home or spec.order):
+            problems.append((key, "prefer_home and order belong to rule priority"))
+        if spec.prefer_home is not None and spec.prefer_home not in table.columns:
+            problems.append((key, f"prefer_home column {spec.prefer_home!r} is not declared"))
     return problems
 
 
@@ -263,31 +309,7 @@ def _merge_problems(table: Table) -> list[tuple[str, str]]:
     if explicit and not table.identity:
         problems.append(("merge", "merge rules need an identity (rows are otherwise per city)"))
     for col_name, spec in merge.fields.items():
-        key = f"merge.fields.{col_name}"
-        col = table.columns.get(col_name)
-        if col is None:
-            problems.append((key, "column is not declared in columns"))
-            continue
-        if col_name in table.exclude:
-            problems.append((key, "column is excluded, so it never reaches the hub"))
-        if col_name in table.identity or col_name in table.primary_key:
-            problems.append((key, "identity and key columns are not merged"))
-        rule = spec.rule if isinstance(spec, FieldMerge) else spec
-        numeric = col.type in (ColumnType.INTEGER, ColumnType.DECIMAL)
-        if rule in (MergeRule.SUM,) and not numeric:
-            problems.append((key, f"rule {rule.value} needs a numeric column"))
-        if rule in (MergeRule.MAX, MergeRule.MIN) and col.type in (
-            ColumnType.LIST,
-            ColumnType.BOOLEAN,
-        ):
-            problems.append((key, f"rule {rule.value} needs an ordered column"))
-        if rule is MergeRule.UNION and col.type is not ColumnType.LIST:
-            problems.append((key, "rule union needs a list column"))
-        if isinstance(spec, FieldMerge):
-            if spec.rule is not MergeRule.PRIORITY and (spec.prefer_home or spec.order):
-                problems.append((key, "prefer_home and order belong to rule priority"))
-            if spec.prefer_home is not None and spec.prefer_home not in table.columns:
-                problems.append((key, f"prefer_home column {spec.prefer_home!r} is not declared"))
+        problems += _field_merge_problems(table, col_name, spec)
     if (
         table.identity
         and table.updated_at is None

@@ -11,13 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Mapping, Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from syncd.policy import Condition, FilterOp
 
 
-class Transition(str, Enum):
+class Transition(StrEnum):
     UPSERT = "upsert"
     DELETE = "delete"
     NONE = "none"
@@ -27,7 +27,9 @@ def _comparable(a: Any, b: Any) -> tuple[Any, Any]:
     """Bring a stored value and a policy constant to one type, as SQL's implicit cast would."""
     if isinstance(a, bool) or isinstance(b, bool):
         return a, b
-    if isinstance(a, int | float | decimal.Decimal) and isinstance(b, int | float | decimal.Decimal):
+    if isinstance(a, int | float | decimal.Decimal) and isinstance(
+        b, int | float | decimal.Decimal
+    ):
         return decimal.Decimal(str(a)), decimal.Decimal(str(b))
     if isinstance(a, dt.datetime | dt.date) and isinstance(b, str):
         return a.isoformat(), b
@@ -58,21 +60,24 @@ def evaluate_condition(cond: Condition, row: Mapping[str, Any]) -> bool | None:
                 found = True
                 break
         return found if op is FilterOp.IN else not found
-    a, b = _comparable(value, cond.value)
+    return _compare(op, *_comparable(value, cond.value))
+
+
+_ORDERINGS = {
+    FilterOp.EQ: lambda a, b: a == b,
+    FilterOp.NE: lambda a, b: a != b,
+    FilterOp.LT: lambda a, b: a < b,
+    FilterOp.LE: lambda a, b: a <= b,
+    FilterOp.GT: lambda a, b: a > b,
+    FilterOp.GE: lambda a, b: a >= b,
+}
+
+
+def _compare(op: FilterOp, a: Any, b: Any) -> bool | None:
     try:
-        if op is FilterOp.EQ:
-            return bool(a == b)
-        if op is FilterOp.NE:
-            return bool(a != b)
-        if op is FilterOp.LT:
-            return bool(a < b)
-        if op is FilterOp.LE:
-            return bool(a <= b)
-        if op is FilterOp.GT:
-            return bool(a > b)
-        return bool(a >= b)
+        return bool(_ORDERINGS[op](a, b))
     except TypeError:
-        return None
+        return None  # incomparable types: unknown, as SQL would fail to publish
 
 
 def passes(conditions: Sequence[Condition], row: Mapping[str, Any]) -> bool:

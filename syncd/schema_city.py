@@ -1,4 +1,4 @@
-"""syncd's own tables on a city database (Alembic manages them; `migrations/` uses this MetaData)."""
+"""syncd's own tables on a city database, managed by Alembic (`migrations/`)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,20 @@ metadata = sa.MetaData()
 changelog = sa.Table(
     "syncd_changelog",
     metadata,
-    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("table_name", sa.String(63), nullable=False),
     sa.Column("op", sa.String(1), nullable=False),
     sa.Column("row_image", JsonDoc, nullable=False),
     sa.Column("old_filter", JsonDoc, nullable=True),
     sa.Column("txid", sa.BigInteger(), nullable=True),
-    sa.Column("captured_at", sa.DateTime(), nullable=False,
-              server_default=sa.func.current_timestamp()),
+    sa.Column(
+        "captured_at", sa.DateTime(), nullable=False, server_default=sa.func.current_timestamp()
+    ),
     sqlite_autoincrement=True,
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from syncd.policy import Policy, Table
@@ -28,8 +30,12 @@ nodes = sa.Table(
 batches = sa.Table(
     "syncd_inbox_batch",
     metadata,
-    sa.Column("batch_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "batch_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("node_id", sa.String(63), sa.ForeignKey("syncd_node.node_id"), nullable=False),
     sa.Column("first_seq", sa.BigInteger(), nullable=False),
     sa.Column("last_seq", sa.BigInteger(), nullable=False),
@@ -46,8 +52,9 @@ batches = sa.Table(
 batch_rows = sa.Table(
     "syncd_inbox_row",
     metadata,
-    sa.Column("batch_id", sa.BigInteger(), sa.ForeignKey("syncd_inbox_batch.batch_id"),
-              primary_key=True),
+    sa.Column(
+        "batch_id", sa.BigInteger(), sa.ForeignKey("syncd_inbox_batch.batch_id"), primary_key=True
+    ),
     sa.Column("ord", sa.Integer(), primary_key=True),
     sa.Column("seq", sa.BigInteger(), nullable=False),
     sa.Column("table_name", sa.String(63), nullable=False),
@@ -56,11 +63,37 @@ batch_rows = sa.Table(
     sa.Column("row_data", JsonDoc, nullable=True),
 )
 
+# What the submit path saw but did not accept (duplicates, refusals). The submit function
+# cannot extend the audit chain itself (only the hub's writer does), so it leaves an event here
+# and the next apply cycle turns each event into an audit entry in its own transaction.
+inbox_events = sa.Table(
+    "syncd_inbox_event",
+    metadata,
+    sa.Column(
+        "event_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("node_id", sa.String(63), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("first_seq", sa.BigInteger(), nullable=True),
+    sa.Column("last_seq", sa.BigInteger(), nullable=True),
+    sa.Column("checksum", sa.String(64), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("at", sa.DateTime(), nullable=False),
+    sa.Column("audited", sa.Boolean(), nullable=False, server_default=sa.false()),
+)
+
 quarantine = sa.Table(
     "syncd_quarantine",
     metadata,
-    sa.Column("quarantine_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-              primary_key=True, autoincrement=True),
+    sa.Column(
+        "quarantine_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("node_id", sa.String(63), nullable=False),
     sa.Column("batch_id", sa.BigInteger(), nullable=True),
     sa.Column("seq", sa.BigInteger(), nullable=False),
@@ -78,8 +111,12 @@ quarantine = sa.Table(
 conflicts = sa.Table(
     "syncd_conflict",
     metadata,
-    sa.Column("conflict_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-              primary_key=True, autoincrement=True),
+    sa.Column(
+        "conflict_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("table_name", sa.String(63), nullable=False),
     sa.Column("golden_id", sa.BigInteger(), nullable=False),
     sa.Column("identity", JsonDoc, nullable=False),
@@ -128,11 +165,19 @@ def policy_metadata(policy: Policy) -> sa.MetaData:
     """
     md = sa.MetaData()
     for t in policy.public_tables:
-        cols = [sa.Column(ORIGIN, sa.String(63), primary_key=True, nullable=False)]
+        cols: list[sa.Column[Any]] = [
+            sa.Column(ORIGIN, sa.String(63), primary_key=True, nullable=False)
+        ]
         for name in t.public_columns:
             spec = t.columns[name]
-            cols.append(sa.Column(name, sql_type(spec), primary_key=name in t.primary_key,
-                                  nullable=True if name not in t.primary_key else False))
+            cols.append(
+                sa.Column(
+                    name,
+                    sql_type(spec),
+                    primary_key=name in t.primary_key,
+                    nullable=name not in t.primary_key,
+                )
+            )
         cols += [
             sa.Column("_seq", sa.BigInteger(), nullable=False),
             sa.Column("_deleted", sa.Boolean(), nullable=False, server_default=sa.false()),
@@ -147,9 +192,13 @@ def policy_metadata(policy: Policy) -> sa.MetaData:
             indexes.append(sa.Index(f"ix_{src_name}_parent", ORIGIN, *t.parent.columns))
         sa.Table(src_name, md, *cols, *indexes)
         if t.identity:
-            gcols = [
-                sa.Column(GOLDEN_ID, sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                          primary_key=True, autoincrement=True),
+            gcols: list[sa.Column[Any]] = [
+                sa.Column(
+                    GOLDEN_ID,
+                    sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                    primary_key=True,
+                    autoincrement=True,
+                ),
             ]
             for name in t.public_columns:
                 if name in t.primary_key:
@@ -160,6 +209,35 @@ def policy_metadata(policy: Policy) -> sa.MetaData:
                 sa.Column("_deleted", sa.Boolean(), nullable=False, server_default=sa.false()),
                 sa.Column("_updated_at", sa.DateTime(), nullable=False),
             ]
-            sa.Table(t.name, md, *gcols,
-                     sa.UniqueConstraint(*t.identity, name=f"uq_{t.name}_identity"))
+            sa.Table(
+                t.name, md, *gcols, sa.UniqueConstraint(*t.identity, name=f"uq_{t.name}_identity")
+            )
     return md
+
+
+def install(conn: sa.Connection, policy: Policy) -> tuple[str, ...]:
+    """Create the policy's consolidated and source tables that do not exist yet."""
+    md = policy_metadata(policy)
+    md.create_all(conn, checkfirst=True)
+    return tuple(md.tables)
+
+
+def check(conn: sa.Connection, policy: Policy) -> list[Any]:
+    """Tables or columns the policy implies at the hub but the database lacks."""
+    from syncd.crm import SchemaProblem
+
+    insp = sa.inspect(conn)
+    problems: list[Any] = []
+    existing = set(insp.get_table_names())
+    for name in metadata.tables:
+        if name not in existing:
+            problems.append(SchemaProblem(name, None, "missing: run `syncd init`"))
+    for table in policy_metadata(policy).tables.values():
+        if table.name not in existing:
+            problems.append(SchemaProblem(table.name, None, "missing: run `syncd init`"))
+            continue
+        live = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name not in live:
+                problems.append(SchemaProblem(table.name, col.name, "missing column"))
+    return problems

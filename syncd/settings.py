@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +30,7 @@ ENV_PREFIX = "SYNCD_"
 NODE_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     CITY = "city"
     HUB = "hub"
 
@@ -208,7 +208,7 @@ def _key_of(loc: tuple[int | str, ...]) -> str:
 
 
 def load_settings(path: Path | str | None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Read the node config: the TOML file at `path` (or `$SYNCD_CONFIG`) plus `SYNCD_…` variables."""
+    """Read the node config: the TOML file at `path` (or `$SYNCD_CONFIG`) plus the environment."""
     if path is None:
         env_path = os.environ.get("SYNCD_CONFIG")
         path = Path(env_path) if env_path else None

@@ -1,0 +1,307 @@
+"""The hub's inbox: idempotent batch submission, node watermarks, node registration.
+
+A batch is identified by (node, last_seq). Submitting it again with the same checksum is a
+no-op ('duplicate'); under the same identity with another checksum, or overlapping what was
+received, it is refused. On a PostgreSQL hub a city calls SECURITY DEFINER functions
+(sql/postgresql/submit_functions.sql) with its own login role, which can do nothing else; on a
+SQLite hub the same rules run here in Python against the hub file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from syncd import schema_hub as h
+from syncd.batch import Batch
+from syncd.canonical import canonical
+from syncd.db import create_engine, is_postgres, translated
+from syncd.errors import BatchRefused, UsageError
+
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+REFUSED = "refused"
+NOTIFY_CHANNEL = "syncd_inbox"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    status: str
+    reason: str | None = None
+
+
+def install_functions(conn: Connection) -> None:
+    """Create or refresh the hub's submission functions (PostgreSQL only)."""
+    if not is_postgres(conn):
+        return
+    sql = resources.files("syncd").joinpath("sql/postgresql/submit_functions.sql").read_text()
+    conn.exec_driver_sql(sql)
+
+
+class HubInbox:
+    """A city's connection to its hub: submit batches, read the acknowledged position."""
+
+    def __init__(self, url: str, node_id: str) -> None:
+        self.node_id = node_id
+        self.engine = (
+            create_engine(url, pool_size=1, max_overflow=0)
+            if url.startswith("postgresql")
+            else create_engine(url)
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def watermark(self) -> int:
+        """The last sequence the hub holds durably for this node: what the city may trim."""
+        with translated("reading the hub watermark"), self.engine.connect() as conn:
+            if is_postgres(conn):
+                try:
+                    value = conn.execute(
+                        sa.text("SELECT syncd_node_watermark(:n)"), {"n": self.node_id}
+                    ).scalar_one()
+                except sa.exc.DBAPIError as exc:
+                    _raise_refusal(exc)
+                    raise
+            else:
+                value = conn.execute(
+                    sa.select(h.nodes.c.received_seq).where(h.nodes.c.node_id == self.node_id)
+                ).scalar()
+                if value is None:
+                    raise BatchRefused(f"node {self.node_id} is not registered at this hub")
+            conn.rollback()
+        return int(value)
+
+    def submit(self, batch: Batch) -> SubmitResult:
+        """Hand one batch to the hub in one transaction; safe to repeat."""
+        if batch.node_id != self.node_id:
+            raise UsageError(f"batch of {batch.node_id} submitted through {self.node_id}")
+        with translated("submitting a batch"), self.engine.begin() as conn:
+            if is_postgres(conn):
+                return _submit_pg(conn, batch)
+            return submit_local(conn, batch)
+
+
+def _raise_refusal(exc: sa.exc.DBAPIError) -> None:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in ("42501", "42704"):
+        text = str(exc.orig).splitlines()[0]
+        raise BatchRefused(text) from exc
+
+
+def _submit_pg(conn: Connection, batch: Batch) -> SubmitResult:
+    rows = canonical([c.wire() for c in batch.changes])
+    try:
+        status = conn.execute(
+            sa.text(
+                "SELECT syncd_submit_batch(:node, :first, :last, :checksum, CAST(:rows AS jsonb))"
+            ),
+            {
+                "node": batch.node_id,
+                "first": batch.first_seq,
+                "last": batch.last_seq,
+                "checksum": batch.checksum,
+                "rows": rows,
+            },
+        ).scalar_one()
+    except sa.exc.DBAPIError as exc:
+        _raise_refusal(exc)
+        raise
+    return _parse_status(str(status))
+
+
+def _parse_status(status: str) -> SubmitResult:
+    if status.startswith(REFUSED):
+        return SubmitResult(REFUSED, status.partition(": ")[2] or None)
+    return SubmitResult(status)
+
+
+def _event(conn: Connection, batch: Batch, kind: str, reason: str) -> None:
+    conn.execute(
+        h.inbox_events.insert().values(
+            node_id=batch.node_id,
+            kind=kind,
+            first_seq=batch.first_seq,
+            last_seq=batch.last_seq,
+            checksum=batch.checksum,
+            reason=reason,
+            at=utcnow(),
+        )
+    )
+
+
+def _refusal(conn: Connection, batch: Batch) -> tuple[str | None, bool]:
+    """(reason to refuse or None, whether it is an exact duplicate) — same rules as the SQL."""
+    received = conn.execute(
+        sa.select(h.nodes.c.received_seq).where(h.nodes.c.node_id == batch.node_id)
+    ).scalar()
+    if received is None:
+        return f"node {batch.node_id} is not registered at this hub", False
+    existing = conn.execute(
+        sa.select(h.batches.c.checksum).where(
+            h.batches.c.node_id == batch.node_id, h.batches.c.last_seq == batch.last_seq
+        )
+    ).scalar()
+    if existing is not None:
+        if existing == batch.checksum:
+            return None, True
+        return (
+            f"batch ({batch.node_id}, {batch.last_seq}) was already received with checksum "
+            f"{existing}, not {batch.checksum}",
+            False,
+        )
+    if batch.first_seq <= received:
+        return (
+            f"batch {batch.first_seq}..{batch.last_seq} overlaps what was already received "
+            f"(up to {received})",
+            False,
+        )
+    if batch.last_seq < batch.first_seq:
+        return "malformed batch", False
+    return None, False
+
+
+def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
+    """Submission on a connection to the hub database itself (SQLite hubs, hub-side tools)."""
+    reason, duplicate = _refusal(conn, batch)
+    now = utcnow()
+    if duplicate:
+        _event(conn, batch, DUPLICATE, "batch already received")
+        conn.execute(
+            h.nodes.update().where(h.nodes.c.node_id == batch.node_id).values(last_seen_at=now)
+        )
+        return SubmitResult(DUPLICATE)
+    if reason is not None:
+        _event(conn, batch, REFUSED, reason)
+        return SubmitResult(REFUSED, reason)
+    batch_id = conn.execute(
+        h.batches.insert()
+        .values(
+            node_id=batch.node_id,
+            first_seq=batch.first_seq,
+            last_seq=batch.last_seq,
+            row_count=batch.row_count,
+            checksum=batch.checksum,
+            received_at=now,
+            status="pending",
+        )
+        .returning(h.batches.c.batch_id)
+    ).scalar_one()
+    if batch.changes:
+        conn.execute(
+            h.batch_rows.insert(),
+            [
+                {
+                    "batch_id": batch_id,
+                    "ord": i,
+                    "seq": c.seq,
+                    "table_name": c.table,
+                    "op": c.op,
+                    "row_key": c.key,
+                    "row_data": c.row,
+                }
+                for i, c in enumerate(batch.changes)
+            ],
+        )
+    conn.execute(
+        h.nodes.update()
+        .where(h.nodes.c.node_id == batch.node_id)
+        .values(received_seq=batch.last_seq, last_seen_at=now)
+    )
+    return SubmitResult(ACCEPTED)
+
+
+# --- node registry (hub side) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeCredentials:
+    node_id: str
+    hub_url: str
+    role_name: str | None
+
+
+def role_name_for(conn: Connection, node_id: str) -> str:
+    """A login role name unique to this node *and* this hub database (roles are cluster-wide)."""
+    dbname = conn.execute(sa.text("SELECT current_database()")).scalar_one()
+    tag = hashlib.sha256(str(dbname).encode()).hexdigest()[:6]
+    return f"syncd_{node_id.replace('-', '_')}_{tag}"
+
+
+def register_node(
+    engine: Engine, hub_url: str, node_id: str, city_code: str | None
+) -> NodeCredentials:
+    """Register a city at the hub; on PostgreSQL create its login role (password shown once)."""
+    from syncd.audit import AuditWriter
+    from syncd.settings import NODE_ID_RE
+
+    if not NODE_ID_RE.match(node_id):
+        raise UsageError(
+            f"node id {node_id!r}: use lowercase letters, digits and '-', starting with a letter"
+        )
+    with translated("registering a node"), engine.begin() as conn:
+        exists = conn.execute(
+            sa.select(h.nodes.c.node_id).where(h.nodes.c.node_id == node_id)
+        ).scalar()
+        if exists is not None:
+            raise UsageError(f"node {node_id} is already registered")
+        role = None
+        url = hub_url
+        if is_postgres(conn):
+            role = role_name_for(conn, node_id)
+            password = secrets.token_urlsafe(24)
+            _create_role(conn, role, password)
+            url = (
+                make_url(hub_url)
+                .set(username=role, password=password)
+                .render_as_string(hide_password=False)
+            )
+        conn.execute(
+            h.nodes.insert().values(
+                node_id=node_id, city_code=city_code, role_name=role, registered_at=utcnow()
+            )
+        )
+        audit = AuditWriter(conn)
+        audit.append(
+            "node_registered", node_id=node_id, detail={"city_code": city_code, "role": role}
+        )
+        audit.flush()
+    return NodeCredentials(node_id, url, role)
+
+
+def _create_role(conn: Connection, role: str, password: str) -> None:
+    prep = conn.dialect.identifier_preparer
+    q_role = prep.quote(role)
+    q_db = prep.quote(str(conn.execute(sa.text("SELECT current_database()")).scalar_one()))
+    exists = conn.execute(
+        sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
+    ).scalar()
+    # DDL takes no bind parameters: the password goes in as a quoted literal via the driver.
+    literal = sa.literal(password, sa.String()).compile(
+        dialect=conn.dialect, compile_kwargs={"literal_binds": True}
+    )
+    verb = "ALTER" if exists else "CREATE"
+    conn.exec_driver_sql(f"{verb} ROLE {q_role} LOGIN PASSWORD {literal}")
+    conn.exec_driver_sql(f"GRANT CONNECT ON DATABASE {q_db} TO {q_role}")
+    conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {q_role}")
+    conn.exec_driver_sql(f"GRANT EXECUTE ON FUNCTION syncd_node_watermark(text) TO {q_role}")
+    conn.exec_driver_sql(
+        "GRANT EXECUTE ON FUNCTION syncd_submit_batch(text, bigint, bigint, text, jsonb) "
+        f"TO {q_role}"
+    )
+
+
+def list_nodes(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(sa.select(h.nodes).order_by(h.nodes.c.node_id)).mappings()
+    return [dict(r) for r in rows]

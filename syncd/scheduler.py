@@ -1,0 +1,281 @@
+"""The daemon: APScheduler jobs (push or apply, trim), retries, wake-ups and clean shutdown.
+
+`sync --once` and `run` share one cycle function per role, so the daemon runs exactly the code
+paths the tests and the demo run. Transient failures (network, timeouts, deadlocks) are
+retried with exponential backoff and jitter; bad input (a refused batch) is reported and
+waits a long interval instead of looping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Engine
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
+
+from syncd.db import create_engine, is_postgres, is_transient
+from syncd.errors import SyncdError
+from syncd.inbox import NOTIFY_CHANNEL, HubInbox
+from syncd.lock import NodeLock
+from syncd.logs import get_logger
+from syncd.metrics import Metrics
+from syncd.policy import Policy, load_policy
+from syncd.push import Pusher
+from syncd.settings import Settings
+
+log = get_logger("syncd.daemon")
+
+
+@dataclass
+class Node:
+    """The long-lived parts of a node process: engines, pusher, policy, metrics."""
+
+    settings: Settings
+    policy: Policy
+    engine: Engine
+    metrics: Metrics
+    pusher: Pusher | None = None
+
+    @classmethod
+    def open(cls, settings: Settings, metrics: Metrics | None = None) -> Node:
+        policy = load_policy(settings.policy.path)
+        engine = create_engine(settings.database.url)
+        node = cls(settings, policy, engine, metrics or Metrics())
+        if settings.is_city:
+            assert settings.hub.url is not None
+            node.pusher = Pusher(
+                settings, policy, engine, HubInbox(settings.hub.url, settings.node.id)
+            )
+        return node
+
+    def close(self) -> None:
+        if self.pusher is not None:
+            self.pusher.hub.close()
+        self.engine.dispose()
+
+    def cycle(self) -> dict[str, Any]:
+        """One push (city) or apply (hub) cycle."""
+        started = time.monotonic()
+        if self.pusher is not None:
+            res = self.pusher.push_once()
+            self.metrics.push_seconds.observe(time.monotonic() - started)
+            self.metrics.batches.labels("submitted").inc(res.batches - res.duplicates)
+            self.metrics.batches.labels("duplicate").inc(res.duplicates)
+            for table, n in res.by_table.items():
+                self.metrics.rows.labels(table, "sent").inc(n)
+            self._city_gauges()
+            return {
+                "role": "city",
+                "batches": res.batches,
+                "rows": res.rows,
+                "covered": res.covered,
+                "acked_seq": res.acked_seq,
+            }
+        from syncd.apply import apply_pending
+
+        summary = apply_pending(self.engine, self.policy)
+        self.metrics.apply_seconds.observe(time.monotonic() - started)
+        data = _as_dict(summary)
+        self.metrics.batches.labels("applied").inc(int(data.get("batches", 0)))
+        for outcome in ("applied", "stale", "quarantined", "refused"):
+            self.metrics.rows.labels("*", outcome).inc(int(data.get(outcome, 0)))
+        self._hub_gauges()
+        return {"role": "hub", **data}
+
+    def trim(self) -> int:
+        return self.pusher.trim() if self.pusher is not None else 0
+
+    def _city_gauges(self) -> None:
+        from syncd.status import city_status
+
+        st = city_status(self.settings)
+        self.metrics.backlog_rows.set(st.backlog_rows)
+        self.metrics.lag_seconds.set(st.lag_seconds or 0.0)
+
+    def _hub_gauges(self) -> None:
+        from syncd.status import hub_status
+
+        st = hub_status(self.settings)
+        self.metrics.conflicts_open.set(st.open_conflicts)
+        self.metrics.quarantined.set(st.quarantined)
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return dict(obj)
+
+
+def _log_retry(job: str, metrics: Metrics) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        metrics.retries.labels(job).inc()
+        log.warning(
+            "retrying",
+            job=job,
+            attempt=state.attempt_number,
+            next_wait_s=round(wait, 2),
+            error=str(exc),
+        )
+
+    return before_sleep
+
+
+def with_retries(
+    fn: Callable[[], Any],
+    job: str,
+    node: Node,
+    stop: threading.Event | None,
+    attempts: int | None = None,
+) -> Any:
+    """Run fn, retrying transient failures with capped exponential backoff and jitter."""
+    cfg = node.settings.sync
+    stop_cond: Any = (
+        stop_after_attempt(attempts) if attempts else stop_when_event_set(stop or threading.Event())
+    )
+    retrying = Retrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_exponential_jitter(initial=0.5, max=cfg.retry_max_wait_seconds, jitter=1.0),
+        stop=stop_cond,
+        sleep=(stop.wait if stop is not None else time.sleep),  # type: ignore[arg-type]
+        before_sleep=_log_retry(job, node.metrics),
+        reraise=True,
+    )
+    return retrying(fn)
+
+
+class Daemon:
+    """`syncd run`: schedule the node's jobs until SIGTERM/SIGINT, then stop cleanly."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = threading.Event()
+        self.node = Node.open(settings)
+        self.scheduler = BackgroundScheduler(
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=dt.UTC,
+        )
+        self.paused_until = 0.0
+
+    def _job(self, name: str, fn: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            if self.stop.is_set() or time.monotonic() < self.paused_until:
+                return
+            try:
+                with_retries(fn, name, self.node, self.stop)
+            except SyncdError as exc:
+                if is_transient(exc):
+                    return  # only reached on shutdown: the retry loop was interrupted
+                # Bad input is not retried in a loop: report it, wait, serve what we can.
+                self.node.metrics.errors.labels(name, type(exc).__name__).inc()
+                self.paused_until = time.monotonic() + self.settings.sync.retry_max_wait_seconds
+                log.error(
+                    "cycle_failed",
+                    job=name,
+                    error=str(exc),
+                    kind=type(exc).__name__,
+                    paused_s=self.settings.sync.retry_max_wait_seconds,
+                )
+            except Exception as exc:
+                self.node.metrics.errors.labels(name, type(exc).__name__).inc()
+                log.exception("cycle_crashed", job=name, error=str(exc))
+
+        return run
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        self.stop.set()
+
+    def wake(self) -> None:
+        """Run the main job now (a batch arrived)."""
+        job = self.scheduler.get_job("cycle")
+        if job is not None:
+            job.modify(next_run_time=dt.datetime.now(dt.UTC))
+
+    def run(self) -> int:
+        s = self.settings
+        lock = NodeLock(self.node.engine, s.node.id)
+        lock.acquire()
+        try:
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+            if s.metrics.port is not None:
+                self.node.metrics.serve(s.metrics.port, s.metrics.address)
+                log.info("metrics_listening", port=s.metrics.port, address=s.metrics.address)
+            cycle = self._job("push" if s.is_city else "apply", self.node.cycle)
+            self.scheduler.add_job(
+                cycle,
+                "interval",
+                seconds=s.sync.interval_seconds,
+                id="cycle",
+                next_run_time=dt.datetime.now(dt.UTC),
+            )
+            if s.is_city:
+                self.scheduler.add_job(
+                    self._job("trim", self.node.trim),
+                    "interval",
+                    seconds=s.sync.trim_interval_seconds,
+                    id="trim",
+                )
+            self.scheduler.start()
+            listener = None
+            if s.is_hub and is_postgres(self.node.engine):
+                listener = threading.Thread(target=self._listen, name="syncd-listen", daemon=True)
+                listener.start()
+            log.info("daemon_started", role=s.node.role.value, interval_s=s.sync.interval_seconds)
+            self.stop.wait()
+            # Waits for the job in flight: its transaction commits or rolls back, never half.
+            self.scheduler.shutdown(wait=True)
+            log.info("daemon_stopped")
+            return 0
+        finally:
+            self.node.close()
+            lock.release()
+
+    def _listen(self) -> None:
+        """Wake the applier on NOTIFY from the submit function; polling stays the fallback."""
+        while not self.stop.is_set():
+            try:
+                raw = self.node.engine.raw_connection()
+                try:
+                    dbapi: Any = raw.driver_connection
+                    dbapi.autocommit = True
+                    dbapi.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not self.stop.is_set():
+                        for _ in dbapi.notifies(timeout=1.0, stop_after=1):
+                            self.wake()
+                finally:
+                    raw.close()
+            except Exception as exc:
+                log.warning("listen_failed", error=str(exc))
+                self.stop.wait(self.settings.sync.retry_max_wait_seconds)
+
+
+def sync_once(settings: Settings) -> dict[str, Any]:
+    """`syncd sync --once`: one cycle, a few retries on transient failures, then exit."""
+    node = Node.open(settings)
+    try:
+        result: dict[str, Any] = with_retries(node.cycle, "once", node, None, attempts=3)
+        if node.pusher is not None and node.settings.sync.trim_retention_seconds == 0:
+            result["trimmed"] = node.trim()
+        return result
+    finally:
+        node.close()
