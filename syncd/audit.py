@@ -318,6 +318,16 @@ def verify(conn: Connection, against: str | None = None) -> VerifyResult:
     return VerifyResult(True, count, last_id, last_hash)
 
 
+def _key_text(key: object) -> str:
+    if not isinstance(key, str):
+        return canonical(key)
+    # Text is the user's JSON (`audit log --key`): spacing and key order need not be canonical.
+    try:
+        return canonical(json.loads(key))
+    except ValueError as exc:
+        raise UsageError(f"key {key[:100]!r} is not JSON: {exc}") from exc
+
+
 def _select(
     *,
     node: str | None,
@@ -333,7 +343,7 @@ def _select(
     if table is not None:
         stmt = stmt.where(audit.c.table_name == table)
     if key is not None:
-        stmt = stmt.where(audit.c.row_key == canonical(key))
+        stmt = stmt.where(audit.c.row_key == _key_text(key))
     if action is not None:
         stmt = stmt.where(audit.c.action == str(action))
     if since is not None:
@@ -375,8 +385,9 @@ def query(
 ) -> list[dict[str, Any]]:
     """Matching entries in entry_id order, the newest `limit` of them if given.
 
-    Filters combine with AND: `key` is the row key object as given to `append` (matched by its
-    canonical JSON), `since` keeps entries at or after it (naive means UTC). Each dict holds
+    Filters combine with AND: `key` is the row key object as given to `append`, or its JSON
+    text as a str (so a bare string key is given as '"C001"'); it is matched by canonical JSON.
+    `since` keeps entries at or after it (naive means UTC). Each dict holds
     every column; row_key and detail are decoded from JSON, at is a naive UTC datetime.
     """
     stmt = _select(node=node, table=table, key=key, action=action, since=since, limit=limit)

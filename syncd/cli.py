@@ -651,7 +651,15 @@ def usage(message: str) -> NoReturn:
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. an import-time failure: one line, exit 1
+        try:
+            fail(exc)
+        except typer.Exit as stop:
+            raise SystemExit(stop.exit_code) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

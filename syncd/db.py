@@ -78,6 +78,8 @@ def translate(exc: BaseException, what: str) -> DatabaseError:
     text = redact_url(str(getattr(exc, "orig", None) or exc)).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     cls = TransientError if is_transient(exc) else DatabaseError
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) == "42P01" or "no such table" in first:
+        first += " (is this node initialised? run `syncd init`)"
     return cls(f"{what}: {first}")
 
 

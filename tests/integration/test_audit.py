@@ -486,6 +486,12 @@ def test_query_filters(engine: Engine) -> None:
         assert _ids_of(query(conn, table="customer")) == [2, 4, 5]
         assert _ids_of(query(conn, key=x1)) == [2, 4, 5]
         assert _ids_of(query(conn, table="customer", key=x1, node="3301")) == [2]
+        # JSON text, as `syncd audit log --key` passes it, need not be canonical.
+        assert _ids_of(query(conn, key='{"id_type": "01", "id_number": "X1"}')) == [2, 4, 5]
+        assert _ids_of(query(conn, key='{"loan_id": 5}')) == [3]
+        assert query(conn, key='"X1"') == []
+        with pytest.raises(UsageError, match="key"):
+            query(conn, key="{not json")
         assert _ids_of(query(conn, action="row_applied")) == [2, 4]
         assert _ids_of(query(conn, action=Action.STALE)) == [3]
         assert _ids_of(query(conn, since=T0.replace(hour=10))) == [3, 4, 5]

@@ -1,0 +1,158 @@
+"""City → hub: push cycles over real databases, gap safety, trimming, refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from syncd import schema_hub as h
+from syncd.bootstrap import init_node
+from syncd.canonical import loads
+from syncd.db import create_engine
+from syncd.inbox import HubInbox, register_node
+from syncd.policy import load_policy
+from syncd.push import Pusher
+from syncd.schema_city import changelog
+from syncd.settings import Settings
+from tests.conftest import POLICY
+from tests.helpers import settings_for, write_config
+
+NOW = dt.datetime(2026, 11, 26, 8, 0, 0)
+
+
+def customer(cid: str, status: str = "active", **kw: Any) -> dict[str, Any]:
+    row = {"customer_id": cid, "customer_type": "individual", "name": f"客户{cid}",
+           "id_type": "ric", "id_number": "11010519491231002X", "phone": "13800000000",
+           "status": status, "rm_notes": "不外传", "created_at": NOW, "updated_at": NOW,
+           "risk_tags": ["a"]}
+    row.update(kw)
+    return row
+
+
+@dataclass
+class Pair:
+    city: Settings
+    hub_url: str
+    pusher: Pusher
+
+    def hub_rows(self) -> list[dict[str, Any]]:
+        engine = create_engine(self.hub_url)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(h.batch_rows.c.seq, h.batch_rows.c.table_name, h.batch_rows.c.op,
+                          sa.cast(h.batch_rows.c.row_key, sa.Text),
+                          sa.cast(h.batch_rows.c.row_data, sa.Text))
+                .order_by(h.batch_rows.c.seq)
+            ).all()
+        engine.dispose()
+        return [{"seq": s, "table": t, "op": o, "key": loads(k), "row": loads(r) if r else None}
+                for s, t, o, k, r in rows]
+
+
+def make_pair(tmp_path: Path, city_url: str, hub_url: str, **sync: Any) -> Pair:
+    init_node(settings_for(write_config(tmp_path / "hub.toml", "hub-33", "hub", hub_url)))
+    engine = create_engine(hub_url)
+    register_node(engine, hub_url, "city-3301", "3301")
+    engine.dispose()
+    city = settings_for(write_config(tmp_path / "city.toml", "city-3301", "city", city_url,
+                                     hub_url, sync=sync))
+    init_node(city)
+    pusher = Pusher(city, load_policy(POLICY), create_engine(city_url),
+                    HubInbox(hub_url, "city-3301"))
+    return Pair(city, hub_url, pusher)
+
+
+@pytest.fixture
+def pair(tmp_path: Path, db_url: str, pg_url_factory: Any) -> Iterator[Pair]:
+    hub_url = f"sqlite:///{tmp_path / 'hub.db'}" if db_url.startswith("sqlite") \
+        else pg_url_factory()
+    p = make_pair(tmp_path, db_url, hub_url)
+    yield p
+    p.pusher.hub.close()
+    p.pusher.city.dispose()
+
+
+def crm(pair: Pair) -> sa.MetaData:
+    md = sa.MetaData()
+    md.reflect(pair.pusher.city, only=["customers", "loans", "opportunities"])
+    return md
+
+
+def test_push_ships_public_filtered_changes_only(pair: Pair) -> None:
+    md = crm(pair)
+    cust, opp = md.tables["customers"], md.tables["opportunities"]
+    with pair.pusher.city.begin() as conn:
+        conn.execute(cust.insert(), [customer("C1"), customer("C2", "prospect")])
+        conn.execute(opp.insert().values(opportunity_id="O1", customer_id="C1", updated_at=NOW))
+        conn.execute(cust.update().where(cust.c.customer_id == "C1").values(phone="139"))
+        conn.execute(cust.update().where(cust.c.customer_id == "C2").values(status="active"))
+    result = pair.pusher.push_once()
+    assert result.batches == 1
+    rows = pair.hub_rows()
+    # C1 coalesced to its last version; C2 entered the filter; the prospect insert and the
+    # local opportunity never left the city.
+    assert [(r["table"], r["key"]["customer_id"], r["op"]) for r in rows] == [
+        ("customers", "C1", "upsert"), ("customers", "C2", "upsert"),
+    ]
+    assert rows[0]["row"]["phone"] == "139"
+    assert all("rm_notes" not in r["row"] for r in rows)
+    assert pair.pusher.push_once().batches == 0  # nothing new: nothing sent
+
+
+def test_trim_only_below_the_hub_watermark(pair: Pair) -> None:
+    cust = crm(pair).tables["customers"]
+    with pair.pusher.city.begin() as conn:
+        conn.execute(cust.insert(), [customer(f"C{i}") for i in range(5)])
+    pair.pusher.push_once()
+    with pair.pusher.city.begin() as conn:
+        conn.execute(cust.insert(), [customer("C9")])
+    assert pair.pusher.trim() == 5
+    with pair.pusher.city.connect() as conn:
+        left = conn.execute(sa.select(sa.func.count()).select_from(changelog)).scalar()
+    assert left == 1  # the unacknowledged change stays, however old
+
+
+def test_batches_are_capped_by_rows_and_bytes(tmp_path: Path, sqlite_url: str) -> None:
+    p = make_pair(tmp_path, sqlite_url, f"sqlite:///{tmp_path / 'hub.db'}",
+                  batch_rows=3, batch_bytes=2000)
+    cust = crm(p).tables["customers"]
+    with p.pusher.city.begin() as conn:
+        conn.execute(cust.insert(), [customer(f"C{i}") for i in range(10)])
+    result = p.pusher.push_once()
+    assert result.rows == 10
+    assert result.batches >= 4  # ≤ 3 rows per batch, fewer when 2000 bytes fill first
+    assert [r["key"]["customer_id"] for r in p.hub_rows()] == [f"C{i}" for i in range(10)]
+
+
+def test_pg_gap_safety_late_commit_of_lower_sequence(tmp_path: Path, pg_url_factory: Any
+                                                     ) -> None:
+    """T1 takes seq n and commits after T2 took n+1 and committed: both must reach the hub."""
+    p = make_pair(tmp_path, pg_url_factory(), pg_url_factory(), gap_wait_seconds=0.2)
+    cust = crm(p).tables["customers"]
+    with p.pusher.city.begin() as conn:
+        conn.execute(cust.insert(), [customer("C1"), customer("C2")])
+    p.pusher.push_once()
+    t1 = p.pusher.city.connect()
+    t2 = p.pusher.city.connect()
+    try:
+        t1.execute(cust.update().where(cust.c.customer_id == "C1").values(phone="111"))  # seq n
+        t2.execute(cust.update().where(cust.c.customer_id == "C2").values(phone="222"))  # n+1
+        t2.commit()
+        while_open = p.pusher.push_once()
+        assert while_open.rows == 0  # n+1 is visible, but n may still commit: ship nothing
+        t1.commit()
+    finally:
+        t1.close()
+        t2.close()
+    after = p.pusher.push_once()
+    assert after.rows == 2
+    phones = {r["key"]["customer_id"]: r["row"]["phone"] for r in p.hub_rows()}
+    assert phones == {"C1": "111", "C2": "222"}
+    p.pusher.hub.close()
+    p.pusher.city.dispose()
