@@ -90,3 +90,16 @@ def translated(what: str) -> Iterator[None]:
         yield
     except (DBAPIError, sa.exc.SQLAlchemyError, OSError) as exc:
         raise translate(exc, what) from exc
+
+
+def run_script(conn: Connection, script: str) -> None:
+    """Run a shipped SQL script (DDL, several statements) inside the connection's transaction.
+
+    Goes to the driver without parameters, so '%' in PL/pgSQL (format('%s')) is not taken
+    for a placeholder; scripts hold no runtime values, only the package's own SQL.
+    """
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(script)
+    finally:
+        cursor.close()

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from syncd import schema_hub as h
 from syncd.batch import Batch
 from syncd.canonical import canonical
-from syncd.db import create_engine, is_postgres, translated
+from syncd.db import create_engine, is_postgres, run_script, translated
 from syncd.errors import BatchRefused, UsageError
 
 ACCEPTED = "accepted"
@@ -46,7 +46,7 @@ def install_functions(conn: Connection) -> None:
     if not is_postgres(conn):
         return
     sql = resources.files("syncd").joinpath("sql/postgresql/submit_functions.sql").read_text()
-    conn.exec_driver_sql(sql)
+    run_script(conn, sql)
 
 
 class HubInbox:

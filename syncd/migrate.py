@@ -23,6 +23,7 @@ def alembic_config(conn: Connection, role: str) -> Config:
     cfg = Config()
     loc = script_location()
     cfg.set_main_option("script_location", str(loc))
+    cfg.set_main_option("path_separator", "os")
     # One version directory per role: each role sees a single linear history.
     cfg.set_main_option("version_locations", str(loc / "versions" / role))
     cfg.attributes["connection"] = conn
