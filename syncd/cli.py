@@ -183,6 +183,49 @@ def schema_check(as_json: JsonOpt = False) -> None:
         raise typer.Exit(2)
 
 
+@app.command("snapshot")
+def snapshot_cmd(
+    table: Annotated[str | None, typer.Option("--table", help="re-seed only this table")] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="forget progress, load all")] = False,
+    chunk: Annotated[int, typer.Option("--chunk", min=1, help="rows per transaction")] = 5000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Initial load / re-seed of public data into the changelog, resumable, with progress."""
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+    from syncd import snapshot
+
+    s = settings()
+    if restart:
+        call(lambda: snapshot.reset(s))
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def show(tp: snapshot.TableProgress) -> None:
+        if tp.table not in tasks:
+            tasks[tp.table] = bar.add_task(tp.table, total=tp.total)
+        bar.update(tasks[tp.table], completed=tp.rows)
+
+    with bar:
+        report = call(lambda: snapshot.snapshot(s, table, chunk, show))
+    if as_json:
+        print_json(report)
+        return
+    print_table(
+        "snapshot",
+        ["table", "rows", "complete", "seconds"],
+        [(t.table, t.rows, t.done, round(t.seconds, 1)) for t in report.tables],
+    )
+    out.print("the daemon (or `syncd sync --once`) ships them to the hub")
+
+
 node_app = typer.Typer(help="Hub admin: register city nodes.", no_args_is_help=True)
 audit_app = typer.Typer(help="Auditors: sync history and its proof.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Rejected rows and why.", no_args_is_help=True)
@@ -645,6 +688,241 @@ def conflicts_resolve(
         out.print(f"conflict {cid} resolved by {who}: {to_jsonable(res)}")
 
 
+report_app = typer.Typer(
+    help="Managers: consolidated reports; each is also a report_* view on the hub.",
+    no_args_is_help=True,
+)
+app.add_typer(report_app, name="report")
+
+CsvOpt = Annotated[bool, typer.Option("--csv", help="print CSV to stdout instead of a table")]
+
+
+def _csv_cell(value: Any) -> str:
+    value = to_jsonable(value)
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def print_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([_csv_cell(v) for v in row] for row in rows)
+
+
+def _report_rows(
+    title: str,
+    rows: list[dict[str, Any]],
+    columns: Sequence[tuple[str, str]],
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """Render a flat report: JSON or CSV with every key, or a table of (key, label) columns."""
+    if as_json:
+        print_json(rows)
+    elif as_csv:
+        keys = list(rows[0]) if rows else [k for k, _ in columns]
+        print_csv(keys, ([r[k] for k in keys] for r in rows))
+    else:
+        print_table(
+            title,
+            [label for _, label in columns],
+            ([_csv_cell(r[k]) for k, _ in columns] for r in rows),
+        )
+
+
+def _one_format(as_json: bool, as_csv: bool) -> None:
+    if as_json and as_csv:
+        usage("--json and --csv: choose one")
+
+
+@report_app.command("customer")
+def report_customer(
+    id_number: Annotated[str, typer.Option("--id-number", help="the customer's ID number")],
+    id_type: Annotated[
+        str | None, typer.Option("--id-type", help="ric, uscc or passport (if ambiguous)")
+    ] = None,
+    as_json: JsonOpt = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="CSV: section,node,record,column,value per field")
+    ] = False,
+) -> None:
+    """Customer 360: golden record, each city's version and differences, products, cities."""
+    from syncd import reports
+    from syncd.policy import load_policy
+
+    _one_format(as_json, as_csv)
+    s = hub_settings()
+    policy = call(lambda: load_policy(s.policy.path))
+    view = _read(lambda c: reports.customer_360(c, policy, id_number, id_type))
+    if as_json:
+        print_json(view)
+    elif as_csv:
+        print_csv(["section", "node", "record", "column", "value"], _customer_csv(view, policy))
+    else:
+        _customer_tables(view)
+
+
+_PRODUCT_SECTIONS = (
+    ("deposits", "deposit_accounts"),
+    ("loans", "loans"),
+    ("intermediary_business", "intermediary_business"),
+)
+_LINK_COLUMNS = frozenset({"golden_id", "id_type", "id_number", "origin_node", "city_code"})
+
+
+def _customer_csv(view: dict[str, Any], policy: Any) -> Iterable[Sequence[Any]]:
+    golden = view["golden"]
+    for k, v in golden.items():
+        yield ("golden", "", golden["golden_id"], k, v)
+    for src in view["sources"]:
+        record = "/".join(str(src[k]) for k in policy.table("customers").primary_key)
+        for k, v in src.items():
+            yield ("source", src["origin_node"], record, k, v)
+    for diff in view["differences"]:
+        for node, v in diff["values"].items():
+            yield ("difference", node, "", diff["column"], v)
+    for section, table in _PRODUCT_SECTIONS:
+        for row in view[section]:
+            record = "/".join(str(row[k]) for k in policy.table(table).primary_key)
+            for k, v in row.items():
+                if k not in _LINK_COLUMNS:
+                    yield (section, row["origin_node"], record, k, v)
+
+
+def _customer_tables(view: dict[str, Any]) -> None:
+    golden = view["golden"]
+    out.print(
+        f"[bold]{golden['name']}[/] ({golden['id_type']} {golden['id_number']}), "
+        f"golden record {golden['golden_id']}, cities: {', '.join(view['cities'])}",
+        highlight=False,
+    )
+    print_table("golden record", ["field", "value"], golden.items())
+    sources = view["sources"]
+    differing = {d["column"] for d in view["differences"]}
+    fields = [k for k in (sources[0] if sources else {}) if k != "origin_node"]
+    print_table(
+        "each city's version (≠: differs between cities)",
+        ["field", *(s["origin_node"] for s in sources), ""],
+        ([f, *(s[f] for s in sources), "≠" if f in differing else ""] for f in fields),
+    )
+    for section, _ in _PRODUCT_SECTIONS:
+        rows = view[section]
+        keys = [k for k in (rows[0] if rows else {}) if k not in _LINK_COLUMNS - {"origin_node"}]
+        print_table(section.replace("_", " "), keys, ([r[k] for k in keys] for r in rows))
+    totals = view["totals"]
+    out.print(
+        f"deposits {totals['deposit_balance']}, loans {totals['loan_balance']}, "
+        f"fee income {totals['fee_income']}",
+        highlight=False,
+    )
+
+
+@report_app.command("cities")
+def report_cities(as_json: JsonOpt = False, as_csv: CsvOpt = False) -> None:
+    """Per city: customers, deposits, loans by five-class category, overdue, fees, last sync."""
+    from syncd import reports
+
+    _one_format(as_json, as_csv)
+    hub_settings()
+    rows = _read(reports.city_summary)
+    _report_rows(
+        "cities (view report_city_summary)",
+        rows,
+        [
+            ("node_id", "node"),
+            ("city_code", "city"),
+            ("customers", "customers"),
+            ("deposit_balance", "deposits"),
+            ("loan_balance", "loans"),
+            ("loan_normal", "normal"),
+            ("loan_special_mention", "special mention"),
+            ("loan_substandard", "substandard"),
+            ("loan_doubtful", "doubtful"),
+            ("loan_loss", "loss"),
+            ("overdue_loan_balance", "overdue"),
+            ("fee_income", "fee income"),
+            ("last_applied_at", "last applied"),
+            ("last_seen_at", "last seen"),
+        ],
+        as_json,
+        as_csv,
+    )
+
+
+@report_app.command("value")
+def report_value(
+    top: Annotated[int | None, typer.Option("--top", help="only the first N customers")] = None,
+    as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
+) -> None:
+    """Customer contribution (贡献度) province-wide, ranked, with value tiers ([report] weights)."""
+    from syncd import reports
+
+    _one_format(as_json, as_csv)
+    s = hub_settings()
+    rows = _read(lambda c: reports.customer_value(c, s.report, top))
+    _report_rows(
+        "customer value (view report_customer_value_base, weights from [report])",
+        rows,
+        [
+            ("rank", "rank"),
+            ("tier", "tier"),
+            ("name", "name"),
+            ("id_type", "id type"),
+            ("id_number", "id number"),
+            ("cities", "cities"),
+            ("deposit_balance", "deposits"),
+            ("loan_balance", "loans"),
+            ("fee_income", "fee income"),
+            ("contribution", "contribution"),
+        ],
+        as_json,
+        as_csv,
+    )
+
+
+@report_app.command("exposure")
+def report_exposure(
+    min_amount: Annotated[
+        str, typer.Option("--min", help="cross-city total loan balance that warns (default 0)")
+    ] = "0",
+    as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
+) -> None:
+    """Cross-city credit exposure and early warning (风险预警): multi-city, overdue, NPL."""
+    from syncd import reports
+
+    _one_format(as_json, as_csv)
+    hub_settings()
+    try:
+        threshold = decimal.Decimal(min_amount)
+    except decimal.InvalidOperation:
+        usage(f"--min {min_amount!r}: not an amount")
+    rows = _read(lambda c: reports.credit_exposure(c, threshold))
+    _report_rows(
+        f"credit exposure (view report_credit_exposure, cross-city minimum {threshold})",
+        rows,
+        [
+            ("name", "name"),
+            ("id_type", "id type"),
+            ("id_number", "id number"),
+            ("loan_cities", "loan cities"),
+            ("loan_count", "loans"),
+            ("loan_balance", "balance"),
+            ("max_overdue_days", "max overdue days"),
+            ("worst_five_class", "worst class"),
+            ("warnings", "warnings"),
+        ],
+        as_json,
+        as_csv,
+    )
+
+
 def usage(message: str) -> NoReturn:
     fail(UsageError(message))
 
@@ -655,7 +933,7 @@ def main() -> None:
         app()
     except SystemExit:
         raise
-    except Exception as exc:  # noqa: BLE001 - e.g. an import-time failure: one line, exit 1
+    except Exception as exc:
         try:
             fail(exc)
         except typer.Exit as stop:
