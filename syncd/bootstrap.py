@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from syncd import capture, crm, inbox, migrate, schema_hub
+from syncd import capture, crm, inbox, migrate, reports, schema_hub
 from syncd.db import create_engine, translated
 from syncd.policy import Policy, load_policy
 from syncd.settings import Settings
@@ -62,6 +62,7 @@ def _init_hub(settings: Settings, policy: Policy, engine: Engine) -> InitReport:
         migrate.upgrade(conn, "hub")
         tables = schema_hub.install(conn, policy)
         inbox.install_functions(conn)
+        reports.install_views(conn, policy)
     return InitReport(
         node_id=settings.node.id, role="hub", crm_tables_created=False, hub_tables=tables
     )

@@ -92,7 +92,9 @@ def fail(exc: BaseException) -> NoReturn:
         err.print_exception()
     code = exc.exit_code if isinstance(exc, SyncdError) else 1
     label = "error" if code == 2 else "failed"
-    err.print(f"syncd: {label}: {redact_url(str(exc))}", markup=False, highlight=False)
+    text = str(exc) if isinstance(exc, SyncdError) else (str(exc).splitlines() or [""])[0]
+    hint = "" if _state.verbose or isinstance(exc, SyncdError) else " (-v for details)"
+    err.print(f"syncd: {label}: {redact_url(text)}{hint}", markup=False, highlight=False)
     raise typer.Exit(code)
 
 
@@ -224,6 +226,198 @@ def snapshot_cmd(
         [(t.table, t.rows, t.done, round(t.seconds, 1)) for t in report.tables],
     )
     out.print("the daemon (or `syncd sync --once`) ships them to the hub")
+
+
+@app.command("demo")
+def demo_cmd(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="keep the demo's files here")
+    ] = None,
+    cities: Annotated[int, typer.Option("--cities", help="number of cities")] = 3,
+    customers: Annotated[int, typer.Option("--customers", help="distinct customers")] = 300,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the files (temp dir)")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="random seed of the data")] = 7,
+) -> None:
+    """The whole system on embedded SQLite: hub + cities, data, sync, conflicts, reports."""
+    from syncd import demo
+
+    opts = demo.DemoOptions(
+        directory=directory, cities=cities, customers=customers, seed=seed, keep=keep
+    )
+    result = call(lambda: demo.run_demo(opts, lambda m: out.print(m, highlight=False), _show_demo))
+    out.print()
+    for c in result.checks:
+        mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
+        out.print(f"{mark} {c.name}: {c.detail}", highlight=False)
+    if result.kept:
+        out.print(f"\nthe demo's files are kept in {result.directory}; go on with e.g.")
+        out.print(f"  syncd --config {result.hub_config} status", markup=False)
+        out.print(
+            f"  syncd --config {result.hub_config} report customer --id-number <ID>", markup=False
+        )
+        for node, conf in result.city_configs.items():
+            out.print(f"  syncd --config {conf} status      # {node}", markup=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _show_demo(result: Any) -> None:
+    """Print what the hub holds after the demo, with the same functions the commands use."""
+    from syncd import audit, conflicts, quarantine, reports
+    from syncd.settings import load_settings
+    from syncd.status import city_status, hub_status
+
+    hub = load_settings(result.hub_config)
+    st = hub_status(hub)
+    out.rule("node status")
+    print_table(
+        "hub-33",
+        ["node", "received", "applied", "pending", "quarantined", "conflicts"],
+        [
+            (
+                n.node_id,
+                n.received_seq,
+                n.applied_seq,
+                n.pending_batches,
+                n.quarantined,
+                n.open_conflicts,
+            )
+            for n in st.nodes
+        ],
+    )
+    print_table(
+        "cities",
+        ["node", "backlog rows", "last acked seq", "last error"],
+        [
+            (cs.node_id, cs.backlog_rows, cs.last_acked_seq, cs.last_error or "")
+            for cs in (city_status(load_settings(p)) for p in result.city_configs.values())
+        ],
+    )
+    from syncd.db import create_engine
+
+    engine = create_engine(hub.database.url)
+    try:
+        with engine.connect() as conn:
+            out.rule("conflicts and the rule that decided")
+            decided = audit.query(conn, action="row_applied", table="customers", limit=5000)
+            rows = []
+            for e in decided:
+                detail = e["detail"] if isinstance(e["detail"], dict) else {}
+                for column, d in (detail.get("disputed") or {}).items():
+                    if column in ("phone", "address", "name", "customer_type", "risk_tags"):
+                        key = (e["row_key"] or {}).get("customer_id", "")
+                        rows.append(
+                            (
+                                key,
+                                detail.get("golden_id"),
+                                column,
+                                d.get("rule"),
+                                d.get("winner") or "(all sources)",
+                            )
+                        )
+            print_table(
+                "fields the cities disagree on, as last decided (audit: row_applied)",
+                ["source key", "golden", "field", "rule", "taken from"],
+                rows[-10:],
+            )
+            open_c = conflicts.list_conflicts(conn)
+            print_table(
+                "open conflicts (rule manual: a data steward decides)",
+                ["id", "golden", "field", "golden value", "candidates"],
+                [
+                    (
+                        c["conflict_id"],
+                        c["golden_id"],
+                        c["column_name"],
+                        c["golden_value"],
+                        ", ".join(f"{k}={v}" for k, v in c["candidates"].items()),
+                    )
+                    for c in open_c
+                ],
+            )
+            out.rule("quarantine")
+            print_table(
+                "quarantined rows",
+                ["id", "node", "table", "key", "reason"],
+                [
+                    (
+                        q["quarantine_id"],
+                        q["node_id"],
+                        q["table_name"],
+                        ", ".join(str(v) for v in q["row_key"].values()),
+                        q["reason"],
+                    )
+                    for q in quarantine.list_entries(conn)
+                ],
+            )
+            out.rule("manager report (syncd report cities / value; views report_*)")
+            print_table(
+                "cities",
+                [
+                    "node",
+                    "customers",
+                    "deposits",
+                    "loans",
+                    "overdue loans",
+                    "non-performing",
+                    "fee income",
+                ],
+                [
+                    (
+                        r["node_id"],
+                        r["customers"],
+                        _money(r["deposit_balance"]),
+                        _money(r["loan_balance"]),
+                        _money(r["overdue_loan_balance"]),
+                        _money(
+                            sum(
+                                decimal.Decimal(str(r[k]))
+                                for k in ("loan_substandard", "loan_doubtful", "loan_loss")
+                            )
+                        ),
+                        _money(r["fee_income"]),
+                    )
+                    for r in reports.city_summary(conn)
+                ],
+            )
+            print_table(
+                "top customers by contribution (贡献度)",
+                ["rank", "tier", "name", "cities", "deposits", "loans", "contribution"],
+                [
+                    (
+                        r["rank"],
+                        r["tier"],
+                        r["name"],
+                        r["city_count"],
+                        _money(r["deposit_balance"]),
+                        _money(r["loan_balance"]),
+                        _money(r["contribution"]),
+                    )
+                    for r in reports.customer_value(conn, hub.report, 5)
+                ],
+            )
+            out.rule("audit")
+            res = audit.verify(conn)
+            out.print(
+                f"audit verify: {'intact' if res.ok else 'BROKEN'} — {res.entries} "
+                f"entries, head {res.head_id}:{res.head_hash[:16]}…",
+                highlight=False,
+            )
+            result.checks.append(
+                _demo_check("the audit chain verifies", res.ok, f"{res.entries} entries")
+            )
+    finally:
+        engine.dispose()
+
+
+def _money(value: Any) -> str:
+    return f"{decimal.Decimal(str(value or 0)):,.2f}"
+
+
+def _demo_check(name: str, ok: bool, detail: str) -> Any:
+    from syncd.demo import Check
+
+    return Check(name, ok, detail)
 
 
 node_app = typer.Typer(help="Hub admin: register city nodes.", no_args_is_help=True)
@@ -772,6 +966,19 @@ _PRODUCT_SECTIONS = (
     ("loans", "loans"),
     ("intermediary_business", "intermediary_business"),
 )
+# What a table of products shows; --json and --csv carry every column.
+_PRODUCT_COLUMNS = {
+    "deposits": ("origin_node", "account_id", "product", "currency", "balance", "status"),
+    "loans": ("origin_node", "loan_id", "product", "balance", "five_class", "overdue_days"),
+    "intermediary_business": (
+        "origin_node",
+        "business_id",
+        "product_type",
+        "product_name",
+        "fee_income",
+        "trade_date",
+    ),
+}
 _LINK_COLUMNS = frozenset({"golden_id", "id_type", "id_number", "origin_node", "city_code"})
 
 
@@ -812,7 +1019,7 @@ def _customer_tables(view: dict[str, Any]) -> None:
     )
     for section, _ in _PRODUCT_SECTIONS:
         rows = view[section]
-        keys = [k for k in (rows[0] if rows else {}) if k not in _LINK_COLUMNS - {"origin_node"}]
+        keys = [k for k in _PRODUCT_COLUMNS[section] if not rows or k in rows[0]]
         print_table(section.replace("_", " "), keys, ([r[k] for k in keys] for r in rows))
     totals = view["totals"]
     out.print(
@@ -867,7 +1074,7 @@ def report_value(
     s = hub_settings()
     rows = _read(lambda c: reports.customer_value(c, s.report, top))
     _report_rows(
-        "customer value (view report_customer_value_base, weights from [report])",
+        "customer value (view report_customer_value_base; weights: config, report section)",
         rows,
         [
             ("rank", "rank"),
