@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
-from syncd import capture
+from syncd.capture import trigger_problems
 from syncd.db import translated
 from syncd.policy import ColumnType, Policy, Table
 from syncd.sqltypes import sql_type
@@ -125,10 +125,10 @@ def check_schema(conn: Connection, policy: Policy) -> list[SchemaProblem]:
                 problems.append(SchemaProblem(table.name, None, "table is missing"))
             else:
                 problems.extend(_table_problems(insp, table, conn.dialect.name))
-        trigger_problems = capture.trigger_problems(conn, policy)
+        capture_problems = trigger_problems(conn, policy)
     problems.extend(
         SchemaProblem(table, None, problem)
-        for table, problem in trigger_problems
+        for table, problem in capture_problems
         if table in existing or table not in policy.tables
     )
     return problems

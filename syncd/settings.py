@@ -128,12 +128,6 @@ class ReportSection(_Section):
     tier_medium_pct: float = Field(default=30.0, ge=0, le=100)
 
 
-class AuditSection(_Section):
-    hmac_key_file: Path | None = Field(
-        default=None, description="file outside the database holding the audit HMAC key"
-    )
-
-
 class Settings(BaseSettings):
     """Everything a node needs; built by `load_settings`, never at import."""
 
@@ -153,7 +147,6 @@ class Settings(BaseSettings):
     log: LogSection = LogSection()
     metrics: MetricsSection = MetricsSection()
     report: ReportSection = ReportSection()
-    audit: AuditSection = AuditSection()
     config_path: Path | None = None
 
     @classmethod
@@ -187,11 +180,6 @@ def _resolve_relative(data: dict[str, Any], base: Path) -> None:
         sec = data.get(section)
         if isinstance(sec, dict) and isinstance(sec.get("url"), str):
             sec["url"] = _absolute_sqlite(sec["url"], base)
-    audit = data.get("audit")
-    if isinstance(audit, dict) and isinstance(audit.get("hmac_key_file"), str):
-        p = Path(audit["hmac_key_file"])
-        if not p.is_absolute():
-            audit["hmac_key_file"] = str(base / p)
 
 
 def _absolute_sqlite(url: str, base: Path) -> str:

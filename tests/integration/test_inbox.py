@@ -36,8 +36,11 @@ def hub(tmp_path: Path, db_url: str) -> Iterator[str]:
 def events(url: str) -> list[tuple[str, str]]:
     engine = create_engine(url)
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(h.inbox_events.c.kind, h.inbox_events.c.reason)
-                            .order_by(h.inbox_events.c.event_id)).all()
+        rows = conn.execute(
+            sa.select(h.inbox_events.c.kind, h.inbox_events.c.reason).order_by(
+                h.inbox_events.c.event_id
+            )
+        ).all()
     engine.dispose()
     return [(k, r) for k, r in rows]
 
@@ -57,10 +60,12 @@ def test_submit_is_idempotent_and_watermark_advances(hub: str) -> None:
         inbox.close()
     engine = create_engine(hub)
     with engine.connect() as conn:
-        batches = conn.execute(sa.select(h.batches.c.last_seq, h.batches.c.row_count)
-                               .order_by(h.batches.c.last_seq)).all()
-        rows = conn.execute(sa.select(h.batch_rows.c.seq, sa.cast(h.batch_rows.c.row_data,
-                                                                   sa.Text))).all()
+        batches = conn.execute(
+            sa.select(h.batches.c.last_seq, h.batches.c.row_count).order_by(h.batches.c.last_seq)
+        ).all()
+        rows = conn.execute(
+            sa.select(h.batch_rows.c.seq, sa.cast(h.batch_rows.c.row_data, sa.Text))
+        ).all()
     engine.dispose()
     assert [tuple(b) for b in batches] == [(10, 2), (12, 0)]
     assert sorted(r[0] for r in rows) == [3, 9]
@@ -140,13 +145,19 @@ def test_pg_node_credentials_only_submit_as_themselves(
             "received_at) VALUES ('city-3302', 1, 2, 0, 'x', now())",
         ]
         for stmt in forbidden:
-            with raw.connect() as conn, pytest.raises(sa.exc.ProgrammingError,
-                                                      match="permission denied"):
+            with (
+                raw.connect() as conn,
+                pytest.raises(sa.exc.ProgrammingError, match="permission denied"),
+            ):
                 conn.execute(sa.text(stmt))
         raw.dispose()
         with engine.connect() as conn:  # B's position is untouched by A's attempts
-            assert conn.execute(sa.text(
-                "SELECT received_seq FROM syncd_node WHERE node_id = 'city-3302'")).scalar() == 0
+            assert (
+                conn.execute(
+                    sa.text("SELECT received_seq FROM syncd_node WHERE node_id = 'city-3302'")
+                ).scalar()
+                == 0
+            )
     finally:
         engine.dispose()
         with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as conn:

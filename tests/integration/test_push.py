@@ -27,10 +27,19 @@ NOW = dt.datetime(2026, 11, 26, 8, 0, 0)
 
 
 def customer(cid: str, status: str = "active", **kw: Any) -> dict[str, Any]:
-    row = {"customer_id": cid, "customer_type": "individual", "name": f"客户{cid}",
-           "id_type": "ric", "id_number": "11010519491231002X", "phone": "13800000000",
-           "status": status, "rm_notes": "不外传", "created_at": NOW, "updated_at": NOW,
-           "risk_tags": ["a"]}
+    row = {
+        "customer_id": cid,
+        "customer_type": "individual",
+        "name": f"客户{cid}",
+        "id_type": "ric",
+        "id_number": "11010519491231002X",
+        "phone": "13800000000",
+        "status": status,
+        "rm_notes": "不外传",
+        "created_at": NOW,
+        "updated_at": NOW,
+        "risk_tags": ["a"],
+    }
     row.update(kw)
     return row
 
@@ -45,14 +54,19 @@ class Pair:
         engine = create_engine(self.hub_url)
         with engine.connect() as conn:
             rows = conn.execute(
-                sa.select(h.batch_rows.c.seq, h.batch_rows.c.table_name, h.batch_rows.c.op,
-                          sa.cast(h.batch_rows.c.row_key, sa.Text),
-                          sa.cast(h.batch_rows.c.row_data, sa.Text))
-                .order_by(h.batch_rows.c.seq)
+                sa.select(
+                    h.batch_rows.c.seq,
+                    h.batch_rows.c.table_name,
+                    h.batch_rows.c.op,
+                    sa.cast(h.batch_rows.c.row_key, sa.Text),
+                    sa.cast(h.batch_rows.c.row_data, sa.Text),
+                ).order_by(h.batch_rows.c.seq)
             ).all()
         engine.dispose()
-        return [{"seq": s, "table": t, "op": o, "key": loads(k), "row": loads(r) if r else None}
-                for s, t, o, k, r in rows]
+        return [
+            {"seq": s, "table": t, "op": o, "key": loads(k), "row": loads(r) if r else None}
+            for s, t, o, k, r in rows
+        ]
 
 
 def make_pair(tmp_path: Path, city_url: str, hub_url: str, **sync: Any) -> Pair:
@@ -60,18 +74,21 @@ def make_pair(tmp_path: Path, city_url: str, hub_url: str, **sync: Any) -> Pair:
     engine = create_engine(hub_url)
     register_node(engine, hub_url, "city-3301", "3301")
     engine.dispose()
-    city = settings_for(write_config(tmp_path / "city.toml", "city-3301", "city", city_url,
-                                     hub_url, sync=sync))
+    city = settings_for(
+        write_config(tmp_path / "city.toml", "city-3301", "city", city_url, hub_url, sync=sync)
+    )
     init_node(city)
-    pusher = Pusher(city, load_policy(POLICY), create_engine(city_url),
-                    HubInbox(hub_url, "city-3301"))
+    pusher = Pusher(
+        city, load_policy(POLICY), create_engine(city_url), HubInbox(hub_url, "city-3301")
+    )
     return Pair(city, hub_url, pusher)
 
 
 @pytest.fixture
 def pair(tmp_path: Path, db_url: str, pg_url_factory: Any) -> Iterator[Pair]:
-    hub_url = f"sqlite:///{tmp_path / 'hub.db'}" if db_url.startswith("sqlite") \
-        else pg_url_factory()
+    hub_url = (
+        f"sqlite:///{tmp_path / 'hub.db'}" if db_url.startswith("sqlite") else pg_url_factory()
+    )
     p = make_pair(tmp_path, db_url, hub_url)
     yield p
     p.pusher.hub.close()
@@ -98,7 +115,8 @@ def test_push_ships_public_filtered_changes_only(pair: Pair) -> None:
     # C1 coalesced to its last version; C2 entered the filter; the prospect insert and the
     # local opportunity never left the city.
     assert [(r["table"], r["key"]["customer_id"], r["op"]) for r in rows] == [
-        ("customers", "C1", "upsert"), ("customers", "C2", "upsert"),
+        ("customers", "C1", "upsert"),
+        ("customers", "C2", "upsert"),
     ]
     assert rows[0]["row"]["phone"] == "139"
     assert all("rm_notes" not in r["row"] for r in rows)
@@ -119,8 +137,9 @@ def test_trim_only_below_the_hub_watermark(pair: Pair) -> None:
 
 
 def test_batches_are_capped_by_rows_and_bytes(tmp_path: Path, sqlite_url: str) -> None:
-    p = make_pair(tmp_path, sqlite_url, f"sqlite:///{tmp_path / 'hub.db'}",
-                  batch_rows=3, batch_bytes=2000)
+    p = make_pair(
+        tmp_path, sqlite_url, f"sqlite:///{tmp_path / 'hub.db'}", batch_rows=3, batch_bytes=2000
+    )
     cust = crm(p).tables["customers"]
     with p.pusher.city.begin() as conn:
         conn.execute(cust.insert(), [customer(f"C{i}") for i in range(10)])
@@ -130,8 +149,7 @@ def test_batches_are_capped_by_rows_and_bytes(tmp_path: Path, sqlite_url: str) -
     assert [r["key"]["customer_id"] for r in p.hub_rows()] == [f"C{i}" for i in range(10)]
 
 
-def test_pg_gap_safety_late_commit_of_lower_sequence(tmp_path: Path, pg_url_factory: Any
-                                                     ) -> None:
+def test_pg_gap_safety_late_commit_of_lower_sequence(tmp_path: Path, pg_url_factory: Any) -> None:
     """T1 takes seq n and commits after T2 took n+1 and committed: both must reach the hub."""
     p = make_pair(tmp_path, pg_url_factory(), pg_url_factory(), gap_wait_seconds=0.2)
     cust = crm(p).tables["customers"]

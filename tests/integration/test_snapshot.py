@@ -31,25 +31,51 @@ def seed_crm(url: str, n: int) -> None:
         create_crm_schema(conn, policy)
         md = sa.MetaData()
         md.reflect(conn, only=["customers", "loans"])
-        conn.execute(md.tables["customers"].insert(), [
-            {"customer_id": f"C{i:04d}", "customer_type": "individual", "name": f"客户{i}",
-             "id_type": "ric", "id_number": "11010519491231002X",
-             "status": "prospect" if i % 10 == 0 else "active", "rm_notes": "x",
-             "created_at": NOW, "updated_at": NOW} for i in range(n)])
-        conn.execute(md.tables["loans"].insert(), [
-            {"loan_id": f"L{i:04d}", "customer_id": f"C{i:04d}", "product": "consumer",
-             "principal": "1000.00", "balance": "10.50", "five_class": "normal",
-             "overdue_days": 0, "issued_on": dt.date(2025, 1, 1),
-             "maturity_on": dt.date(2027, 1, 1), "approval_memo": "秘", "updated_at": NOW}
-            for i in range(n // 2)])
+        conn.execute(
+            md.tables["customers"].insert(),
+            [
+                {
+                    "customer_id": f"C{i:04d}",
+                    "customer_type": "individual",
+                    "name": f"客户{i}",
+                    "id_type": "ric",
+                    "id_number": "11010519491231002X",
+                    "status": "prospect" if i % 10 == 0 else "active",
+                    "rm_notes": "x",
+                    "created_at": NOW,
+                    "updated_at": NOW,
+                }
+                for i in range(n)
+            ],
+        )
+        conn.execute(
+            md.tables["loans"].insert(),
+            [
+                {
+                    "loan_id": f"L{i:04d}",
+                    "customer_id": f"C{i:04d}",
+                    "product": "consumer",
+                    "principal": "1000.00",
+                    "balance": "10.50",
+                    "five_class": "normal",
+                    "overdue_days": 0,
+                    "issued_on": dt.date(2025, 1, 1),
+                    "maturity_on": dt.date(2027, 1, 1),
+                    "approval_memo": "秘",
+                    "updated_at": NOW,
+                }
+                for i in range(n // 2)
+            ],
+        )
     engine.dispose()
 
 
 def captured(url: str) -> list[tuple[str, dict[str, Any]]]:
     engine = create_engine(url)
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(changelog.c.table_name, sa.cast(changelog.c.row_image,
-                                                                       sa.Text))).all()
+        rows = conn.execute(
+            sa.select(changelog.c.table_name, sa.cast(changelog.c.row_image, sa.Text))
+        ).all()
     engine.dispose()
     return [(t, loads(i)) for t, i in rows]
 
@@ -57,8 +83,14 @@ def captured(url: str) -> list[tuple[str, dict[str, Any]]]:
 @pytest.fixture
 def city(tmp_path: Path, db_url: str) -> Path:
     seed_crm(db_url, 120)
-    conf = write_config(tmp_path / "city.toml", "city-3301", "city", db_url,
-                        f"sqlite:///{tmp_path / 'hub.db'}", create_schema=False)
+    conf = write_config(
+        tmp_path / "city.toml",
+        "city-3301",
+        "city",
+        db_url,
+        f"sqlite:///{tmp_path / 'hub.db'}",
+        create_schema=False,
+    )
     init_node(settings_for(conf))
     return conf
 
