@@ -24,4 +24,8 @@ def check_value(kind: CheckKind, value: object) -> str | None:
         _MODULES[kind].validate(value)
     except stdnum_exceptions.ValidationError as exc:
         return f"not a valid {_LABELS[kind]} ({value!r}): {str(exc).rstrip('.').lower()}"
+    except (KeyError, ValueError, IndexError):
+        # python-stdnum 2.x raises KeyError for a known province with an unknown county code;
+        # a bad number must be quarantined, never crash the apply.
+        return f"not a valid {_LABELS[kind]} ({value!r}): unknown region code"
     return None
