@@ -21,7 +21,7 @@ def test_valid_numbers_pass() -> None:
     [
         ("11010519491231002Y", "check digit"),
         ("1101051949123100", "length"),
-        ("339901198001010012", "unknown region code"),  # stdnum raises KeyError here
+        ("339901198001010013", "unknown region code"),  # stdnum raises KeyError here
         (12345, "expected text"),
     ],
 )
