@@ -15,7 +15,10 @@ import time
 import sqlalchemy as sa
 from stdnum.cn import ric
 
+from syncd.crm import crm_metadata
 from syncd.db import create_engine
+from syncd.policy import load_policy
+from tests.conftest import POLICY
 
 REGIONS = ["330102", "330106", "330203", "330302", "330402"]
 
@@ -32,8 +35,9 @@ def main() -> None:
     prefix = sys.argv[4] if len(sys.argv) > 4 else "C"
     rng = random.Random(seed)
     engine = create_engine(url)
-    md = sa.MetaData()
-    md.reflect(engine, only=["customers", "loans", "opportunities"])
+    # The CRM's own table definitions (typed as the CRM declares them); the writes are plain
+    # SQL statements on the writer's own connection, never syncd calls.
+    md = crm_metadata(load_policy(POLICY))
     cust, loans, opp = md.tables["customers"], md.tables["loans"], md.tables["opportunities"]
     deadline = time.monotonic() + seconds
     n = 0

@@ -1,0 +1,1017 @@
+"""The hub's single writer: pending batches become source records, golden records and audit.
+
+One transaction per batch holds every effect of it — validation verdicts, source records, the
+golden records they change, the conflict queue, quarantine entries, audit entries, the batch's
+status and the node's watermark — so a batch is applied entirely or not at all, and a killed
+hub resumes at the first batch still pending. Batches of one node apply in sequence order;
+ordering between versions of a row is by the city's own sequence, never by a clock.
+
+Work is set-based per batch and table: one SELECT of the stored source rows for all keys, one
+executemany INSERT … ON CONFLICT for the new versions, one load of all sources of the
+identities touched, one upsert of the golden records, one executemany insert of the audit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from syncd import schema_hub as h
+from syncd.audit import Action, AuditWriter
+from syncd.batch import DELETE, UPSERT, checksum
+from syncd.canonical import canonical, loads
+from syncd.db import is_postgres, translated
+from syncd.errors import SyncdError
+from syncd.logs import get_logger
+from syncd.merge import FieldDecision, MergeResult, Resolution, Source, encode_value, merge_golden
+from syncd.policy import Policy, Table
+from syncd.validate import Change, Verdict, classify, decode_value, validate_key
+
+# pg_advisory_xact_lock key serializing hub writers (apply, quarantine retry, conflict
+# resolution): the bytes of "syncdapl" as a bigint. SQLite's BEGIN IMMEDIATE does the same.
+APPLY_LOCK_KEY = 0x73796E6364617070
+
+PENDING, APPLIED, REFUSED = "pending", "applied", "refused"
+OPEN, SUPERSEDED, RESOLVED = "open", "superseded", "resolved"
+# Audit actions as docs/auditors.md names them, where audit.Action has no member or spells
+# them otherwise (Action.ROW_REFUSED is "row_refused", Action.DUPLICATE_BATCH "duplicate_batch").
+REFUSED_ROW = "refused_row"
+BATCH_DUPLICATE = "batch_duplicate"
+QUARANTINE_SUPERSEDED = "quarantine_superseded"
+CONFLICT_SUPERSEDED = "conflict_superseded"
+
+# Rows per IN (...) list: far below SQLite's and PostgreSQL's bind-parameter limits.
+_CHUNK = 500
+_NAME_MAX = 63
+
+_log = get_logger(__name__)
+_T = TypeVar("_T")
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC, as every hub timestamp column stores it."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def lock(conn: Connection) -> None:
+    """Serialize hub writers until the transaction ends (PostgreSQL; SQLite already is)."""
+    if is_postgres(conn):
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.literal(APPLY_LOCK_KEY))))
+
+
+def upsert(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    index: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """INSERT … ON CONFLICT (index) DO UPDATE SET update = excluded, as one executemany."""
+    if not rows:
+        return
+    if is_postgres(conn):
+        pg = postgresql.insert(table)
+        # RETURNING makes SQLAlchemy send the rows as multi-row VALUES pages ("insertmanyvalues")
+        # instead of one statement per row: a few round trips per thousand rows.
+        stmt: sa.Executable = pg.on_conflict_do_update(
+            index_elements=list(index), set_={c: pg.excluded[c] for c in update}
+        ).returning(*(table.c[c] for c in index))
+    else:
+        lite = sqlite.insert(table)
+        stmt = lite.on_conflict_do_update(
+            index_elements=list(index), set_={c: lite.excluded[c] for c in update}
+        )
+    conn.execute(stmt, list(rows))
+
+
+def insert_returning_ids(
+    conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], id_column: str
+) -> list[int]:
+    """Insert rows in one executemany and return their generated ids in the rows' order."""
+    if not rows:
+        return []
+    stmt = table.insert().returning(table.c[id_column], sort_by_parameter_order=True)
+    return [int(i) for i in conn.execute(stmt, list(rows)).scalars()]
+
+
+def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _matching(
+    cols: Sequence[sa.ColumnElement[Any]], values: Sequence[tuple[Any, ...]]
+) -> sa.ColumnElement[bool]:
+    if len(cols) == 1:
+        return cols[0].in_([v[0] for v in values])
+    return sa.tuple_(*cols).in_(values)
+
+
+# --- the policy's tables at the hub -------------------------------------------------------
+
+_TABLES: dict[int, tuple[Policy, sa.MetaData]] = {}
+
+
+def hub_tables(policy: Policy) -> sa.MetaData:
+    """The consolidated and source tables of a policy, built once per policy object."""
+    found = _TABLES.get(id(policy))
+    if found is not None and found[0] is policy:
+        return found[1]
+    md = h.policy_metadata(policy)
+    _TABLES[id(policy)] = (policy, md)
+    return md
+
+
+def source_table(policy: Policy, table: Table) -> sa.Table:
+    return hub_tables(policy).tables[h.source_table_name(table)]
+
+
+def golden_table(policy: Policy, table: Table) -> sa.Table:
+    return hub_tables(policy).tables[table.name]
+
+
+def merged_columns(table: Table) -> tuple[str, ...]:
+    """The golden record's columns chosen by merge rules (data columns minus identity)."""
+    return tuple(c for c in table.data_columns if c not in table.identity)
+
+
+# --- golden records -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoldenState:
+    """A golden record after a recompute; `result` is None once it has no live source."""
+
+    golden_id: int
+    identity: tuple[Any, ...]
+    result: MergeResult | None
+
+
+def _identity_doc(table: Table, identity: tuple[Any, ...]) -> dict[str, Any]:
+    return {c: encode_value(v) for c, v in zip(table.identity, identity, strict=True)}
+
+
+def _one_per_node(sources: Iterable[Source]) -> list[Source]:
+    # A city may hold one identity under two keys (a duplicate customer). Its most recently
+    # changed row speaks for it: a choice made from the set of records, so order-independent.
+    best: dict[str, Source] = {}
+    for s in sources:
+        if s.node_id not in best or s.seq > best[s.node_id].seq:
+            best[s.node_id] = s
+    return list(best.values())
+
+
+def _load_sources(
+    conn: Connection, policy: Policy, table: Table, identities: Sequence[tuple[Any, ...]]
+) -> dict[tuple[Any, ...], tuple[list[Source], list[Source]]]:
+    """(live, deleted) sources per identity, with each node's city."""
+    src = source_table(policy, table)
+    cols = [src.c[c] for c in table.public_columns]
+    found: dict[tuple[Any, ...], tuple[list[Source], list[Source]]] = defaultdict(lambda: ([], []))
+    for chunk in _chunks(identities):
+        stmt = (
+            sa.select(src.c[h.ORIGIN], src.c._seq, src.c._deleted, h.nodes.c.city_code, *cols)
+            .select_from(src.outerjoin(h.nodes, h.nodes.c.node_id == src.c[h.ORIGIN]))
+            .where(_matching([src.c[c] for c in table.identity], chunk))
+        )
+        for r in conn.execute(stmt).mappings():
+            row = {c: r[c] for c in table.public_columns}
+            updated = row.get(table.updated_at) if table.updated_at else None
+            source = Source(r[h.ORIGIN], r["city_code"], int(r["_seq"]), updated, row)
+            live, dead = found[tuple(row[c] for c in table.identity)]
+            (dead if r["_deleted"] else live).append(source)
+    return found
+
+
+def _golden_ids(
+    conn: Connection, policy: Policy, table: Table, identities: Sequence[tuple[Any, ...]]
+) -> dict[tuple[Any, ...], int]:
+    golden = golden_table(policy, table)
+    ids: dict[tuple[Any, ...], int] = {}
+    for chunk in _chunks(identities):
+        stmt = sa.select(golden.c[h.GOLDEN_ID], *(golden.c[c] for c in table.identity)).where(
+            _matching([golden.c[c] for c in table.identity], chunk)
+        )
+        for r in conn.execute(stmt):
+            ids[tuple(r[1:])] = int(r[0])
+    return ids
+
+
+def _resolutions(
+    conn: Connection, table: Table, golden_ids: Sequence[int]
+) -> dict[int, dict[str, Resolution]]:
+    """The latest steward resolution per golden record and column."""
+    found: dict[int, dict[str, Resolution]] = defaultdict(dict)
+    c = h.conflicts.c
+    for chunk in _chunks(golden_ids):
+        stmt = (
+            sa.select(c.golden_id, c.column_name, sa.cast(c.resolution, sa.Text))
+            .where(c.table_name == table.name, c.status == RESOLVED, c.golden_id.in_(chunk))
+            .order_by(c.conflict_id)
+        )
+        for gid, column, text in conn.execute(stmt):
+            if text is None or column not in table.columns:
+                continue
+            doc = loads(text)
+            value, problem = decode_value(table, column, doc.get("value"))
+            if problem is None:
+                found[int(gid)][column] = Resolution(value, doc.get("candidates") or {})
+    return found
+
+
+def _golden_row(
+    table: Table, identity: tuple[Any, ...], values: Mapping[str, Any], live: int, now: dt.datetime
+) -> dict[str, Any]:
+    row = dict(zip(table.identity, identity, strict=True))
+    row.update({c: values.get(c) for c in merged_columns(table)})
+    row.update(_sources=live, _deleted=live == 0, _updated_at=now)
+    return row
+
+
+def recompute_goldens(
+    conn: Connection,
+    policy: Policy,
+    table: Table,
+    identities: Iterable[tuple[Any, ...]],
+    audit: AuditWriter,
+    now: dt.datetime,
+) -> tuple[dict[tuple[Any, ...], GoldenState], int]:
+    """Merge the sources of each identity into its golden record; return states and new conflicts.
+
+    With no live source left the golden record is kept, marked deleted, with the merge of its
+    deleted sources (or empty): a function of the source records, so any arrival order ends
+    in the same record.
+    """
+    idents = sorted(set(identities), key=canonical)
+    if not idents:
+        return {}, 0
+    sources = _load_sources(conn, policy, table, idents)
+    existing = _golden_ids(conn, policy, table, idents)
+    resolutions = _resolutions(conn, table, sorted(existing.values()))
+    rows: list[dict[str, Any]] = []
+    results: dict[tuple[Any, ...], MergeResult | None] = {}
+    for ident in idents:
+        live, dead = sources.get(ident, ([], []))
+        gid = existing.get(ident)
+        if live:
+            resolved = resolutions.get(gid) if gid is not None else None
+            result = merge_golden(table, _one_per_node(live), resolved)
+            rows.append(_golden_row(table, ident, result.values, len(live), now))
+            results[ident] = result
+        elif gid is not None:
+            values = merge_golden(table, _one_per_node(dead)).values if dead else {}
+            rows.append(_golden_row(table, ident, values, 0, now))
+            results[ident] = None
+    golden = golden_table(policy, table)
+    update = [c for c in rows[0] if c not in table.identity] if rows else []
+    upsert(conn, golden, rows, table.identity, update)
+    ids = (
+        existing
+        if all(i in existing for i in results)
+        else _golden_ids(conn, policy, table, list(results))
+    )
+    states = {i: GoldenState(ids[i], i, r) for i, r in results.items()}
+    opened = _sync_conflicts(conn, table, list(states.values()), audit, now)
+    return states, opened
+
+
+def _signature(value_json: str | None, candidates_json: str) -> str:
+    """One text per (golden value, candidates), whether from merge or back from the database."""
+    return canonical([loads(value_json or "null"), loads(candidates_json)])
+
+
+def _decision_signature(d: FieldDecision) -> str:
+    candidates = {n: encode_value(v) for n, v in d.candidates.items()}
+    return _signature(canonical(encode_value(d.value)), canonical(candidates))
+
+
+def _open_conflicts(
+    conn: Connection, table: Table, golden_ids: Sequence[int]
+) -> list[tuple[int, int, str, str]]:
+    c = h.conflicts.c
+    found: list[tuple[int, int, str, str]] = []
+    for chunk in _chunks(golden_ids):
+        stmt = sa.select(
+            c.conflict_id,
+            c.golden_id,
+            c.column_name,
+            sa.cast(c.golden_value, sa.Text),
+            sa.cast(c.candidates, sa.Text),
+        ).where(c.table_name == table.name, c.status == OPEN, c.golden_id.in_(chunk))
+        for cid, gid, column, value, candidates in conn.execute(stmt):
+            found.append((int(cid), int(gid), column, _signature(value, candidates)))
+    return found
+
+
+def _sync_conflicts(
+    conn: Connection,
+    table: Table,
+    states: Sequence[GoldenState],
+    audit: AuditWriter,
+    now: dt.datetime,
+) -> int:
+    """Open a conflict per unresolved dispute; supersede open ones no longer current."""
+    wanted: dict[tuple[int, str], tuple[GoldenState, FieldDecision]] = {}
+    for state in states:
+        for d in state.result.conflicts if state.result is not None else ():
+            wanted[(state.golden_id, d.column)] = (state, d)
+    keep: set[tuple[int, str]] = set()
+    stale: list[tuple[int, int, str]] = []
+    for cid, gid, column, signature in _open_conflicts(conn, table, [s.golden_id for s in states]):
+        want = wanted.get((gid, column))
+        current = None if want is None else _decision_signature(want[1])
+        if current == signature and (gid, column) not in keep:
+            keep.add((gid, column))
+        else:
+            stale.append((cid, gid, column))
+    if stale:
+        c = h.conflicts.c
+        conn.execute(
+            h.conflicts.update().where(c.conflict_id == sa.bindparam("cid")),
+            [{"cid": cid, "status": SUPERSEDED, "resolved_at": now} for cid, _, _ in stale],
+        )
+        for cid, gid, column in stale:
+            audit.append(
+                CONFLICT_SUPERSEDED,
+                table=table.name,
+                detail={"conflict_id": cid, "golden_id": gid, "column": column},
+            )
+    new = [(s, d) for k, (s, d) in sorted(wanted.items()) if k not in keep]
+    rows = [
+        {
+            "table_name": table.name,
+            "golden_id": s.golden_id,
+            "identity": _identity_doc(table, s.identity),
+            "column_name": d.column,
+            "golden_value": encode_value(d.value),
+            "candidates": {n: encode_value(v) for n, v in d.candidates.items()},
+            "status": OPEN,
+            "opened_at": now,
+        }
+        for s, d in new
+    ]
+    for cid, row in zip(
+        insert_returning_ids(conn, h.conflicts, rows, "conflict_id"), rows, strict=True
+    ):
+        audit.append(
+            Action.CONFLICT_OPENED,
+            table=table.name,
+            key=row["identity"],
+            detail={
+                "conflict_id": cid,
+                "golden_id": row["golden_id"],
+                "column": row["column_name"],
+                "golden_value": row["golden_value"],
+                "candidates": row["candidates"],
+            },
+        )
+    return len(rows)
+
+
+def _disputes(result: MergeResult | None) -> dict[str, dict[str, Any]]:
+    if result is None:
+        return {}
+    return {
+        d.column: {"rule": d.rule.value, "winner": d.winner} for d in result.decisions if d.disputed
+    }
+
+
+# --- writing one node's rows --------------------------------------------------------------
+
+
+@dataclass
+class Counts:
+    """What happened to the rows of one batch (or one retry)."""
+
+    rows: int = 0
+    applied: int = 0
+    stale: int = 0
+    quarantined: int = 0
+    refused: int = 0
+    conflicts_opened: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    seq: int
+    identity: tuple[Any, ...] | None
+
+
+@dataclass
+class _TableWork:
+    """The rows of one table in one write, split by what happens to them."""
+
+    fresh: list[tuple[int, Verdict]] = field(default_factory=list)
+    stale: list[tuple[int, Verdict, int]] = field(default_factory=list)
+
+
+class RowWriter:
+    """Writes one node's classified changes into the hub, inside the caller's transaction.
+
+    The one code path for batch apply and quarantine retry. `write` returns each verdict's
+    outcome: 'applied', 'stale', 'quarantined' or 'refused'.
+    """
+
+    def __init__(
+        self, conn: Connection, policy: Policy, audit: AuditWriter, now: dt.datetime
+    ) -> None:
+        self.conn = conn
+        self.policy = policy
+        self.audit = audit
+        self.now = now
+        self.counts = Counts()
+
+    def write(self, node_id: str, batch_id: int | None, verdicts: Sequence[Verdict]) -> list[str]:
+        outcomes = ["" for _ in verdicts]
+        self.counts.rows += len(verdicts)
+        by_table: dict[str, list[tuple[int, Verdict]]] = defaultdict(list)
+        quarantine: list[tuple[int, Verdict]] = []
+        for i, v in enumerate(verdicts):
+            if v.refused is not None:
+                self._refuse(node_id, batch_id, v)
+                outcomes[i] = "refused"
+            elif v.invalid is not None:
+                quarantine.append((i, v))
+                outcomes[i] = "quarantined"
+            else:
+                by_table[v.change.table].append((i, v))
+        self._quarantine(node_id, batch_id, [v for _, v in quarantine])
+        applied: list[Verdict] = []
+        for name in self.policy.tables:
+            if name in by_table:
+                for i, outcome in self._write_table(node_id, batch_id, by_table[name]):
+                    outcomes[i] = outcome
+                    if outcome == "applied":
+                        applied.append(verdicts[i])
+        self._supersede_quarantine(node_id, applied)
+        return outcomes
+
+    def _refuse(self, node_id: str, batch_id: int | None, v: Verdict) -> None:
+        key = None
+        if v.table is not None and isinstance(v.change.wire_key, dict):
+            key = {c: v.change.wire_key[c] for c in v.table.primary_key if c in v.change.wire_key}
+        self.audit.append(
+            REFUSED_ROW,
+            node_id=node_id,
+            batch_id=batch_id,
+            table=v.change.table[:_NAME_MAX] or None,
+            key=key,
+            detail={"seq": v.change.seq, "op": v.change.op[:16], "reason": v.refused},
+        )
+        self.counts.refused += 1
+
+    def _quarantine(self, node_id: str, batch_id: int | None, verdicts: Sequence[Verdict]) -> None:
+        rows = [
+            {
+                "node_id": node_id,
+                "batch_id": batch_id,
+                "seq": v.change.seq,
+                "table_name": v.change.table,
+                "op": v.change.op[:8],
+                "row_key": v.change.wire_key,
+                "row_data": v.change.wire_row,
+                "reason": v.invalid,
+                "created_at": self.now,
+                "status": OPEN,
+            }
+            for v in verdicts
+        ]
+        ids = insert_returning_ids(self.conn, h.quarantine, rows, "quarantine_id")
+        for qid, v in zip(ids, verdicts, strict=True):
+            self.audit.append(
+                Action.QUARANTINED,
+                node_id=node_id,
+                batch_id=batch_id,
+                table=v.change.table,
+                key=v.change.wire_key,
+                detail={
+                    "quarantine_id": qid,
+                    "seq": v.change.seq,
+                    "op": v.change.op,
+                    "reason": v.invalid,
+                },
+            )
+        self.counts.quarantined += len(rows)
+
+    def _stored(
+        self, node_id: str, table: Table, keys: Sequence[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], _Stored]:
+        src = source_table(self.policy, table)
+        pk = [src.c[c] for c in table.primary_key]
+        ident = [src.c[c] for c in table.identity]
+        found: dict[tuple[Any, ...], _Stored] = {}
+        n = len(pk)
+        for chunk in _chunks(keys):
+            stmt = sa.select(*pk, src.c._seq, *ident).where(
+                src.c[h.ORIGIN] == node_id, _matching(pk, chunk)
+            )
+            for r in self.conn.execute(stmt):
+                identity = tuple(r[n + 1 :]) if ident else None
+                if identity is not None and any(v is None for v in identity):
+                    identity = None
+                found[tuple(r[:n])] = _Stored(int(r[n]), identity)
+        return found
+
+    def _sort(
+        self, node_id: str, table: Table, items: Sequence[tuple[int, Verdict]]
+    ) -> tuple[_TableWork, dict[tuple[Any, ...], _Stored]]:
+        work = _TableWork()
+        latest: dict[tuple[Any, ...], tuple[int, Verdict]] = {}
+        for i, v in items:
+            k = v.key_tuple()
+            prev = latest.get(k)
+            if prev is not None and prev[1].change.seq >= v.change.seq:
+                work.stale.append((i, v, prev[1].change.seq))
+                continue
+            if prev is not None:
+                # Two versions of one row in one batch: only the later one is written.
+                work.stale.append((*prev, v.change.seq))
+            latest[k] = (i, v)
+        stored = self._stored(node_id, table, list(latest))
+        for k, (i, v) in latest.items():
+            s = stored.get(k)
+            if s is not None and v.change.seq <= s.seq:
+                work.stale.append((i, v, s.seq))
+            else:
+                work.fresh.append((i, v))
+        work.fresh.sort(key=lambda item: item[0])
+        return work, stored
+
+    def _write_table(
+        self, node_id: str, batch_id: int | None, items: Sequence[tuple[int, Verdict]]
+    ) -> list[tuple[int, str]]:
+        table = items[0][1].table
+        assert table is not None
+        work, stored = self._sort(node_id, table, items)
+        for _, v, newer in sorted(work.stale, key=lambda s: s[0]):
+            self.audit.append(
+                Action.STALE,
+                node_id=node_id,
+                batch_id=batch_id,
+                table=table.name,
+                key=encode_key(v.key),
+                detail={"seq": v.change.seq, "op": v.change.op, "stored_seq": newer},
+            )
+        self._store_sources(node_id, batch_id, table, [v for _, v in work.fresh])
+        states: dict[tuple[Any, ...], GoldenState] = {}
+        if table.identity:
+            states = self._merge(table, [v for _, v in work.fresh], stored)
+        for _, v in work.fresh:
+            self._audit_applied(node_id, batch_id, table, v, stored, states)
+        self.counts.applied += len(work.fresh)
+        self.counts.stale += len(work.stale)
+        return [(i, "applied") for i, _ in work.fresh] + [(i, "stale") for i, _, _ in work.stale]
+
+    def _store_sources(
+        self, node_id: str, batch_id: int | None, table: Table, fresh: Sequence[Verdict]
+    ) -> None:
+        src = source_table(self.policy, table)
+        index = [h.ORIGIN, *table.primary_key]
+        meta = {"_batch_id": batch_id, "_applied_at": self.now}
+        upserts = [
+            {h.ORIGIN: node_id, **(v.values or {}), "_seq": v.change.seq, "_deleted": False, **meta}
+            for v in fresh
+            if v.change.op == UPSERT
+        ]
+        # A delete keeps the row's last data as history and its sequence for stale detection.
+        deletes = [
+            {h.ORIGIN: node_id, **(v.key or {}), "_seq": v.change.seq, "_deleted": True, **meta}
+            for v in fresh
+            if v.change.op == DELETE
+        ]
+        data = [c for c in table.public_columns if c not in table.primary_key]
+        upsert(self.conn, src, upserts, index, [*data, "_seq", "_deleted", *meta])
+        upsert(self.conn, src, deletes, index, ["_seq", "_deleted", *meta])
+
+    def _merge(
+        self, table: Table, fresh: Sequence[Verdict], stored: Mapping[tuple[Any, ...], _Stored]
+    ) -> dict[tuple[Any, ...], GoldenState]:
+        touched: set[tuple[Any, ...]] = set()
+        for v in fresh:
+            s = stored.get(v.key_tuple())
+            if s is not None and s.identity is not None:
+                # The old identity too: a source whose id number changed leaves that golden.
+                touched.add(s.identity)
+            if v.values is not None:
+                touched.add(tuple(v.values[c] for c in table.identity))
+        states, opened = recompute_goldens(
+            self.conn, self.policy, table, touched, self.audit, self.now
+        )
+        self.counts.conflicts_opened += opened
+        return states
+
+    def _audit_applied(
+        self,
+        node_id: str,
+        batch_id: int | None,
+        table: Table,
+        v: Verdict,
+        stored: Mapping[tuple[Any, ...], _Stored],
+        states: Mapping[tuple[Any, ...], GoldenState],
+    ) -> None:
+        detail: dict[str, Any] = {"op": v.change.op, "seq": v.change.seq}
+        if table.identity:
+            if v.values is not None:
+                ident: tuple[Any, ...] | None = tuple(v.values[c] for c in table.identity)
+            else:
+                s = stored.get(v.key_tuple())
+                ident = s.identity if s is not None else None
+            state = states.get(ident) if ident is not None else None
+            if state is not None:
+                detail["golden_id"] = state.golden_id
+                detail["disputed"] = _disputes(state.result)
+        self.audit.append(
+            Action.ROW_APPLIED,
+            node_id=node_id,
+            batch_id=batch_id,
+            table=table.name,
+            key=encode_key(v.key),
+            detail=detail,
+        )
+
+    def _supersede_quarantine(self, node_id: str, applied: Sequence[Verdict]) -> None:
+        """Close the open quarantine entries of keys a later valid version has replaced."""
+        if not applied:
+            return
+        newest = {(v.change.table, canonical(encode_key(v.key))): v.change.seq for v in applied}
+        q = h.quarantine.c
+        stmt = sa.select(q.quarantine_id, q.table_name, sa.cast(q.row_key, sa.Text), q.seq).where(
+            q.status == OPEN,
+            q.node_id == node_id,
+            q.table_name.in_(sorted({t for t, _ in newest})),
+            q.seq < max(newest.values()),
+        )
+        closed: list[tuple[int, str, Any]] = []
+        for qid, name, key_text, seq in self.conn.execute(stmt):
+            table = self.policy.tables.get(name)
+            if table is None or not table.is_public:
+                continue
+            key, _ = validate_key(table, loads(key_text))
+            ref = (name, canonical(encode_key(key))) if key is not None else None
+            if ref in newest and seq < newest[ref]:
+                closed.append((int(qid), name, key))
+        if not closed:
+            return
+        self.conn.execute(
+            h.quarantine.update().where(q.quarantine_id == sa.bindparam("qid")),
+            [{"qid": qid, "status": SUPERSEDED, "closed_at": self.now} for qid, _, _ in closed],
+        )
+        for qid, name, key in closed:
+            self.audit.append(
+                QUARANTINE_SUPERSEDED,
+                node_id=node_id,
+                table=name,
+                key=encode_key(key),
+                detail={"quarantine_id": qid},
+            )
+
+
+def encode_key(key: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A typed key in its JSON form, for audit entries and comparisons."""
+    return None if key is None else {c: encode_value(v) for c, v in key.items()}
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplySummary:
+    """What one apply cycle did; `duration` in seconds."""
+
+    batches: int = 0
+    batches_refused: int = 0
+    rows: int = 0
+    applied: int = 0
+    stale: int = 0
+    quarantined: int = 0
+    refused: int = 0
+    conflicts_opened: int = 0
+    events: int = 0
+    waiting: int = 0
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Head:
+    batch_id: int
+    node_id: str
+    first_seq: int
+    last_seq: int
+    row_count: int
+    checksum: str
+    status: str
+
+
+def _head(conn: Connection, batch_id: int) -> _Head | None:
+    b = h.batches.c
+    r = conn.execute(
+        sa.select(
+            b.batch_id, b.node_id, b.first_seq, b.last_seq, b.row_count, b.checksum, b.status
+        ).where(b.batch_id == batch_id)
+    ).first()
+    return None if r is None else _Head(*r)
+
+
+def _has_earlier(conn: Connection, head: _Head) -> bool:
+    b = h.batches.c
+    earlier = conn.execute(
+        sa.select(b.batch_id)
+        .where(b.node_id == head.node_id, b.status == PENDING, b.last_seq < head.last_seq)
+        .limit(1)
+    ).first()
+    return earlier is not None
+
+
+def load_changes(conn: Connection, batch_id: int) -> list[tuple[int, Change]]:
+    """A batch's stored (ord, change) pairs in order, JSON read as text so decimals stay exact."""
+    r = h.batch_rows.c
+    stmt = (
+        sa.select(
+            r.ord,
+            r.seq,
+            r.table_name,
+            r.op,
+            sa.cast(r.row_key, sa.Text),
+            sa.cast(r.row_data, sa.Text),
+        )
+        .where(r.batch_id == batch_id)
+        .order_by(r.ord)
+    )
+    return [
+        (int(ord_), Change.parse(int(seq), table, op, key, data))
+        for ord_, seq, table, op, key, data in conn.execute(stmt)
+    ]
+
+
+def _refuse_batch(
+    conn: Connection, head: _Head, computed: str, audit: AuditWriter, now: dt.datetime
+) -> None:
+    reason = (
+        f"stored batch does not match its checksum {head.checksum} (recomputed {computed}): "
+        "it was altered after it was received"
+    )
+    conn.execute(
+        h.batches.update()
+        .where(h.batches.c.batch_id == head.batch_id)
+        .values(status=REFUSED, applied_at=now, stats={"reason": reason})
+    )
+    audit.append(
+        Action.BATCH_REFUSED,
+        node_id=head.node_id,
+        batch_id=head.batch_id,
+        detail={
+            "stage": "apply",
+            "first_seq": head.first_seq,
+            "last_seq": head.last_seq,
+            "checksum": head.checksum,
+            "recomputed": computed,
+            "reason": reason,
+        },
+    )
+
+
+def _scrub_refused(
+    conn: Connection,
+    batch_id: int,
+    changes: Sequence[tuple[int, Change]],
+    outcomes: Sequence[str],
+    policy: Policy,
+) -> None:
+    """Drop the data of refused rows from the inbox: what the city may not send is not kept."""
+    rows = []
+    for (ord_, change), outcome in zip(changes, outcomes, strict=True):
+        if outcome != "refused":
+            continue
+        table = policy.tables.get(change.table)
+        key = change.wire_key if isinstance(change.wire_key, dict) else {}
+        pk = table.primary_key if table is not None else ()
+        rows.append(
+            {
+                "b": batch_id,
+                "o": ord_,
+                "row_key": {c: key[c] for c in pk if c in key},
+                "row_data": None,
+            }
+        )
+    if rows:
+        r = h.batch_rows.c
+        conn.execute(
+            h.batch_rows.update().where(
+                r.batch_id == sa.bindparam("b"), r.ord == sa.bindparam("o")
+            ),
+            rows,
+        )
+
+
+def _finish_batch(
+    conn: Connection, head: _Head, counts: Counts, audit: AuditWriter, now: dt.datetime
+) -> None:
+    stats = counts.as_dict()
+    conn.execute(
+        h.batches.update()
+        .where(h.batches.c.batch_id == head.batch_id)
+        .values(status=APPLIED, applied_at=now, stats=stats)
+    )
+    conn.execute(
+        h.nodes.update()
+        .where(h.nodes.c.node_id == head.node_id)
+        .values(applied_seq=head.last_seq, applied_at=now)
+    )
+    audit.append(
+        Action.BATCH_APPLIED,
+        node_id=head.node_id,
+        batch_id=head.batch_id,
+        detail={
+            **stats,
+            "first_seq": head.first_seq,
+            "last_seq": head.last_seq,
+            "checksum": head.checksum,
+        },
+    )
+
+
+def _apply_batch(engine: Engine, policy: Policy, batch_id: int) -> Counts | str | None:
+    """Apply one batch in one transaction: its counts, REFUSED, or None if it must wait."""
+    with translated(f"applying batch {batch_id}"), engine.begin() as conn:
+        lock(conn)
+        head = _head(conn, batch_id)
+        if head is None or head.status != PENDING or _has_earlier(conn, head):
+            return None
+        changes = load_changes(conn, batch_id)
+        audit = AuditWriter(conn)
+        now = utcnow()
+        computed = checksum(
+            head.node_id, head.first_seq, head.last_seq, [c.wire() for _, c in changes]
+        )
+        if computed != head.checksum:
+            _refuse_batch(conn, head, computed, audit, now)
+            audit.flush()
+            return REFUSED
+        writer = RowWriter(conn, policy, audit, now)
+        verdicts = [classify(policy, c) for _, c in changes]
+        outcomes = writer.write(head.node_id, batch_id, verdicts)
+        _scrub_refused(conn, batch_id, changes, outcomes, policy)
+        _finish_batch(conn, head, writer.counts, audit, now)
+        audit.flush()
+        return writer.counts
+
+
+def audit_inbox_events(engine: Engine) -> int:
+    """Turn the submit path's unaudited events (duplicates, refusals) into audit entries."""
+    e = h.inbox_events.c
+    with translated("auditing inbox events"), engine.begin() as conn:
+        lock(conn)
+        events = conn.execute(
+            sa.select(
+                e.event_id, e.node_id, e.kind, e.first_seq, e.last_seq, e.checksum, e.reason, e.at
+            )
+            .where(e.audited == sa.false())
+            .order_by(e.event_id)
+        ).all()
+        if not events:
+            return 0
+        audit = AuditWriter(conn)
+        for ev in events:
+            action = BATCH_DUPLICATE if ev.kind == "duplicate" else Action.BATCH_REFUSED
+            audit.append(
+                action,
+                node_id=ev.node_id,
+                detail={
+                    "stage": "submit",
+                    "event_id": ev.event_id,
+                    "first_seq": ev.first_seq,
+                    "last_seq": ev.last_seq,
+                    "checksum": ev.checksum,
+                    "reason": ev.reason,
+                    "at": ev.at,
+                },
+            )
+        for chunk in _chunks([int(ev.event_id) for ev in events]):
+            conn.execute(h.inbox_events.update().where(e.event_id.in_(chunk)).values(audited=True))
+        audit.flush()
+    return len(events)
+
+
+def _pending(engine: Engine) -> list[tuple[int, str]]:
+    """Pending batches, each node's in sequence order, nodes taking turns."""
+    b = h.batches.c
+    with translated("reading pending batches"), engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(b.batch_id, b.node_id)
+            .where(b.status == PENDING)
+            .order_by(b.node_id, b.last_seq)
+        ).all()
+    queues: dict[str, list[int]] = defaultdict(list)
+    for batch_id, node_id in rows:
+        queues[node_id].append(int(batch_id))
+    order: list[tuple[int, str]] = []
+    depth = max((len(q) for q in queues.values()), default=0)
+    for i in range(depth):
+        order.extend((q[i], node) for node, q in queues.items() if i < len(q))
+    return order
+
+
+@dataclass
+class _Tally:
+    batches: int = 0
+    batches_refused: int = 0
+    counts: Counts = field(default_factory=Counts)
+
+    def add(self, counts: Counts) -> None:
+        self.batches += 1
+        for name, value in counts.as_dict().items():
+            setattr(self.counts, name, getattr(self.counts, name) + value)
+
+
+def apply_pending(
+    engine: Engine, policy: Policy, *, max_batches: int | None = None
+) -> ApplySummary:
+    """Apply every pending batch (at most max_batches), each in its own transaction.
+
+    A batch waits while its node has an earlier pending batch; a node whose batch fails is
+    left for the next cycle while other nodes go on, and the first failure is raised at the end.
+    """
+    started = time.monotonic()
+    events = audit_inbox_events(engine)
+    tally = _Tally()
+    blocked: set[str] = set()
+    failure: SyncdError | None = None
+    pending = _pending(engine)
+    for batch_id, node_id in pending:
+        if max_batches is not None and tally.batches + tally.batches_refused >= max_batches:
+            break
+        if node_id in blocked:
+            continue
+        try:
+            outcome = _apply_batch(engine, policy, batch_id)
+        except SyncdError as exc:
+            _log.error("batch_apply_failed", node=node_id, batch=batch_id, error=str(exc))
+            failure = failure or exc
+            blocked.add(node_id)
+            continue
+        if outcome is None:
+            blocked.add(node_id)
+        elif outcome == REFUSED:
+            tally.batches_refused += 1
+            _log.warning("batch_refused", node=node_id, batch=batch_id)
+        elif isinstance(outcome, Counts):
+            tally.add(outcome)
+            _log.info("batch_applied", node=node_id, batch=batch_id, **outcome.as_dict())
+    c = tally.counts
+    summary = ApplySummary(
+        batches=tally.batches,
+        batches_refused=tally.batches_refused,
+        rows=c.rows,
+        applied=c.applied,
+        stale=c.stale,
+        quarantined=c.quarantined,
+        refused=c.refused,
+        conflicts_opened=c.conflicts_opened,
+        events=events,
+        waiting=len(pending) - tally.batches - tally.batches_refused,
+        duration=time.monotonic() - started,
+    )
+    if failure is not None:
+        raise failure
+    return summary
+
+
+# --- children and their parents -----------------------------------------------------------
+
+
+def orphans(conn: Connection, policy: Policy) -> dict[str, int]:
+    """Live child rows per table whose parent has no live source record from their city.
+
+    Children are never dropped for a missing parent: they link to it through (origin_node,
+    parent key) — and from the parent's source record by identity to its golden record — as
+    soon as it arrives, so nothing stored per child needs fixing up later.
+    """
+    counts: dict[str, int] = {}
+    for table in policy.public_tables:
+        if table.parent is None:
+            continue
+        child = source_table(policy, table)
+        parent = source_table(policy, policy.table(table.parent.table))
+        on = sa.and_(
+            parent.c[h.ORIGIN] == child.c[h.ORIGIN],
+            parent.c._deleted == sa.false(),
+            *(parent.c[p] == child.c[c] for c, p in table.parent.columns.items()),
+        )
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(child)
+            .where(child.c._deleted == sa.false(), ~sa.exists().where(on))
+        )
+        counts[table.name] = int(conn.execute(stmt).scalar_one())
+    return counts

@@ -1,0 +1,401 @@
+"""Change capture on a city database: the triggers that append public changes to the changelog.
+
+`install_triggers` reconciles the live triggers with the policy (add, replace, drop, keep) and
+`verify_triggers` reports where they differ. The trigger SQL lives in `syncd/sql/<dialect>/`;
+identifiers come from the validated policy or the live catalog and are quoted by SQLAlchemy.
+Only triggers named `syncd_capture_…` are ever touched. On PostgreSQL the CRM tables, the
+changelog and the function live in the connection's current schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from string import Template
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from syncd.db import translate, translated
+from syncd.errors import DatabaseError, SchemaMismatch
+from syncd.policy import ColumnType, Policy, Table
+from syncd.schema_city import changelog
+
+TRIGGER_PREFIX = "syncd_capture_"
+FUNCTION = "syncd_capture"
+_MAX_IDENT = 63
+_LOCK_NOT_AVAILABLE = "55P03"
+# Only ${name} is a placeholder; the other groups Template requires never match.
+_PLACEHOLDER = r"\$\{(?P<braced>[a-z_]+)\}|(?P<escaped>(?!))|(?P<named>(?!))|(?P<invalid>(?!))"
+
+
+@dataclass(frozen=True)
+class CaptureReport:
+    """What `install_triggers` did, as table names."""
+
+    added: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.replaced or self.dropped)
+
+
+@dataclass(frozen=True)
+class _Trigger:
+    """One trigger as the policy wants it; `signature` is what the live catalog must show."""
+
+    table: str
+    name: str
+    ddl: str
+    signature: str
+
+
+class _SqlTemplate(Template):
+    """`${name}` placeholders only, so PostgreSQL's `$tag$` quoting passes through untouched."""
+
+    # Template compiles this string in __init_subclass__; typeshed only knows the result.
+    pattern = _PLACEHOLDER  # type: ignore[assignment]
+
+
+@cache
+def _template(dialect: str, name: str) -> _SqlTemplate:
+    text = resources.files("syncd").joinpath("sql", dialect, name).read_text(encoding="utf-8")
+    # The leading comment documents the file; the catalog should hold only the statement.
+    lines = text.strip().splitlines()
+    while lines and lines[0].startswith("--"):
+        lines.pop(0)
+    return _SqlTemplate("\n".join(lines))
+
+
+def trigger_name(table: str, suffix: str = "") -> str:
+    """The syncd trigger name for a table, shortened with a hash to fit PostgreSQL's 63 bytes."""
+    name = f"{TRIGGER_PREFIX}{table}{suffix}"
+    if len(name) <= _MAX_IDENT:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: _MAX_IDENT - 9]}_{digest}"
+
+
+def _fingerprint(ddl: str) -> str:
+    """`syncd:` and a hex digest: safe to put in a COMMENT literal as it is."""
+    return "syncd:" + hashlib.sha256(ddl.encode()).hexdigest()
+
+
+class _Dialect(Protocol):
+    def prepare(self, conn: Connection, lock_timeout_ms: int) -> None: ...
+
+    def desired(self, conn: Connection, insp: sa.Inspector, table: Table) -> list[_Trigger]: ...
+
+    def installed(self, conn: Connection) -> dict[str, dict[str, str]]: ...
+
+    def create(self, conn: Connection, trigger: _Trigger) -> None: ...
+
+    def drop(self, conn: Connection, table: str, name: str) -> None: ...
+
+    def problems(self, conn: Connection) -> list[tuple[str, str]]: ...
+
+    def finish(self, conn: Connection) -> None: ...
+
+
+class _Postgres:
+    """One generic PL/pgSQL function; one row trigger per table, fingerprinted in its comment."""
+
+    def __init__(self) -> None:
+        self._saved_lock_timeout: str | None = None
+
+    def _function_ddl(self, conn: Connection) -> str:
+        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+        prep = conn.dialect.identifier_preparer
+        qualified = f"{prep.quote_schema(schema)}.{prep.quote(changelog.name)}"
+        return _template("postgresql", "capture_function.sql").substitute(changelog=qualified)
+
+    def _function_signature(self, conn: Connection) -> str | None:
+        return conn.execute(
+            sa.text("SELECT obj_description(to_regprocedure(:fn), 'pg_proc')"),
+            {"fn": f"{FUNCTION}()"},
+        ).scalar_one_or_none()
+
+    def prepare(self, conn: Connection, lock_timeout_ms: int) -> None:
+        self._saved_lock_timeout = conn.execute(
+            sa.text("SELECT current_setting('lock_timeout')")
+        ).scalar_one()
+        self._set_lock_timeout(conn, f"{lock_timeout_ms}ms")
+        ddl = self._function_ddl(conn)
+        if self._function_signature(conn) != _fingerprint(ddl):
+            conn.exec_driver_sql(ddl)
+            conn.exec_driver_sql(f"COMMENT ON FUNCTION {FUNCTION}() IS '{_fingerprint(ddl)}'")
+
+    def finish(self, conn: Connection) -> None:
+        # The caller's transaction may go on with other work that should wait as it chose to.
+        if self._saved_lock_timeout is not None:
+            self._set_lock_timeout(conn, self._saved_lock_timeout)
+
+    def _set_lock_timeout(self, conn: Connection, value: str) -> None:
+        # SET LOCAL cannot take a bound parameter; set_config(..., true) is its equivalent.
+        conn.execute(sa.text("SELECT set_config('lock_timeout', :value, true)"), {"value": value})
+
+    def desired(self, conn: Connection, insp: sa.Inspector, table: Table) -> list[_Trigger]:
+        live = [c["name"] for c in insp.get_columns(table.name)]
+        public = set(table.public_columns)
+        # Undeclared live columns are dropped too: only declared public columns may leave.
+        image_drop = [c for c in live if c not in public]
+        args = [str(len(image_drop)), "1" if table.filter else "0", *image_drop]
+        if table.filter:
+            args.extend(c for c in live if c not in table.filter_columns)
+        prep = conn.dialect.identifier_preparer
+        name = trigger_name(table.name)
+        ddl = _template("postgresql", "capture_trigger.sql").substitute(
+            trigger=prep.quote(name),
+            table=prep.quote(table.name),
+            arguments=", ".join(_literal(conn, a) for a in args),
+        )
+        return [_Trigger(table.name, name, ddl, _fingerprint(ddl))]
+
+    def installed(self, conn: Connection) -> dict[str, dict[str, str]]:
+        rows = conn.execute(
+            sa.text(
+                "SELECT c.relname, t.tgname,"
+                " CASE WHEN t.tgenabled = 'O' AND t.tgfoid = to_regprocedure(:fn)::oid"
+                " THEN coalesce(obj_description(t.oid, 'pg_trigger'), '') ELSE '' END"
+                " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+                " WHERE NOT t.tgisinternal AND starts_with(t.tgname, :prefix)"
+                " AND c.relnamespace = current_schema()::regnamespace"
+            ),
+            {"fn": f"{FUNCTION}()", "prefix": TRIGGER_PREFIX},
+        )
+        found: dict[str, dict[str, str]] = {}
+        for table, name, signature in rows:
+            found.setdefault(table, {})[name] = signature
+        return found
+
+    def create(self, conn: Connection, trigger: _Trigger) -> None:
+        prep = conn.dialect.identifier_preparer
+        conn.exec_driver_sql(trigger.ddl)
+        conn.exec_driver_sql(
+            f"COMMENT ON TRIGGER {prep.quote(trigger.name)} ON {prep.quote(trigger.table)}"
+            f" IS '{trigger.signature}'"
+        )
+
+    def drop(self, conn: Connection, table: str, name: str) -> None:
+        prep = conn.dialect.identifier_preparer
+        conn.exec_driver_sql(f"DROP TRIGGER {prep.quote(name)} ON {prep.quote(table)}")
+
+    def problems(self, conn: Connection) -> list[tuple[str, str]]:
+        if self._function_signature(conn) != _fingerprint(self._function_ddl(conn)):
+            return [(f"{FUNCTION}()", "capture function is missing or out of date")]
+        return []
+
+
+class _Sqlite:
+    """Three triggers per table from one template; the catalog keeps their SQL to compare."""
+
+    _EVENTS = (("INSERT", "I", "_ins"), ("UPDATE", "U", "_upd"), ("DELETE", "D", "_del"))
+
+    def prepare(self, conn: Connection, lock_timeout_ms: int) -> None:
+        """Nothing to do: SQLite writers take the database lock at BEGIN (see syncd.db)."""
+
+    def finish(self, conn: Connection) -> None:
+        """Nothing to restore."""
+
+    def _json_pairs(
+        self, conn: Connection, table: Table, row: str, columns: tuple[str, ...]
+    ) -> str:
+        prep = conn.dialect.identifier_preparer
+        pairs = []
+        for name in columns:
+            value = f"{row}.{prep.quote(name)}"
+            if table.columns[name].type is ColumnType.LIST:
+                # Lists are stored as JSON text; embed them as arrays. Text that is not JSON
+                # stays a string for the hub to reject: capture must never fail a CRM write.
+                value = f"CASE WHEN json_valid({value}) THEN json({value}) ELSE {value} END"
+            pairs.append(f"{_literal(conn, name)}, {value}")
+        return ", ".join(pairs)
+
+    def desired(self, conn: Connection, insp: sa.Inspector, table: Table) -> list[_Trigger]:
+        prep = conn.dialect.identifier_preparer
+        triggers = []
+        for event, op, suffix in self._EVENTS:
+            row = "OLD" if op == "D" else "NEW"
+            old_filter = "NULL"
+            if op == "U" and table.filter:
+                pairs = self._json_pairs(conn, table, "OLD", table.filter_columns)
+                old_filter = f"json_object({pairs})"
+            name = trigger_name(table.name, suffix)
+            ddl = _template("sqlite", "capture_trigger.sql").substitute(
+                trigger=prep.quote(name),
+                event=event,
+                table=prep.quote(table.name),
+                table_name=_literal(conn, table.name),
+                op=_literal(conn, op),
+                image=self._json_pairs(conn, table, row, table.public_columns),
+                old_filter=old_filter,
+            )
+            triggers.append(_Trigger(table.name, name, ddl, ddl))
+        return triggers
+
+    def installed(self, conn: Connection) -> dict[str, dict[str, str]]:
+        rows = conn.execute(
+            sa.text(
+                "SELECT tbl_name, name, sql FROM sqlite_master"
+                " WHERE type = 'trigger' AND substr(name, 1, length(:prefix)) = :prefix"
+            ),
+            {"prefix": TRIGGER_PREFIX},
+        )
+        found: dict[str, dict[str, str]] = {}
+        for table, name, ddl in rows:
+            found.setdefault(table, {})[name] = ddl
+        return found
+
+    def create(self, conn: Connection, trigger: _Trigger) -> None:
+        conn.exec_driver_sql(trigger.ddl)
+
+    def drop(self, conn: Connection, table: str, name: str) -> None:
+        conn.exec_driver_sql(f"DROP TRIGGER {conn.dialect.identifier_preparer.quote(name)}")
+
+    def problems(self, conn: Connection) -> list[tuple[str, str]]:
+        return []
+
+
+def _dialect(conn: Connection) -> _Dialect:
+    if conn.dialect.name == "postgresql":
+        return _Postgres()
+    if conn.dialect.name == "sqlite":
+        return _Sqlite()
+    raise DatabaseError(f"capture triggers are not supported on {conn.dialect.name}")
+
+
+def _literal(conn: Connection, name: str) -> str:
+    """A name as an SQL string literal (trigger arguments, JSON keys), escaped by SQLAlchemy.
+
+    Policy names are plain identifiers already; live column names that the policy does not
+    declare (PostgreSQL trigger arguments) need the escaping.
+    """
+    literal = sa.literal(name, sa.String())
+    return str(literal.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+
+
+@contextmanager
+def _changing(what: str, lock_timeout_ms: int) -> Iterator[None]:
+    """Turn driver errors while changing triggers into a syncd error that says what failed."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise DatabaseError(
+                f"cannot {what}: table is busy (lock_timeout {lock_timeout_ms} ms); "
+                "retry init later"
+            ) from exc
+        raise translate(exc, f"cannot {what}") from exc
+    except sa.exc.SQLAlchemyError as exc:
+        raise translate(exc, f"cannot {what}") from exc
+
+
+def _require_schema(insp: sa.Inspector, policy: Policy) -> None:
+    """Refuse to install triggers that would fail every CRM write (SQLite checks columns late)."""
+    tables = set(insp.get_table_names())
+    if changelog.name not in tables:
+        raise DatabaseError(
+            f"cannot install capture triggers: table {changelog.name} does not exist "
+            "(create syncd's tables first)"
+        )
+    missing: list[str] = []
+    for table in policy.public_tables:
+        if table.name not in tables:
+            missing.append(f"table {table.name}")
+            continue
+        live = {c["name"] for c in insp.get_columns(table.name)}
+        missing.extend(f"column {table.name}.{c}" for c in table.public_columns if c not in live)
+    if missing:
+        raise SchemaMismatch(
+            "cannot install capture triggers, the database lacks what the policy declares: "
+            + ", ".join(missing)
+        )
+
+
+def install_triggers(conn: Connection, policy: Policy, lock_timeout_ms: int) -> CaptureReport:
+    """Make the capture triggers match the policy, in the caller's transaction; idempotent."""
+    dialect = _dialect(conn)
+    with _changing("install capture triggers", lock_timeout_ms):
+        insp = sa.inspect(conn)
+        _require_schema(insp, policy)
+        dialect.prepare(conn, lock_timeout_ms)
+        installed = dialect.installed(conn)
+    added: list[str] = []
+    replaced: list[str] = []
+    dropped: list[str] = []
+    kept: list[str] = []
+    public = {t.name: t for t in policy.public_tables}
+    for gone in sorted(installed.keys() - public.keys()):
+        with _changing(f"drop capture trigger on {gone}", lock_timeout_ms):
+            for name in sorted(installed[gone]):
+                dialect.drop(conn, gone, name)
+        dropped.append(gone)
+    for table_name, table in public.items():
+        current = installed.get(table_name, {})
+        with _changing(f"install capture trigger on {table_name}", lock_timeout_ms):
+            wanted = dialect.desired(conn, insp, table)
+            stale = [t for t in wanted if current.get(t.name) != t.signature]
+            extra = sorted(current.keys() - {t.name for t in wanted})
+            if not stale and not extra:
+                kept.append(table_name)
+                continue
+            for name in extra + [t.name for t in stale if t.name in current]:
+                dialect.drop(conn, table_name, name)
+            for trigger in stale:
+                dialect.create(conn, trigger)
+        (replaced if current else added).append(table_name)
+    dialect.finish(conn)
+    return CaptureReport(tuple(added), tuple(replaced), tuple(dropped), tuple(kept))
+
+
+def trigger_problems(conn: Connection, policy: Policy) -> list[tuple[str, str]]:
+    """(table, problem) for every capture trigger that differs from what the policy implies."""
+    dialect = _dialect(conn)
+    insp = sa.inspect(conn)
+    tables = set(insp.get_table_names())
+    installed = dialect.installed(conn)
+    problems = dialect.problems(conn)
+    for table_name, triggers in sorted(installed.items()):
+        declared = policy.tables.get(table_name)
+        if declared is None or not declared.is_public:
+            why = "is not declared in the policy" if declared is None else "is local"
+            problems.extend(
+                (table_name, f"table {why} but has capture trigger {name}")
+                for name in sorted(triggers)
+            )
+    for table in policy.public_tables:
+        if table.name not in tables:
+            problems.append((table.name, "table is missing, so its changes cannot be captured"))
+            continue
+        current = installed.get(table.name, {})
+        wanted = dialect.desired(conn, insp, table)
+        for trigger in wanted:
+            if trigger.name not in current:
+                problems.append((table.name, f"capture trigger {trigger.name} is missing"))
+            elif current[trigger.name] != trigger.signature:
+                problems.append(
+                    (
+                        table.name,
+                        f"capture trigger {trigger.name} is out of date, disabled or altered",
+                    )
+                )
+        problems.extend(
+            (table.name, f"unexpected capture trigger {name}")
+            for name in sorted(current.keys() - {t.name for t in wanted})
+        )
+    return problems
+
+
+def verify_triggers(conn: Connection, policy: Policy) -> list[str]:
+    """Human-readable problems with the capture triggers; empty when they match the policy."""
+    with translated("cannot read the capture triggers"):
+        return [f"{table}: {problem}" for table, problem in trigger_problems(conn, policy)]

@@ -1,0 +1,363 @@
+"""Row validation at the hub: the policy's declared types, constraints and field checks.
+
+Pure: one pydantic model per public table, built once from the policy and cached, so a row is
+validated by pydantic-core alone. The city is not trusted: `classify` re-checks sovereignty
+(table, columns, row filter) before any value is looked at, then every value is checked again,
+and a failing row gets one reason that names its column(s) for the quarantine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import functools
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, cast
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
+from pydantic_core import ErrorDetails
+
+from syncd.batch import DELETE, UPSERT
+from syncd.canonical import loads
+from syncd.checks import check_value
+from syncd.policy import Column, ColumnType, Policy, Table
+from syncd.rowfilter import evaluate_condition, passes
+
+_INPUT_PREVIEW = 40
+# stdnum's place-of-birth lookup dominates row validation, and one customer's number comes
+# back from every city and with every edit: remember recent answers.
+_check = functools.lru_cache(maxsize=1 << 16)(check_value)
+_NAME_MAX = 63
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    # The hub stores naive UTC: an offset given by a city is honoured, then dropped.
+    if value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def _decimal_checker(precision: int, scale: int) -> AfterValidator:
+    """Exact fit into NUMERIC(precision, scale), then quantized so both dialects store one text."""
+    quantum = decimal.Decimal(1).scaleb(-scale)
+    int_digits = precision - scale
+
+    def check(value: decimal.Decimal) -> decimal.Decimal:
+        exponent = value.normalize().as_tuple().exponent
+        places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        if places > scale:
+            raise ValueError(f"more than {scale} decimal places")
+        if value != 0 and value.adjusted() >= int_digits:
+            raise ValueError(f"more than {int_digits} digits before the decimal point")
+        return value.quantize(quantum)
+
+    return AfterValidator(check)
+
+
+def _bound(col: Column, value: float) -> int | float | decimal.Decimal:
+    if col.type is ColumnType.DECIMAL:
+        return decimal.Decimal(str(value))
+    return int(value) if float(value).is_integer() else value
+
+
+def column_type(col: Column) -> Any:
+    """The pydantic type of a policy column's non-null values."""
+    limits: dict[str, Any] = {}
+    if col.min is not None:
+        limits["ge"] = _bound(col, col.min)
+    if col.max is not None:
+        limits["le"] = _bound(col, col.max)
+    t = col.type
+    if t in (ColumnType.STRING, ColumnType.TEXT):
+        if col.choices is not None:
+            return cast(Any, Literal)[col.choices]
+        if t is ColumnType.STRING:
+            return Annotated[str, StringConstraints(max_length=col.length or 255)]
+        return str
+    if t is ColumnType.INTEGER:
+        return Annotated[int, Field(**limits)]
+    if t is ColumnType.DECIMAL:
+        return Annotated[
+            decimal.Decimal,
+            Field(allow_inf_nan=False, **limits),
+            _decimal_checker(col.precision, col.scale),
+        ]
+    if t is ColumnType.BOOLEAN:
+        return bool
+    if t is ColumnType.DATE:
+        return dt.date
+    if t is ColumnType.TIMESTAMP:
+        return Annotated[dt.datetime, AfterValidator(_naive_utc)]
+    return list[str]
+
+
+def _model(table: Table, columns: tuple[str, ...], required: frozenset[str]) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for name in columns:
+        col = table.columns[name]
+        base = column_type(col)
+        if name in required or not col.nullable:
+            fields[name] = (base, ...)
+        else:
+            fields[name] = (base | None, None)
+    return create_model(
+        f"{table.name}_row",
+        __config__=ConfigDict(extra="forbid", frozen=False),
+        **fields,
+    )
+
+
+@dataclass(frozen=True)
+class _Validators:
+    table: Table
+    row: type[BaseModel]
+    key: type[BaseModel]
+    columns: dict[str, TypeAdapter[Any]]
+
+
+# Keyed by id(table) with the table kept alive in the value, so an id is never reused while
+# cached; policies are loaded a handful of times per process, so this stays small.
+_CACHE: dict[int, _Validators] = {}
+
+
+def _validators(table: Table) -> _Validators:
+    found = _CACHE.get(id(table))
+    if found is not None and found.table is table:
+        return found
+    # Identity columns must be present: a source without its identity cannot be merged.
+    required = frozenset(table.primary_key) | frozenset(table.identity)
+    made = _Validators(
+        table=table,
+        row=_model(table, table.public_columns, required),
+        key=_model(table, table.primary_key, required),
+        columns={},
+    )
+    _CACHE[id(table)] = made
+    return made
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _INPUT_PREVIEW else text[: _INPUT_PREVIEW - 1] + "…"
+
+
+def _describe(err: ErrorDetails) -> str:
+    column = ".".join(str(p) for p in err["loc"]) or "(row)"
+    kind = err["type"]
+    if kind == "missing" or (err.get("input") is None and kind != "extra_forbidden"):
+        return f"{column}: must not be null"
+    if kind == "extra_forbidden":
+        return f"{column}: not a column of this table"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{column}: {msg[:1].lower()}{msg[1:]} (got {_preview(err.get('input'))})"
+
+
+def _reason(exc: ValidationError) -> str:
+    return "; ".join(dict.fromkeys(_describe(e) for e in exc.errors(include_url=False)))
+
+
+def _check_fields(table: Table, values: Mapping[str, Any]) -> str | None:
+    problems: list[str] = []
+    for check in table.checks:
+        if check.when is not None and evaluate_condition(check.when, values) is not True:
+            continue
+        value = values.get(check.column)
+        problem = (_check if isinstance(value, str) else check_value)(check.check, value)
+        if problem is not None:
+            problems.append(f"{check.column}: {problem}")
+    return "; ".join(problems) or None
+
+
+def validate_row(table: Table, data: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """Typed values of every public column, or None and one reason naming the column(s)."""
+    try:
+        model = _validators(table).row.model_validate(data)
+    except ValidationError as exc:
+        return None, _reason(exc)
+    values = dict(model.__dict__)
+    problem = _check_fields(table, values)
+    if problem is not None:
+        return None, problem
+    return values, None
+
+
+def validate_key(table: Table, key: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """Typed primary-key values, or None and a reason naming the key column(s)."""
+    try:
+        model = _validators(table).key.model_validate(key)
+    except ValidationError as exc:
+        return None, _reason(exc)
+    return dict(model.__dict__), None
+
+
+def _adapter(table: Table, column: str) -> TypeAdapter[Any]:
+    validators = _validators(table)
+    adapter = validators.columns.get(column)
+    if adapter is None:
+        col = table.columns[column]
+        base = column_type(col)
+        nullable = col.nullable and column not in table.identity
+        adapter = validators.columns[column] = TypeAdapter(base | None if nullable else base)
+    return adapter
+
+
+def decode_value(table: Table, column: str, encoded: Any) -> tuple[Any, str | None]:
+    """A column value from its JSON form (as `merge.encode_value` wrote it), typed again."""
+    try:
+        return _adapter(table, column).validate_python(encoded), None
+    except ValidationError as exc:
+        return None, _reason(exc).replace("(row)", column)
+
+
+def validate_value(table: Table, column: str, text: str) -> tuple[Any, str | None]:
+    """A value for one column typed in by a person (a list column takes a JSON array)."""
+    raw: Any = text
+    if table.columns[column].type is ColumnType.LIST:
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            return None, f"{column}: expected a JSON array of strings (got {_preview(text)})"
+    value, problem = decode_value(table, column, raw)
+    if problem is not None:
+        return None, problem
+    for check in table.checks:
+        # A conditional check needs the rest of the row, which a lone value does not have.
+        if check.column == column and check.when is None:
+            problem = check_value(check.check, value)
+            if problem is not None:
+                return None, f"{column}: {problem}"
+    return value, None
+
+
+# --- a stored change and the hub's verdict on it ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """One stored change: parsed exactly (Decimals) for use, and as received for the checksum.
+
+    The wire form is what the city hashed and what quarantine keeps; the exact form is what
+    validation reads, so money never passes through float.
+    """
+
+    seq: int
+    table: str
+    op: str
+    key: Any
+    row: Any
+    wire_key: Any
+    wire_row: Any
+
+    @classmethod
+    def parse(cls, seq: int, table: str, op: str, key_text: str, row_text: str | None) -> Change:
+        row_exact = None if row_text is None else loads(row_text)
+        row_wire = None if row_text is None else json.loads(row_text)
+        return cls(seq, table, op, loads(key_text), row_exact, json.loads(key_text), row_wire)
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "table": self.table,
+            "op": self.op,
+            "key": self.wire_key,
+            "row": self.wire_row,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A change checked against the policy: refused, invalid (with a reason) or typed."""
+
+    change: Change
+    table: Table | None
+    refused: str | None = None
+    invalid: str | None = None
+    key: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.refused is None and self.invalid is None
+
+    def key_tuple(self) -> tuple[Any, ...]:
+        assert self.table is not None
+        assert self.key is not None
+        return tuple(self.key[c] for c in self.table.primary_key)
+
+
+def _column_refusal(table: Table, names: Iterable[str], what: str) -> str | None:
+    excluded = sorted(n for n in names if n in table.exclude)
+    # Names come from the city: cut them short, so a name cannot smuggle a value into the log.
+    undeclared = sorted(n[:_NAME_MAX] for n in names if n not in table.columns)
+    parts = []
+    if excluded:
+        parts.append(f"{', '.join(excluded)} excluded from {table.name} by the policy")
+    if undeclared:
+        parts.append(f"{', '.join(undeclared)} not declared for {table.name}")
+    if not parts:
+        return None
+    return f"{what} holds columns that never leave the city: {'; '.join(parts)}"
+
+
+def _sovereignty(policy: Policy, change: Change) -> str | None:
+    """Why the change may not exist at the hub at all, naming tables and columns, no values."""
+    table = policy.tables.get(change.table)
+    if table is None:
+        return f"table {change.table[:_NAME_MAX]!r} is not declared in the policy"
+    if not table.is_public:
+        return f"table {table.name} is local to the city"
+    if not isinstance(change.key, dict) or not (change.row is None or isinstance(change.row, dict)):
+        return "row_key and row_data must be JSON objects"
+    stray = [k for k in change.key if k not in table.primary_key]
+    if stray:
+        refusal = _column_refusal(table, stray, "row_key")
+        return refusal or f"row_key holds {', '.join(sorted(stray))}, not only key columns"
+    if change.row is not None:
+        refusal = _column_refusal(table, change.row, "row_data")
+        if refusal is not None:
+            return refusal
+    if change.op == UPSERT and change.row is not None and not passes(table.filter, change.row):
+        return f"row fails the row filter of {table.name} ({', '.join(table.filter_columns)})"
+    return None
+
+
+def _typed(table: Table, change: Change) -> tuple[Verdict | None, str | None]:
+    if change.op not in (UPSERT, DELETE):
+        return None, f"unknown op {change.op[:16]!r}"
+    key, problem = validate_key(table, change.key)
+    if key is None:
+        return None, problem
+    if change.op == DELETE:
+        return Verdict(change, table, key=key), None
+    if change.row is None:
+        return None, "an upsert without row data"
+    values, problem = validate_row(table, change.row)
+    if values is None:
+        return None, problem
+    if any(values[c] != key[c] for c in table.primary_key):
+        return None, f"row_key does not match the row's {', '.join(table.primary_key)}"
+    return Verdict(change, table, key=key, values=values), None
+
+
+def classify(policy: Policy, change: Change) -> Verdict:
+    """Sovereignty first (refused rows are never stored), then types and checks."""
+    refusal = _sovereignty(policy, change)
+    table = policy.tables.get(change.table)
+    if refusal is not None:
+        return Verdict(change, table, refused=refusal)
+    assert table is not None
+    verdict, problem = _typed(table, change)
+    if verdict is None:
+        return Verdict(change, table, invalid=problem or "invalid row")
+    return verdict

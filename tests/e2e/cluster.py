@@ -1,0 +1,155 @@
+"""A hub and cities as real processes: init, node registration, daemons, drains, comparison."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from syncd import schema_hub as h
+from syncd.db import create_engine
+from syncd.policy import Policy, load_policy
+from syncd.rowfilter import passes
+from syncd.validate import validate_row
+from tests.conftest import POLICY, REPO
+from tests.helpers import SYNCD, run_syncd, write_config
+
+
+@dataclass
+class Daemon:
+    name: str
+    config: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen([SYNCD, "--config", str(self.config), "run"],
+                                         stdout=fh, stderr=fh, cwd=REPO)
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM and wait: the contract is a clean exit 0."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self.proc = None
+        return code
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Cluster:
+    root: Path
+    hub_url: str
+    city_urls: dict[str, str]
+    policy: Policy = field(default_factory=lambda: load_policy(POLICY))
+    hub_conf: Path = field(init=False)
+    city_confs: dict[str, Path] = field(default_factory=dict)
+    sync: dict[str, Any] = field(default_factory=dict)
+    city_hub_urls: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.hub_conf = write_config(self.root / "hub.toml", "hub-33", "hub", self.hub_url,
+                                     sync=self.sync)
+
+    def setup(self, hub_url_for_city: dict[str, str] | None = None) -> None:
+        run_syncd(self.hub_conf, "init", check=True)
+        for node, url in self.city_urls.items():
+            out = run_syncd(self.hub_conf, "node", "add", node, "--json", check=True)
+            creds = json.loads(out.stdout)["hub_url"]
+            hub_for_city = (hub_url_for_city or {}).get(node, creds)
+            self.city_hub_urls[node] = creds
+            self.city_confs[node] = write_config(self.root / f"{node}.toml", node, "city", url,
+                                                 hub_for_city, sync=self.sync)
+            run_syncd(self.city_confs[node], "init", check=True)
+
+    def daemon(self, node: str) -> Daemon:
+        conf = self.hub_conf if node == "hub" else self.city_confs[node]
+        return Daemon(node, conf, self.root / f"{node}.log")
+
+    def writer(self, node: str, seed: int, seconds: float, prefix: str = "C"
+               ) -> subprocess.Popen[bytes]:
+        """A CRM writer process; writers of one city need distinct key prefixes."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.writer", self.city_urls[node], str(seed),
+             str(seconds), prefix], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    def drain(self, rounds: int = 5) -> None:
+        """Push every city and apply at the hub until nothing moves."""
+        for _ in range(rounds):
+            moved = 0
+            for conf in self.city_confs.values():
+                out = run_syncd(conf, "sync", "--once", "--json", check=True)
+                moved += json.loads(out.stdout)["rows"] + json.loads(out.stdout)["batches"]
+            out = run_syncd(self.hub_conf, "sync", "--once", "--json", check=True)
+            moved += json.loads(out.stdout).get("batches", 0)
+            if moved == 0:
+                return
+        raise AssertionError("the cluster did not drain")
+
+    # --- comparison --------------------------------------------------------------------
+
+    def expected_sources(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """Every city's public rows as the hub must hold them: (table, node, key) → row."""
+        out: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for node, url in self.city_urls.items():
+            engine = create_engine(url)
+            md = sa.MetaData()
+            md.reflect(engine, only=[t.name for t in self.policy.public_tables])
+            with engine.connect() as conn:
+                for t in self.policy.public_tables:
+                    for r in conn.execute(sa.select(md.tables[t.name])).mappings():
+                        row = {c: r[c] for c in t.public_columns}
+                        if not passes(t.filter, row):
+                            continue
+                        typed, reason = validate_row(t, row)
+                        if typed is None:
+                            continue  # quarantined at the hub, as it must be
+                        out[(t.name, node, _key(t.primary_key, typed))] = typed
+            engine.dispose()
+        return out
+
+    def hub_sources(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        md = h.policy_metadata(self.policy)
+        engine = create_engine(self.hub_url)
+        out: dict[tuple[str, str, str], dict[str, Any]] = {}
+        with engine.connect() as conn:
+            for t in self.policy.public_tables:
+                table = md.tables[h.source_table_name(t)]
+                q = sa.select(table).where(table.c._deleted.is_(False))
+                for r in conn.execute(q).mappings():
+                    typed, _ = validate_row(t, {c: r[c] for c in t.public_columns})
+                    assert typed is not None
+                    out[(t.name, r[h.ORIGIN], _key(t.primary_key, typed))] = typed
+        engine.dispose()
+        return out
+
+
+def _key(pk: tuple[str, ...], row: dict[str, Any]) -> str:
+    return json.dumps([str(row[c]) for c in pk], ensure_ascii=False)
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

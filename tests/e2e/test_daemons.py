@@ -1,0 +1,144 @@
+"""Daemons as real processes: kill -9 at random moments, a hub outage, SIGTERM, one per node."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.cluster import Cluster, wait_for
+from tests.e2e.proxy import Proxy
+from tests.helpers import run_syncd
+
+SEED = int(os.environ.get("SYNCD_E2E_SEED", "20261126"))
+
+
+@pytest.mark.slow
+def test_kill9_anywhere_loses_nothing_and_applies_nothing_twice(
+    tmp_path: Path, pg_url_factory: Any
+) -> None:
+    """Writers never stop; daemons die by SIGKILL at random moments; then a drain must equal."""
+    rng = random.Random(SEED)
+    cluster = Cluster(tmp_path, pg_url_factory(), {
+        "city-3301": pg_url_factory(),                      # PostgreSQL city: gap safety
+        "city-3302": f"sqlite:///{tmp_path / 'city-3302.db'}",
+    }, sync={"interval_seconds": 0.1, "batch_rows": 7})
+    cluster.setup()
+    writers = [cluster.writer(node, SEED + i, 12.0) for i, node in enumerate(cluster.city_urls)]
+    writers.append(cluster.writer("city-3301", SEED + 99, 12.0, "D"))  # concurrent PG writers
+    daemons = {n: cluster.daemon(n) for n in ["hub", *cluster.city_urls]}
+    try:
+        deadline = time.monotonic() + 12.0
+        kills = 0
+        while time.monotonic() < deadline:
+            for d in daemons.values():
+                if not d.running:
+                    d.start()
+            time.sleep(rng.uniform(0.2, 1.2))
+            victim = rng.choice(list(daemons.values()))
+            victim.kill9()
+            kills += 1
+        for w in writers:
+            assert w.wait(60) == 0
+    finally:
+        for d in daemons.values():
+            d.kill9()
+        for w in writers:
+            if w.poll() is None:
+                w.kill()
+    assert kills >= 5
+    cluster.drain()
+    expected = cluster.expected_sources()
+    got = cluster.hub_sources()
+    assert len(expected) > 20
+    missing = expected.keys() - got.keys()
+    extra = got.keys() - expected.keys()
+    assert not missing, f"lost at the hub: {sorted(missing)[:5]} (seed {SEED})"
+    assert not extra, f"at the hub but not in any city: {sorted(extra)[:5]} (seed {SEED})"
+    diff = [k for k in expected if expected[k] != got[k]]
+    assert not diff, f"differ: {diff[:3]} (seed {SEED})"
+    verify = run_syncd(cluster.hub_conf, "audit", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+@pytest.mark.slow
+def test_hub_outage_backlog_grows_then_drains(tmp_path: Path, pg_url_factory: Any) -> None:
+    hub_url = pg_url_factory()
+    proxy = Proxy(5432)
+    proxy.start()
+    cluster = Cluster(tmp_path, hub_url, {"city-3301": f"sqlite:///{tmp_path / 'c1.db'}"},
+                      sync={"interval_seconds": 0.2, "retry_max_wait_seconds": 1.0})
+    cluster.setup()
+    # The city reaches the hub only through the proxy, with its own credentials.
+    city_conf = cluster.city_confs["city-3301"]
+    creds = cluster.city_hub_urls["city-3301"]
+    city_conf.write_text(city_conf.read_text().replace(creds, creds.replace(
+        "127.0.0.1:5432", f"127.0.0.1:{proxy.port}")))
+    city, hub = cluster.daemon("city-3301"), cluster.daemon("hub")
+    hub.start()
+    city.start()
+    try:
+        writer = cluster.writer("city-3301", SEED, 2.0)
+        assert writer.wait(60) == 0
+        proxy.cut()  # the network to the hub goes away
+        writer = cluster.writer("city-3301", SEED + 1, 3.0)
+        assert writer.wait(60) == 0
+
+        def backlog() -> int:
+            out = run_syncd(city_conf, "status", "--json", check=True)
+            return int(json.loads(out.stdout)["backlog_rows"])
+
+        wait_for(lambda: backlog() > 0, 20, "a backlog during the outage")
+        time.sleep(3)  # several retry rounds: the daemon must stay up and keep retrying
+        assert city.running
+        proxy.restore()
+        wait_for(lambda: backlog() == 0, 60, "the backlog to drain after the outage")
+        assert city.stop() == 0
+        assert hub.stop() == 0
+        cluster.drain()
+        assert cluster.expected_sources() == cluster.hub_sources()
+    finally:
+        city.kill9()
+        hub.kill9()
+        proxy.cut()
+    log = (tmp_path / "city-3301.log").read_text()
+    retries = [json.loads(line) for line in log.splitlines() if '"retrying"' in line]
+    assert retries, "retries must be logged"
+    assert all("attempt" in r and "next_wait_s" in r for r in retries)
+    assert max(r["next_wait_s"] for r in retries) <= 1.0 + 1.0  # capped (max + jitter)
+    assert "cycle_crashed" not in log
+
+
+def test_sigterm_stops_cleanly_and_one_daemon_per_node(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, f"sqlite:///{tmp_path / 'hub.db'}",
+                      {"city-3301": f"sqlite:///{tmp_path / 'c1.db'}"})
+    cluster.setup()
+    first = cluster.daemon("city-3301")
+    first.start()
+    try:
+        wait_for(lambda: "daemon_started" in first.log.read_text(), 20, "the daemon to start")
+        second = run_syncd(cluster.city_confs["city-3301"], "run", timeout=30)
+        assert second.returncode == 1
+        assert "another syncd daemon is already running for node city-3301" in second.stderr
+        assert first.stop() == 0
+    finally:
+        first.kill9()
+    assert "daemon_stopped" in first.log.read_text()
+    # A kill -9 leaves no stale lock behind: the next daemon starts.
+    again = cluster.daemon("city-3301")
+    again.start()
+    try:
+        wait_for(lambda: again.log.read_text().count("daemon_started") >= 2, 20, "restart")
+        again.kill9()
+        third = cluster.daemon("city-3301")
+        third.start()
+        wait_for(lambda: third.log.read_text().count("daemon_started") >= 3, 20,
+                 "start after kill -9")
+        assert third.stop() == 0
+    finally:
+        again.kill9()
