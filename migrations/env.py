@@ -24,7 +24,9 @@ role: str = config.attributes.get("role") or context.get_x_argument(as_dictionar
 target: MetaData = schema_hub.metadata if role == "hub" else schema_city.metadata
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     if type_ == "table":
         return name in target.tables
     table = getattr(obj, "table", None)

@@ -713,13 +713,14 @@ def audit_export(
 
     kind: Literal["csv", "json"] = "json" if fmt is ExportFormat.JSON else "csv"
 
+    when = _since(since)
+
     def go(conn: Any) -> None:
-        filters = {"node": node, "table": table, "action": action, "since": _since(since)}
         if output is None:
-            audit.export(conn, sys.stdout, kind, **filters)
+            audit.export(conn, sys.stdout, kind, node=node, table=table, action=action, since=when)
             return
         with output.open("w", encoding="utf-8", newline="") as fh:
-            audit.export(conn, fh, kind, **filters)
+            audit.export(conn, fh, kind, node=node, table=table, action=action, since=when)
 
     _read(go)
 

@@ -341,5 +341,5 @@ def _run(
     result.checks += _checks(hub, policy, manifest)
     result.facts["manifest"] = manifest
     hub.dispose()
-    for e in engines.values():
-        e.dispose()
+    for engine in engines.values():
+        engine.dispose()

@@ -31,8 +31,9 @@ def pg_admin() -> str:
         with psycopg.connect(PG_ADMIN, connect_timeout=5) as conn:
             conn.execute("select 1")
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is required for the test suite and is unreachable: {exc}",
-                    pytrace=False)
+        pytest.fail(
+            f"PostgreSQL is required for the test suite and is unreachable: {exc}", pytrace=False
+        )
     return PG_ADMIN
 
 
@@ -45,7 +46,9 @@ def create_pg_database(admin: str, prefix: str = "syncd_t") -> str:
 
 def drop_pg_database(admin: str, name: str) -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture

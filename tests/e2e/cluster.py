@@ -32,8 +32,9 @@ class Daemon:
 
     def start(self) -> None:
         with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen([SYNCD, "--config", str(self.config), "run"],
-                                         stdout=fh, stderr=fh, cwd=REPO)
+            self.proc = subprocess.Popen(
+                [SYNCD, "--config", str(self.config), "run"], stdout=fh, stderr=fh, cwd=REPO
+            )
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -66,8 +67,9 @@ class Cluster:
     city_hub_urls: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.hub_conf = write_config(self.root / "hub.toml", "hub-33", "hub", self.hub_url,
-                                     sync=self.sync)
+        self.hub_conf = write_config(
+            self.root / "hub.toml", "hub-33", "hub", self.hub_url, sync=self.sync
+        )
 
     def setup(self, hub_url_for_city: dict[str, str] | None = None) -> None:
         run_syncd(self.hub_conf, "init", check=True)
@@ -76,20 +78,32 @@ class Cluster:
             creds = json.loads(out.stdout)["hub_url"]
             hub_for_city = (hub_url_for_city or {}).get(node, creds)
             self.city_hub_urls[node] = creds
-            self.city_confs[node] = write_config(self.root / f"{node}.toml", node, "city", url,
-                                                 hub_for_city, sync=self.sync)
+            self.city_confs[node] = write_config(
+                self.root / f"{node}.toml", node, "city", url, hub_for_city, sync=self.sync
+            )
             run_syncd(self.city_confs[node], "init", check=True)
 
     def daemon(self, node: str) -> Daemon:
         conf = self.hub_conf if node == "hub" else self.city_confs[node]
         return Daemon(node, conf, self.root / f"{node}.log")
 
-    def writer(self, node: str, seed: int, seconds: float, prefix: str = "C"
-               ) -> subprocess.Popen[bytes]:
+    def writer(
+        self, node: str, seed: int, seconds: float, prefix: str = "C"
+    ) -> subprocess.Popen[bytes]:
         """A CRM writer process; writers of one city need distinct key prefixes."""
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.writer", self.city_urls[node], str(seed),
-             str(seconds), prefix], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+            [
+                sys.executable,
+                "-m",
+                "tests.e2e.writer",
+                self.city_urls[node],
+                str(seed),
+                str(seconds),
+                prefix,
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
 
     def drain(self, rounds: int = 5) -> None:
         """Push every city and apply at the hub until nothing moves."""
@@ -119,7 +133,7 @@ class Cluster:
                         row = {c: r[c] for c in t.public_columns}
                         if not passes(t.filter, row):
                             continue
-                        typed, reason = validate_row(t, row)
+                        typed, _reason = validate_row(t, row)
                         if typed is None:
                             continue  # quarantined at the hub, as it must be
                         out[(t.name, node, _key(t.primary_key, typed))] = typed

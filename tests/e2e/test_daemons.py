@@ -24,10 +24,15 @@ def test_kill9_anywhere_loses_nothing_and_applies_nothing_twice(
 ) -> None:
     """Writers never stop; daemons die by SIGKILL at random moments; then a drain must equal."""
     rng = random.Random(SEED)
-    cluster = Cluster(tmp_path, pg_url_factory(), {
-        "city-3301": pg_url_factory(),                      # PostgreSQL city: gap safety
-        "city-3302": f"sqlite:///{tmp_path / 'city-3302.db'}",
-    }, sync={"interval_seconds": 0.1, "batch_rows": 7})
+    cluster = Cluster(
+        tmp_path,
+        pg_url_factory(),
+        {
+            "city-3301": pg_url_factory(),  # PostgreSQL city: gap safety
+            "city-3302": f"sqlite:///{tmp_path / 'city-3302.db'}",
+        },
+        sync={"interval_seconds": 0.1, "batch_rows": 7},
+    )
     cluster.setup()
     writers = [cluster.writer(node, SEED + i, 12.0) for i, node in enumerate(cluster.city_urls)]
     writers.append(cluster.writer("city-3301", SEED + 99, 12.0, "D"))  # concurrent PG writers
@@ -71,14 +76,21 @@ def test_hub_outage_backlog_grows_then_drains(tmp_path: Path, pg_url_factory: An
     hub_url = pg_url_factory()
     proxy = Proxy(5432)
     proxy.start()
-    cluster = Cluster(tmp_path, hub_url, {"city-3301": f"sqlite:///{tmp_path / 'c1.db'}"},
-                      sync={"interval_seconds": 0.2, "retry_max_wait_seconds": 1.0})
+    cluster = Cluster(
+        tmp_path,
+        hub_url,
+        {"city-3301": f"sqlite:///{tmp_path / 'c1.db'}"},
+        sync={"interval_seconds": 0.2, "retry_max_wait_seconds": 1.0},
+    )
     cluster.setup()
     # The city reaches the hub only through the proxy, with its own credentials.
     city_conf = cluster.city_confs["city-3301"]
     creds = cluster.city_hub_urls["city-3301"]
-    city_conf.write_text(city_conf.read_text().replace(creds, creds.replace(
-        "127.0.0.1:5432", f"127.0.0.1:{proxy.port}")))
+    city_conf.write_text(
+        city_conf.read_text().replace(
+            creds, creds.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        )
+    )
     city, hub = cluster.daemon("city-3301"), cluster.daemon("hub")
     hub.start()
     city.start()
@@ -115,8 +127,11 @@ def test_hub_outage_backlog_grows_then_drains(tmp_path: Path, pg_url_factory: An
 
 
 def test_sigterm_stops_cleanly_and_one_daemon_per_node(tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path, f"sqlite:///{tmp_path / 'hub.db'}",
-                      {"city-3301": f"sqlite:///{tmp_path / 'c1.db'}"})
+    cluster = Cluster(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'hub.db'}",
+        {"city-3301": f"sqlite:///{tmp_path / 'c1.db'}"},
+    )
     cluster.setup()
     first = cluster.daemon("city-3301")
     first.start()
@@ -137,8 +152,9 @@ def test_sigterm_stops_cleanly_and_one_daemon_per_node(tmp_path: Path) -> None:
         again.kill9()
         third = cluster.daemon("city-3301")
         third.start()
-        wait_for(lambda: third.log.read_text().count("daemon_started") >= 3, 20,
-                 "start after kill -9")
+        wait_for(
+            lambda: third.log.read_text().count("daemon_started") >= 3, 20, "start after kill -9"
+        )
         assert third.stop() == 0
     finally:
         again.kill9()

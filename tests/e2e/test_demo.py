@@ -23,8 +23,14 @@ def readme_demo_command() -> str:
 
 @pytest.mark.slow
 def test_readme_demo_command() -> None:
-    proc = subprocess.run(readme_demo_command().split(), cwd=REPO, capture_output=True,
-                          text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        readme_demo_command().split(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     for check in [
@@ -44,8 +50,19 @@ def test_readme_demo_command() -> None:
 @pytest.mark.slow
 def test_demo_kept_files_hold_only_public_data(tmp_path: Path) -> None:
     target = tmp_path / "demo"
-    proc = run_syncd(None, "demo", "--dir", str(target), "--cities", "2", "--customers", "60",
-                     "--seed", "3", timeout=300)
+    proc = run_syncd(
+        None,
+        "demo",
+        "--dir",
+        str(target),
+        "--cities",
+        "2",
+        "--customers",
+        "60",
+        "--seed",
+        "3",
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     policy = load_policy(POLICY)
     hub = sa.create_engine(f"sqlite:///{target / 'hub.db'}")
@@ -54,10 +71,15 @@ def test_demo_kept_files_hold_only_public_data(tmp_path: Path) -> None:
         assert not tables & {t for t, spec in policy.tables.items() if not spec.is_public}
         columns = {c["name"] for c in sa.inspect(conn).get_columns("src_customers")}
         assert "rm_notes" not in columns
-        assert conn.execute(sa.text(
-            "SELECT count(*) FROM src_customers WHERE status = 'prospect'")).scalar() == 0
-        quarantined = conn.execute(sa.text(
-            "SELECT count(*) FROM syncd_quarantine WHERE status = 'open'")).scalar()
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM src_customers WHERE status = 'prospect'")
+            ).scalar()
+            == 0
+        )
+        quarantined = conn.execute(
+            sa.text("SELECT count(*) FROM syncd_quarantine WHERE status = 'open'")
+        ).scalar()
         assert quarantined == 2  # one invalid national ID seeded per city
     hub.dispose()
     # The printed configs work with the other commands.

@@ -52,29 +52,57 @@ def main() -> None:
     engine.dispose()
 
 
-def _write(conn: sa.Connection, rng: random.Random, cust: sa.Table, loans: sa.Table,
-           opp: sa.Table, cid: str, now: dt.datetime) -> None:
+def _write(
+    conn: sa.Connection,
+    rng: random.Random,
+    cust: sa.Table,
+    loans: sa.Table,
+    opp: sa.Table,
+    cid: str,
+    now: dt.datetime,
+) -> None:
     exists = conn.execute(sa.select(cust.c.customer_id).where(cust.c.customer_id == cid)).first()
     roll = rng.random()
     if exists is None:
-        conn.execute(cust.insert().values(
-            customer_id=cid, customer_type="individual", name=f"客户{cid}", id_type="ric",
-            id_number=national_id(rng, 40), phone=f"138{rng.randrange(10**8):08d}",
-            status=rng.choice(["active", "active", "prospect"]), risk_tags=[rng.choice("abc")],
-            rm_notes="内部备注", created_at=now, updated_at=now))
+        conn.execute(
+            cust.insert().values(
+                customer_id=cid,
+                customer_type="individual",
+                name=f"客户{cid}",
+                id_type="ric",
+                id_number=national_id(rng, 40),
+                phone=f"138{rng.randrange(10**8):08d}",
+                status=rng.choice(["active", "active", "prospect"]),
+                risk_tags=[rng.choice("abc")],
+                rm_notes="内部备注",
+                created_at=now,
+                updated_at=now,
+            )
+        )
     elif roll < 0.5:
-        conn.execute(cust.update().where(cust.c.customer_id == cid).values(
-            phone=f"139{rng.randrange(10**8):08d}", updated_at=now,
-            status=rng.choice(["active", "active", "dormant", "prospect"])))
+        conn.execute(
+            cust.update()
+            .where(cust.c.customer_id == cid)
+            .values(
+                phone=f"139{rng.randrange(10**8):08d}",
+                updated_at=now,
+                status=rng.choice(["active", "active", "dormant", "prospect"]),
+            )
+        )
     elif roll < 0.8:
         lid = f"L{cid}{rng.randrange(3)}"
-        values = {"customer_id": cid, "product": "consumer",
-                  "principal": decimal.Decimal(rng.randrange(10**7)) / 100 + 1000,
-                  "balance": decimal.Decimal(rng.randrange(10**5)) / 100,
-                  "five_class": rng.choice(["normal", "normal", "substandard"]),
-                  "overdue_days": rng.randrange(3), "issued_on": dt.date(2025, 1, 1),
-                  "maturity_on": dt.date(2030, 1, 1), "approval_memo": "审批意见",
-                  "updated_at": now}
+        values = {
+            "customer_id": cid,
+            "product": "consumer",
+            "principal": decimal.Decimal(rng.randrange(10**7)) / 100 + 1000,
+            "balance": decimal.Decimal(rng.randrange(10**5)) / 100,
+            "five_class": rng.choice(["normal", "normal", "substandard"]),
+            "overdue_days": rng.randrange(3),
+            "issued_on": dt.date(2025, 1, 1),
+            "maturity_on": dt.date(2030, 1, 1),
+            "approval_memo": "审批意见",
+            "updated_at": now,
+        }
         if conn.execute(sa.select(loans.c.loan_id).where(loans.c.loan_id == lid)).first():
             conn.execute(loans.update().where(loans.c.loan_id == lid).values(**values))
         else:
@@ -83,8 +111,14 @@ def _write(conn: sa.Connection, rng: random.Random, cust: sa.Table, loans: sa.Ta
         conn.execute(loans.delete().where(loans.c.customer_id == cid))
         conn.execute(cust.delete().where(cust.c.customer_id == cid))
     else:
-        conn.execute(opp.insert().values(opportunity_id=f"O{now.timestamp():.0f}{rng.random()}",
-                                         customer_id=cid, stage="lead", updated_at=now))
+        conn.execute(
+            opp.insert().values(
+                opportunity_id=f"O{now.timestamp():.0f}{rng.random()}",
+                customer_id=cid,
+                stage="lead",
+                updated_at=now,
+            )
+        )
 
 
 if __name__ == "__main__":

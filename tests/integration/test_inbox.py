@@ -30,7 +30,7 @@ def hub(tmp_path: Path, db_url: str) -> Iterator[str]:
     engine = create_engine(db_url)
     register_node(engine, db_url, "city-3301", "3301")
     engine.dispose()
-    yield db_url
+    return db_url
 
 
 def events(url: str) -> list[tuple[str, str]]:
@@ -78,10 +78,12 @@ def test_checksum_clash_and_overlap_are_refused(hub: str) -> None:
         assert inbox.submit(make_batch("city-3301", 1, 10, [loan(3)])).status == ACCEPTED
         clash = inbox.submit(make_batch("city-3301", 1, 10, [loan(4)]))
         assert clash.status == REFUSED
-        assert clash.reason is not None and "already received with checksum" in clash.reason
+        assert clash.reason is not None
+        assert "already received with checksum" in clash.reason
         overlap = inbox.submit(make_batch("city-3301", 5, 20, [loan(15)]))
         assert overlap.status == REFUSED
-        assert overlap.reason is not None and "overlaps" in overlap.reason
+        assert overlap.reason is not None
+        assert "overlaps" in overlap.reason
         assert inbox.watermark() == 10  # nothing of the refused batches was taken
     finally:
         inbox.close()
@@ -115,10 +117,12 @@ def test_pg_node_credentials_only_submit_as_themselves(
     engine = create_engine(pg_url)
     a = register_node(engine, pg_url, "city-3301", "3301")
     b = register_node(engine, pg_url, "city-3302", "3302")
-    assert a.role_name and b.role_name
+    assert a.role_name
+    assert b.role_name
     drop_roles += [a.role_name, b.role_name]
     try:
-        assert a.hub_url != pg_url and a.role_name in a.hub_url
+        assert a.hub_url != pg_url
+        assert a.role_name in a.hub_url
         as_a = HubInbox(a.hub_url, "city-3301")
         assert as_a.submit(make_batch("city-3301", 1, 5, [loan(2)])).status == ACCEPTED
         assert as_a.watermark() == 5

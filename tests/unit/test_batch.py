@@ -20,15 +20,23 @@ def policy() -> Policy:
 
 
 def cust(status: str = "active", **kw: Any) -> dict[str, Any]:
-    row = {"customer_id": "C1", "customer_type": "individual", "name": "张三", "id_type": "ric",
-           "id_number": "11010519491231002X", "status": status, "rm_notes": "secret"}
+    row = {
+        "customer_id": "C1",
+        "customer_type": "individual",
+        "name": "张三",
+        "id_type": "ric",
+        "id_number": "11010519491231002X",
+        "status": status,
+        "rm_notes": "secret",
+    }
     row.update(kw)
     return row
 
 
 def test_local_table_never_leaves(policy: Policy) -> None:
-    assert to_change(policy, Captured(1, "opportunities", "I", {"opportunity_id": "O1"}, None)) \
-        is None
+    assert (
+        to_change(policy, Captured(1, "opportunities", "I", {"opportunity_id": "O1"}, None)) is None
+    )
     assert to_change(policy, Captured(2, "not_declared", "I", {"x": 1}, None)) is None
 
 
@@ -47,10 +55,14 @@ def test_filter_transitions(policy: Policy) -> None:
     leave = to_change(policy, Captured(2, "customers", "U", cust("prospect"), {"status": "active"}))
     stay_out = to_change(policy, Captured(3, "customers", "I", cust("prospect"), None))
     gone = to_change(policy, Captured(4, "customers", "D", cust(), None))
-    assert enter is not None and enter.op == UPSERT
-    assert leave is not None and leave.op == DELETE and leave.row is None
+    assert enter is not None
+    assert enter.op == UPSERT
+    assert leave is not None
+    assert leave.op == DELETE
+    assert leave.row is None
     assert stay_out is None
-    assert gone is not None and gone.op == DELETE
+    assert gone is not None
+    assert gone.op == DELETE
 
 
 def test_coalesce_keeps_last_change_per_row() -> None:

@@ -30,10 +30,15 @@ def error(doc: dict[str, Any]) -> PolicyError:
 def test_reference_policy() -> None:
     p = load_policy(REF)
     assert {t.name for t in p.public_tables} == {
-        "customers", "deposit_accounts", "loans", "intermediary_business",
+        "customers",
+        "deposit_accounts",
+        "loans",
+        "intermediary_business",
     }
     assert {n for n, t in p.tables.items() if not t.is_public} == {
-        "opportunities", "sales_activities", "service_activities",
+        "opportunities",
+        "sales_activities",
+        "service_activities",
     }
     c = p.table("customers")
     assert "rm_notes" not in c.public_columns
@@ -136,8 +141,10 @@ def test_parent_not_declared(doc: dict[str, Any]) -> None:
 
 
 def test_public_table_with_local_parent(doc: dict[str, Any]) -> None:
-    doc["tables"]["loans"]["parent"] = {"table": "opportunities",
-                                        "columns": {"customer_id": "opportunity_id"}}
+    doc["tables"]["loans"]["parent"] = {
+        "table": "opportunities",
+        "columns": {"customer_id": "opportunity_id"},
+    }
     assert "local parent" in error(doc).reason
 
 

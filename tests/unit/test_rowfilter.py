@@ -14,8 +14,12 @@ from syncd.rowfilter import Transition, passes, transition
 
 STATUS = ["prospect", "active", "dormant", "closed"]
 SQL_OPS = {
-    FilterOp.EQ: "=", FilterOp.NE: "<>", FilterOp.LT: "<", FilterOp.LE: "<=",
-    FilterOp.GT: ">", FilterOp.GE: ">=",
+    FilterOp.EQ: "=",
+    FilterOp.NE: "<>",
+    FilterOp.LT: "<",
+    FilterOp.LE: "<=",
+    FilterOp.GT: ">",
+    FilterOp.GE: ">=",
 }
 
 
@@ -61,15 +65,18 @@ def conditions(draw: st.DrawFn) -> Condition:
     if op in (FilterOp.IS_NULL, FilterOp.NOT_NULL):
         return Condition(column=column, op=op)
     if op in (FilterOp.IN, FilterOp.NOT_IN):
-        return Condition(column=column, op=op,
-                         values=tuple(draw(st.lists(values, min_size=1, max_size=3))))
+        return Condition(
+            column=column, op=op, values=tuple(draw(st.lists(values, min_size=1, max_size=3)))
+        )
     return Condition(column=column, op=op, value=draw(values))
 
 
-rows = st.fixed_dictionaries({
-    "status": st.none() | status_values,
-    "risk": st.none() | risk_values,
-})
+rows = st.fixed_dictionaries(
+    {
+        "status": st.none() | status_values,
+        "risk": st.none() | risk_values,
+    }
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -85,9 +92,7 @@ def test_update_transition_matches_old_and_new(
 ) -> None:
     t = transition(conds, "U", new, old)
     old_in, new_in = passes(conds, old), passes(conds, new)
-    expected = (
-        Transition.UPSERT if new_in else (Transition.DELETE if old_in else Transition.NONE)
-    )
+    expected = Transition.UPSERT if new_in else (Transition.DELETE if old_in else Transition.NONE)
     assert t is expected
 
 

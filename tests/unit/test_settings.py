@@ -87,7 +87,7 @@ def test_missing_required_key(tmp_path: Path) -> None:
 
 
 def test_wrong_type(tmp_path: Path) -> None:
-    e = error_of(write(tmp_path, CITY + "\n[sync]\nbatch_rows = \"many\"\n"))
+    e = error_of(write(tmp_path, CITY + '\n[sync]\nbatch_rows = "many"\n'))
     assert e.key == "sync.batch_rows"
     assert "integer" in e.reason
 

@@ -21,15 +21,20 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "syncd_changelog",
-        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-                  autoincrement=True),
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         sa.Column("table_name", sa.String(63), nullable=False),
         sa.Column("op", sa.String(1), nullable=False),
         sa.Column("row_image", JsonDoc, nullable=False),
         sa.Column("old_filter", JsonDoc, nullable=True),
         sa.Column("txid", sa.BigInteger(), nullable=True),
-        sa.Column("captured_at", sa.DateTime(), nullable=False,
-                  server_default=sa.func.current_timestamp()),
+        sa.Column(
+            "captured_at", sa.DateTime(), nullable=False, server_default=sa.func.current_timestamp()
+        ),
         sqlite_autoincrement=True,
     )
     op.create_table(

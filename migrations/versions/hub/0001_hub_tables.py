@@ -46,12 +46,17 @@ def upgrade() -> None:
         sa.Column("stats", JsonDoc, nullable=True),
         sa.UniqueConstraint("node_id", "last_seq", name="uq_syncd_inbox_batch_identity"),
     )
-    op.create_index("ix_syncd_inbox_batch_pending", "syncd_inbox_batch",
-                    ["status", "node_id", "last_seq"])
+    op.create_index(
+        "ix_syncd_inbox_batch_pending", "syncd_inbox_batch", ["status", "node_id", "last_seq"]
+    )
     op.create_table(
         "syncd_inbox_row",
-        sa.Column("batch_id", sa.BigInteger(), sa.ForeignKey("syncd_inbox_batch.batch_id"),
-                  primary_key=True),
+        sa.Column(
+            "batch_id",
+            sa.BigInteger(),
+            sa.ForeignKey("syncd_inbox_batch.batch_id"),
+            primary_key=True,
+        ),
         sa.Column("ord", sa.Integer(), primary_key=True),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("table_name", sa.String(63), nullable=False),
@@ -102,8 +107,11 @@ def upgrade() -> None:
         sa.Column("resolved_by", sa.String(128), nullable=True),
         sa.Column("resolution", JsonDoc, nullable=True),
     )
-    op.create_index("ix_syncd_conflict_open", "syncd_conflict",
-                    ["status", "table_name", "golden_id", "column_name"])
+    op.create_index(
+        "ix_syncd_conflict_open",
+        "syncd_conflict",
+        ["status", "table_name", "golden_id", "column_name"],
+    )
     op.create_table(
         "syncd_audit",
         sa.Column("entry_id", sa.BigInteger(), primary_key=True, autoincrement=False),
@@ -126,7 +134,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("syncd_audit", "syncd_conflict", "syncd_quarantine", "syncd_inbox_event",
-                 "syncd_inbox_row",
-                 "syncd_inbox_batch", "syncd_node"):
+    for name in (
+        "syncd_audit",
+        "syncd_conflict",
+        "syncd_quarantine",
+        "syncd_inbox_event",
+        "syncd_inbox_row",
+        "syncd_inbox_batch",
+        "syncd_node",
+    ):
         op.drop_table(name)
