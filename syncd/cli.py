@@ -554,6 +554,12 @@ def status_cmd(as_json: JsonOpt = False) -> None:
 def node_add(
     node_id: Annotated[str, typer.Argument(help="e.g. city-3301")],
     city_code: Annotated[str | None, typer.Option("--city-code", help="e.g. 3301")] = None,
+    hub_url: Annotated[
+        str | None,
+        typer.Option(
+            "--hub-url", help="the hub's database URL as cities reach it (default: this config's)"
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a city node; on PostgreSQL create its credentials (shown once)."""
@@ -568,7 +574,7 @@ def node_add(
     def go() -> Any:
         engine = create_engine(s.database.url)
         try:
-            return register_node(engine, s.database.url, node_id, code)
+            return register_node(engine, hub_url or s.database.url, node_id, code)
         finally:
             engine.dispose()
 

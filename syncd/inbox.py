@@ -24,6 +24,7 @@ from syncd.batch import Batch
 from syncd.canonical import canonical
 from syncd.db import create_engine, is_postgres, run_script, translated
 from syncd.errors import BatchRefused, UsageError
+from syncd.redact import redact_url
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
@@ -246,6 +247,10 @@ def register_node(
     from syncd.audit import AuditWriter
     from syncd.settings import NODE_ID_RE
 
+    try:
+        make_url(hub_url)
+    except sa.exc.ArgumentError:
+        raise UsageError(f"--hub-url: not a database URL: {redact_url(hub_url)}") from None
     if not NODE_ID_RE.match(node_id):
         raise UsageError(
             f"node id {node_id!r}: use lowercase letters, digits and '-', starting with a letter"

@@ -19,10 +19,10 @@ class Metrics:
             "syncd_rows_total", "Rows by table and outcome", ["table", "outcome"], registry=r
         )
         self.retries = Counter(
-            "syncd_retries_total", "Retried transient failures", ["job"], registry=r
+            "syncd_retries_total", "Retried transient failures", ["task"], registry=r
         )
         self.errors = Counter(
-            "syncd_errors_total", "Failed cycles by job and kind", ["job", "kind"], registry=r
+            "syncd_errors_total", "Failed cycles by task and kind", ["task", "kind"], registry=r
         )
         self.conflicts_open = Gauge("syncd_conflicts_open", "Open manual conflicts", registry=r)
         self.quarantined = Gauge("syncd_quarantined_rows", "Open quarantined rows", registry=r)

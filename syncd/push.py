@@ -8,6 +8,7 @@ The changelog is trimmed only below that watermark.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -145,14 +146,22 @@ class Pusher:
             conn.rollback()
         return h
 
-    def push_once(self, max_batches: int | None = None) -> PushResult:
-        """Ship everything safe to ship now, batch by batch; stop at the first refusal."""
+    def push_once(
+        self, max_batches: int | None = None, stop: threading.Event | None = None
+    ) -> PushResult:
+        """Ship everything safe to ship now, batch by batch; stop at the first refusal.
+
+        `stop` is checked between batches, so SIGTERM after a long outage does not wait for
+        the whole backlog: every submitted batch is complete, the rest waits for next time.
+        """
         result = PushResult()
         acked = self.hub.watermark()
         result.acked_seq = acked
         result.horizon = self._horizon()
         cfg = self.settings.sync
         while max_batches is None or result.batches < max_batches:
+            if stop is not None and stop.is_set():
+                break
             with translated("reading the changelog"), self.city.connect() as conn:
                 captured = read_changes(conn, acked, result.horizon, cfg.batch_rows)
                 conn.rollback()

@@ -39,6 +39,7 @@ from syncd.push import Pusher
 from syncd.settings import Settings
 
 log = get_logger("syncd.daemon")
+APPLY_SLICE = 50
 
 
 @dataclass
@@ -68,11 +69,11 @@ class Node:
             self.pusher.hub.close()
         self.engine.dispose()
 
-    def cycle(self) -> dict[str, Any]:
-        """One push (city) or apply (hub) cycle."""
+    def cycle(self, stop: threading.Event | None = None) -> dict[str, Any]:
+        """One push (city) or apply (hub) cycle; `stop` ends it between batches."""
         started = time.monotonic()
         if self.pusher is not None:
-            res = self.pusher.push_once()
+            res = self.pusher.push_once(stop=stop)
             self.metrics.push_seconds.observe(time.monotonic() - started)
             self.metrics.batches.labels("submitted").inc(res.batches - res.duplicates)
             self.metrics.batches.labels("duplicate").inc(res.duplicates)
@@ -88,9 +89,16 @@ class Node:
             }
         from syncd.apply import apply_pending
 
-        summary = apply_pending(self.engine, self.policy)
+        data: dict[str, Any] = {}
+        while True:  # in slices, so a stop request is seen between batches
+            part = _as_dict(apply_pending(self.engine, self.policy, max_batches=APPLY_SLICE))
+            for k, v in part.items():
+                data[k] = data.get(k, 0) + v if isinstance(v, int | float) else v
+            if part.get("batches", 0) + part.get("batches_refused", 0) < APPLY_SLICE or (
+                stop is not None and stop.is_set()
+            ):
+                break
         self.metrics.apply_seconds.observe(time.monotonic() - started)
-        data = _as_dict(summary)
         self.metrics.batches.labels("applied").inc(int(data.get("batches", 0)))
         for outcome in ("applied", "stale", "quarantined", "refused"):
             self.metrics.rows.labels("*", outcome).inc(int(data.get(outcome, 0)))
@@ -220,7 +228,7 @@ class Daemon:
             if s.metrics.port is not None:
                 self.node.metrics.serve(s.metrics.port, s.metrics.address)
                 log.info("metrics_listening", port=s.metrics.port, address=s.metrics.address)
-            cycle = self._job("push" if s.is_city else "apply", self.node.cycle)
+            cycle = self._job("push" if s.is_city else "apply", lambda: self.node.cycle(self.stop))
             self.scheduler.add_job(
                 cycle,
                 "interval",

@@ -217,7 +217,7 @@ def test_alert_rules_cover_the_runbook() -> None:
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
         assert rule["annotations"]["summary"], name
-        # syncd's own `job` label reaches Prometheus as `exported_job`.
+        # syncd's own `job` label reaches Prometheus as `task`.
         assert "$labels.job }} cycles" not in rule["annotations"]["summary"], name
     tested = {
         t["alertname"] for case in load_yaml(ALERT_TESTS)["tests"] for t in case["alert_rule_test"]
