@@ -7,6 +7,7 @@ superuser connection), by default the local trust-auth cluster.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -45,10 +46,19 @@ def create_pg_database(admin: str, prefix: str = "syncd_t") -> str:
 
 
 def drop_pg_database(admin: str, name: str) -> None:
+    """Drop a test database and the node login roles `node add` made for it (cluster-wide)."""
+    tag = hashlib.sha256(name.encode()).hexdigest()[:6]
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+        roles = conn.execute(
+            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, 'syncd_') "
+            "AND right(rolname, 7) = %s",
+            (f"_{tag}",),
+        ).fetchall()
+        for (role,) in roles:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 @pytest.fixture

@@ -1,0 +1,264 @@
+"""Hub apply throughput on PostgreSQL: raw COPY (the limit) vs. syncd submit + apply.
+
+In one run, on a scratch database of the shared server (created and dropped here):
+
+1. raw COPY of N customer rows (public columns) into a plain table with the same columns and
+   primary key: the physical limit of getting these rows into this server;
+2. syncd: the same N rows as batches from 3 cities (30 % of identities in every city), shaped
+   as the city capture produces them (strings, decimals as strings, ISO timestamps), submitted
+   through `HubInbox.submit` with each city's own credentials, then `apply_pending` until
+   nothing is pending: source records, golden records, audit chain;
+3. `--updates` changes of existing customers (a new phone), submitted and applied the same way.
+
+Submission and apply are timed separately; "together" is their sum (what one city-to-hub
+pass costs when they do not overlap). Building batches (canonical JSON + checksum, city-side
+work) is timed apart and excluded. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/apply.py [--rows 1000000] [--updates 200000] [--batch-rows 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from common import (
+    AS_OF,
+    PG_ADMIN,
+    DataSpec,
+    Stopwatch,
+    clean_exit_on_sigterm,
+    copy_chunks,
+    copy_into,
+    create_tables,
+    node_id,
+    print_table,
+    public_table,
+    rate,
+    scratch_databases,
+    verdict,
+    write_config,
+)
+
+from syncd import logs
+from syncd.apply import apply_pending
+from syncd.batch import UPSERT, Batch, Change, coalesce, make_batch
+from syncd.bootstrap import init_node
+from syncd.db import create_engine
+from syncd.inbox import ACCEPTED, HubInbox, register_node
+from syncd.policy import Policy, Table
+from syncd.settings import load_settings
+
+GOAL = 0.25
+
+
+def plain_copy(url: str, spec: DataSpec, policy: Policy) -> tuple[int, float]:
+    """COPY the customers' public columns into a plain table: (rows, seconds of COPY alone)."""
+    plain = public_table(policy, "customers", "bench_copy_customers")
+    create_tables(url, [plain])
+    columns = [c.name for c in plain.columns]
+    rows = (spec.customer(c, j) for c in spec.cities for j in range(spec.per_city(c)))
+    payload = list(copy_chunks(rows, columns))  # rendered beforehand: time the server only
+    with psycopg.connect(url) as conn:
+        watch = Stopwatch()
+        with watch:
+            copy_into(conn, plain.name, columns, payload)
+            conn.commit()
+        count = conn.execute("SELECT count(*) FROM bench_copy_customers").fetchone()
+        conn.execute("DROP TABLE bench_copy_customers")
+        conn.commit()
+    return int(count[0]) if count else 0, watch.seconds
+
+
+def city_changes(spec: DataSpec, table: Table, city: str) -> Iterator[Change]:
+    """The first load of one city: an upsert per customer, as push would cut it."""
+    public = table.public_columns
+    for j in range(spec.per_city(city)):
+        row = spec.customer(city, j)
+        yield Change(
+            j + 1,
+            "customers",
+            UPSERT,
+            {"customer_id": row["customer_id"]},
+            {c: row[c] for c in public},
+        )
+
+
+def update_changes(
+    spec: DataSpec, table: Table, targets: list[tuple[int, int]], city: str, first_seq: int
+) -> Iterator[Change]:
+    """Phone changes of one city's customers (n, j), as full row images after its first load."""
+    public = table.public_columns
+    for seq, (n, j) in enumerate(targets, start=first_seq + 1):
+        row = spec.customer(city, j)
+        row["phone"] = f"U{n:010d}"
+        row["updated_at"] = AS_OF.replace(year=2027).isoformat()
+        yield Change(
+            seq,
+            "customers",
+            UPSERT,
+            {"customer_id": row["customer_id"]},
+            {c: row[c] for c in public},
+        )
+
+
+def batches(city: str, changes: Iterator[Change], size: int, build: Stopwatch) -> Iterator[Batch]:
+    while True:
+        chunk = list(itertools.islice(changes, size))
+        if not chunk:
+            return
+        with build:
+            # As push does: only the last change of a row in one batch travels.
+            batch = make_batch(node_id(city), chunk[0].seq, chunk[-1].seq, coalesce(chunk))
+        yield batch
+
+
+def submit_all(
+    inboxes: dict[str, HubInbox], streams: dict[str, Iterator[Batch]], submit: Stopwatch
+) -> tuple[int, int]:
+    """Submit the cities' batches round-robin; (batches, rows). Only submit() is timed."""
+    n_batches = n_rows = 0
+    for group in itertools.zip_longest(*streams.values()):
+        for city, batch in zip(streams, group, strict=True):
+            if batch is None:
+                continue
+            with submit:
+                result = inboxes[city].submit(batch)
+            if result.status != ACCEPTED:
+                raise RuntimeError(f"batch of {city} was {result.status}: {result.reason}")
+            n_batches += 1
+            n_rows += batch.row_count
+    return n_batches, n_rows
+
+
+def apply_all(engine: sa.Engine, policy: Policy, watch: Stopwatch) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    while True:
+        with watch:
+            summary = apply_pending(engine, policy)
+        for k in ("batches", "rows", "applied", "stale", "quarantined", "refused"):
+            totals[k] = totals.get(k, 0) + int(getattr(summary, k))
+        if summary.batches == 0 and summary.waiting == 0:
+            return totals
+
+
+def run(args: argparse.Namespace, url: str) -> None:
+    spec = DataSpec(customers=args.rows)
+    logs.configure("console", "warning")
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-apply-") as tmp:
+        conf = write_config(Path(tmp) / "hub.toml", "hub-33", "hub", url)
+        settings = load_settings(conf)
+    init_node(settings)
+    from syncd.policy import load_policy
+
+    policy = load_policy(settings.policy.path)
+    table = policy.tables["customers"]
+
+    print(f"raw COPY of {args.rows:,} customer rows into a plain table (same columns, primary key)")
+    copied, copy_s = plain_copy(url, spec, policy)
+    copy_rate = rate(copied, copy_s)
+
+    engine = create_engine(settings.database.url)
+    inboxes: dict[str, HubInbox] = {}
+    try:
+        for city in spec.cities:
+            creds = register_node(engine, settings.database.url, node_id(city), city)
+            inboxes[city] = HubInbox(creds.hub_url, node_id(city))
+        print(
+            f"syncd: {len(spec.cities)} cities, batches of {args.batch_rows:,} rows, "
+            f"{spec.shared:.0%} of identities in every city"
+        )
+        build, submit, apply = Stopwatch(), Stopwatch(), Stopwatch()
+        streams = {
+            c: batches(c, city_changes(spec, table, c), args.batch_rows, build) for c in spec.cities
+        }
+        n_batches, n_rows = submit_all(inboxes, streams, submit)
+        load = apply_all(engine, policy, apply)
+        with engine.connect() as conn:
+            sources = conn.execute(sa.text("SELECT count(*) FROM src_customers")).scalar_one()
+            goldens = conn.execute(sa.text("SELECT count(*) FROM customers")).scalar_one()
+
+        u_build, u_submit, u_apply = Stopwatch(), Stopwatch(), Stopwatch()
+        targets: dict[str, list[tuple[int, int]]] = {c: [] for c in spec.cities}
+        picks = itertools.islice(spec.update_targets(seed=11), args.updates)
+        for n, (city, j) in enumerate(picks):
+            targets[city].append((n, j))
+        u_streams = {
+            c: batches(
+                c,
+                update_changes(spec, table, targets[c], c, spec.per_city(c)),
+                args.batch_rows,
+                u_build,
+            )
+            for c in spec.cities
+        }
+        u_batches, u_rows = submit_all(inboxes, u_streams, u_submit)
+        updates = apply_all(engine, policy, u_apply)
+    finally:
+        for inbox in inboxes.values():
+            inbox.close()
+        engine.dispose()
+
+    def line(label: str, rows: int, seconds: float) -> list[Any]:
+        r = rate(rows, seconds)
+        return [label, rows, seconds, r, r / copy_rate]
+
+    print()
+    print_table(
+        ["phase", "rows", "seconds", "rows/s", "x COPY"],
+        [
+            line("raw COPY (the limit)", copied, copy_s),
+            line("first load: submit", n_rows, submit.seconds),
+            line("first load: apply", n_rows, apply.seconds),
+            line("first load: submit + apply", n_rows, submit.seconds + apply.seconds),
+            line("updates: submit", u_rows, u_submit.seconds),
+            line("updates: apply", u_rows, u_apply.seconds),
+            line("updates: submit + apply", u_rows, u_submit.seconds + u_apply.seconds),
+        ],
+    )
+    print()
+    print(
+        f"first load: {n_batches:,} batches, applied {load.get('applied', 0):,}, "
+        f"quarantined {load.get('quarantined', 0):,}, stale {load.get('stale', 0):,}; "
+        f"hub holds {sources:,} source records and {goldens:,} golden records"
+    )
+    print(
+        f"updates: {args.updates:,} changes, {u_rows:,} after coalescing within batches; "
+        f"{u_batches:,} batches, applied {updates.get('applied', 0):,}, "
+        f"stale {updates.get('stale', 0):,}"
+    )
+    print(
+        f"city-side batch building (canonical JSON + checksum, not counted above): "
+        f"{build.seconds + u_build.seconds:.1f} s"
+    )
+    ratio = rate(n_rows, apply.seconds) / copy_rate
+    print(
+        f"goal: apply >= {GOAL}x COPY on first load -> {ratio:.3f}x ({verdict(ratio >= GOAL)}); "
+        f"submit + apply {rate(n_rows, submit.seconds + apply.seconds) / copy_rate:.3f}x"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000, help="customer rows (first load)")
+    parser.add_argument("--updates", type=int, default=200_000, help="customer updates after it")
+    parser.add_argument(
+        "--batch-rows", type=int, default=5000, help="rows per batch (sync.batch_rows)"
+    )
+    parser.add_argument("--pg-admin", default=PG_ADMIN, help="superuser URL of the server to use")
+    args = parser.parse_args()
+    clean_exit_on_sigterm()
+    with scratch_databases(args.pg_admin, "apply") as dbs:
+        run(args, dbs["apply"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""City write overhead of capture: single-row updates of `customers` with and without triggers.
+
+Writes go through the driver (one UPDATE statement per row, `--batch` rows per transaction),
+as a CRM application would write, so the figures show the database's cost and not syncd's.
+The two modes alternate in rounds so that drift of the machine (checkpoints, caches, other
+load) hits both alike. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/capture.py [--rows 200000] [--batch 100] [--dialect both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+import yaml
+from psycopg import sql
+
+from syncd.capture import install_triggers
+from syncd.crm import create_crm_schema, crm_metadata
+from syncd.db import create_engine
+from syncd.policy import Policy, parse_policy
+from syncd.schema_city import changelog
+from syncd.schema_city import metadata as city_metadata
+
+REPO = Path(__file__).resolve().parent.parent
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+NOW = dt.datetime(2026, 11, 26, 8, 0, 0)
+UPDATE = (
+    "UPDATE customers SET risk_level = {p}, credit_limit = {p}, updated_at = {p}"
+    " WHERE customer_id = {p}"
+)
+
+
+def policies() -> tuple[Policy, Policy]:
+    """The reference policy, and the same with every table local (no capture at all)."""
+    data = yaml.safe_load((REPO / "schemas" / "crm.yaml").read_text(encoding="utf-8"))
+    captured = parse_policy(data, "crm.yaml")
+    for spec in data["tables"].values():
+        spec["class"] = "local"
+    return captured, parse_policy(data, "crm.yaml (all local)")
+
+
+def seed(engine: sa.Engine, policy: Policy, customers: int) -> None:
+    with engine.begin() as conn:
+        create_crm_schema(conn, policy)
+        city_metadata.create_all(conn)
+        rows: list[dict[str, Any]] = [
+            {
+                "customer_id": f"C{i:08d}",
+                "customer_type": "individual",
+                "name": f"客户{i}",
+                "id_type": "ric",
+                "id_number": f"33010219800101{i % 10000:04d}",
+                "phone": "13800000000",
+                "address": "杭州市西湖区",
+                "home_city": "3301",
+                "status": "active" if i % 4 else "prospect",
+                "risk_level": 1 + i % 5,
+                "risk_tags": ["vip"] if i % 7 == 0 else [],
+                "credit_limit": "10000.00",
+                "rm_notes": "内部备注",
+                "created_at": NOW,
+                "updated_at": NOW,
+            }
+            for i in range(customers)
+        ]
+        conn.execute(sa.insert(crm_metadata(policy).tables["customers"]), rows)
+
+
+def run_updates(engine: sa.Engine, rows: int, batch: int, customers: int, run: int) -> float:
+    """Seconds for `rows` single-row updates in `batch`-row transactions, through the driver.
+
+    Every run writes values no earlier run wrote: SQLite skips rewriting a row whose bytes do
+    not change, which would flatter whichever mode repeats the other's work.
+    """
+    rng = random.Random(run)
+    postgres = engine.dialect.name == "postgresql"
+    stmt = UPDATE.format(p="%s" if postgres else "?")
+    work = [
+        (
+            1 + rng.randrange(5),
+            str(Decimal(rng.randrange(1_000_000)) / 100),
+            NOW + dt.timedelta(days=run, seconds=n),
+            f"C{rng.randrange(customers):08d}",
+        )
+        for n in range(rows)
+    ]
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        start = time.perf_counter()
+        for i in range(0, rows, batch):
+            if not postgres:
+                cur.execute("BEGIN IMMEDIATE")
+            for params in work[i : i + batch]:
+                cur.execute(stmt, params)
+            raw.commit() if postgres else cur.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+        cur.close()
+    finally:
+        raw.close()
+    return elapsed
+
+
+def measure(url: str, rows: int, batch: int, rounds: int) -> tuple[float, float, int]:
+    """Rates (rows/s) without and with capture, and the changelog rows written."""
+    captured, uncaptured = policies()
+    customers = min(max(rows // 10, 1000), 50_000)
+    engine = create_engine(url)
+    try:
+        seed(engine, captured, customers)
+        spent = {False: 0.0, True: 0.0}
+        per_round = max(rows // rounds, batch)
+        runs = 0
+        for r in range(rounds):
+            # Alternate which mode goes first, so neither always runs on a warmer machine.
+            for capture in (r % 2 == 1, r % 2 == 0):
+                with engine.begin() as conn:
+                    install_triggers(conn, captured if capture else uncaptured, 3000)
+                runs += 1
+                spent[capture] += run_updates(engine, per_round, batch, customers, runs)
+        with engine.connect() as conn:
+            logged = conn.execute(sa.select(sa.func.count()).select_from(changelog)).scalar_one()
+        done = per_round * rounds
+        return done / spent[False], done / spent[True], int(logged)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def sqlite_url() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
+        yield f"sqlite:///{Path(tmp) / 'city.db'}"
+
+
+@contextmanager
+def postgres_url(admin: str) -> Iterator[str]:
+    name = f"syncd_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000, help="updates per mode")
+    parser.add_argument("--batch", type=int, default=100, help="rows per transaction")
+    parser.add_argument("--rounds", type=int, default=4, help="alternations of the two modes")
+    parser.add_argument("--dialect", choices=["both", "sqlite", "postgresql"], default="both")
+    parser.add_argument("--pg-admin", default=PG_ADMIN, help="superuser URL to create the db")
+    args = parser.parse_args()
+    print(
+        f"capture overhead: {args.rows} single-row updates of customers per mode, "
+        f"{args.batch} rows per transaction, {args.rounds} alternating rounds"
+    )
+    targets: list[tuple[str, Any]] = []
+    if args.dialect in ("both", "sqlite"):
+        targets.append(("sqlite", sqlite_url()))
+    if args.dialect in ("both", "postgresql"):
+        targets.append(("postgresql", postgres_url(args.pg_admin)))
+    for label, url_cm in targets:
+        with url_cm as url:
+            without, with_, logged = measure(url, args.rows, args.batch, args.rounds)
+        print(
+            f"{label:<11} without capture {without:>9,.0f} rows/s   "
+            f"with capture {with_:>9,.0f} rows/s   "
+            f"ratio {without / with_:.2f}x   changelog rows {logged:,}"
+        )
+
+
+if __name__ == "__main__":
+    main()
