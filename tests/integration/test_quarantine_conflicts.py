@@ -1,0 +1,247 @@
+"""Quarantine retry and the manual conflict queue on real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.engine import Engine
+
+from syncd import conflicts, quarantine
+from syncd import schema_hub as h
+from syncd.apply import apply_pending
+from syncd.audit import Action, verify
+from syncd.errors import UsageError
+from syncd.policy import Policy, parse_policy
+from tests.conftest import POLICY as POLICY_PATH
+from tests.integration.test_apply import (
+    LI,
+    POLICY,
+    ZHANG,
+    actions,
+    add_node,
+    customer,
+    golden_of,
+    loan,
+    make_hub,
+    open_conflicts,
+    rm,
+    sources,
+    submit,
+    two_cities,
+    up,
+)
+
+
+@pytest.fixture
+def hub(db_url: str) -> Iterator[Engine]:
+    engine = make_hub(db_url)
+    yield engine
+    engine.dispose()
+
+
+def relaxed_policy(**changes: Any) -> Policy:
+    """The reference policy with customers' fields changed, e.g. a looser risk_level."""
+    doc = yaml.safe_load(POLICY_PATH.read_text(encoding="utf-8"))
+    doc["tables"]["customers"]["columns"].update(changes)
+    return parse_policy(doc, "relaxed.yaml")
+
+
+def retry_outcome(engine: Engine, policy: Policy, qid: int | None = None) -> quarantine.RetryResult:
+    return quarantine.retry(engine, policy, qid)
+
+
+def entries(engine: Engine, status: str | None = None) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return quarantine.list_entries(conn, status=status)
+
+
+# --- quarantine ---------------------------------------------------------------------------
+
+
+def test_list_and_show_quarantine(hub: Engine) -> None:
+    add_node(hub, "hz", "3301")
+    submit(hub, "hz", [up(1, "customers", customer("c1", LI, risk_level=8))])
+    apply_pending(hub, POLICY)
+    with hub.connect() as conn:
+        (entry,) = quarantine.list_entries(conn, node="hz", table="customers")
+        assert quarantine.list_entries(conn, node="nb") == []
+        assert quarantine.list_entries(conn, status="retried") == []
+        shown = quarantine.show(conn, entry["quarantine_id"])
+        with pytest.raises(UsageError, match="quarantine entry 999 does not exist"):
+            quarantine.show(conn, 999)
+    assert shown["row_data"]["risk_level"] == 8
+    assert shown["op"] == "upsert"
+    assert shown["seq"] == 1
+
+
+def test_retry_applies_a_row_the_new_policy_accepts(hub: Engine) -> None:
+    add_node(hub, "hz", "3301")
+    submit(
+        hub,
+        "hz",
+        [
+            up(1, "customers", customer("c1", LI, risk_level=8)),
+            up(2, "customers", customer("c2", ZHANG, risk_level=12)),
+        ],
+    )
+    apply_pending(hub, POLICY)
+    first, second = (e["quarantine_id"] for e in entries(hub))
+
+    # Under the same policy nothing changes, and the reason is reported.
+    result = retry_outcome(hub, POLICY)
+    assert result.retried == ()
+    assert result.still_invalid[first] == (
+        "risk_level: input should be less than or equal to 5 (got 8)"
+    )
+    assert [e["status"] for e in entries(hub)] == ["open", "open"]
+
+    looser = relaxed_policy(risk_level={"type": "integer", "min": 1, "max": 10})
+    result = retry_outcome(hub, looser)
+    assert result.retried == (first,)
+    assert result.still_invalid == {
+        second: "risk_level: input should be less than or equal to 10 (got 12)"
+    }
+    assert [(s["customer_id"], s["risk_level"]) for s in sources(hub)] == [("c1", 8)]
+    assert golden_of(hub, LI)["risk_level"] == 8
+    assert [e["status"] for e in entries(hub)] == ["retried", "open"]
+    (retried,) = actions(hub, Action.QUARANTINE_RETRIED)
+    assert retried["detail"]["quarantine_id"] == first
+    applied = actions(hub, Action.ROW_APPLIED)
+    assert applied[-1]["row_key"] == {"customer_id": "c1"}
+    with hub.connect() as conn:
+        assert verify(conn).ok
+
+
+def test_retry_of_a_superseded_version_is_stale(hub: Engine) -> None:
+    add_node(hub, "hz", "3301")
+    submit(hub, "hz", [rm(5, "loans", {"loan_id": "l1"})], first_seq=1)
+    # An older version arriving later is checked before it is found stale.
+    submit(hub, "hz", [up(3, "loans", loan("l1", "c1", overdue_days=-3))], first_seq=6, last_seq=6)
+    apply_pending(hub, POLICY)
+    (entry,) = entries(hub)
+    assert entry["status"] == "open"
+    relaxed = yaml.safe_load(POLICY_PATH.read_text(encoding="utf-8"))
+    relaxed["tables"]["loans"]["columns"]["overdue_days"] = {"type": "integer"}
+    result = retry_outcome(hub, parse_policy(relaxed, "relaxed.yaml"), entry["quarantine_id"])
+    assert result.superseded == (entry["quarantine_id"],)
+    (ln,) = sources(hub, "loans")
+    assert (ln["_deleted"], ln["_seq"], ln["product"]) == (True, 5, None)
+    assert entries(hub)[0]["status"] == "superseded"
+    with pytest.raises(UsageError, match="is superseded, not open"):
+        retry_outcome(hub, POLICY, entry["quarantine_id"])
+    with pytest.raises(UsageError, match="quarantine entry 42 does not exist"):
+        retry_outcome(hub, POLICY, 42)
+
+
+# --- conflicts ----------------------------------------------------------------------------
+
+
+def disputed_customer(hub: Engine) -> dict[str, Any]:
+    two_cities(hub)
+    submit(hub, "hz", [up(1, "customers", customer("a", ZHANG, customer_type="individual"))])
+    submit(
+        hub,
+        "nb",
+        [up(1, "customers", customer("b", ZHANG, customer_type="corporate", home_city="3302"))],
+    )
+    apply_pending(hub, POLICY)
+    (conflict,) = open_conflicts(hub)
+    return conflict
+
+
+def test_show_lists_each_sources_value(hub: Engine) -> None:
+    conflict = disputed_customer(hub)
+    with hub.connect() as conn:
+        shown = conflicts.show(conn, conflict["conflict_id"])
+        with pytest.raises(UsageError, match="conflict 77 does not exist"):
+            conflicts.show(conn, 77)
+    assert [(s["node_id"], s["city_code"], s["value"]) for s in shown["sources"]] == [
+        ("hz", "3301", "individual"),
+        ("nb", "3302", "corporate"),
+    ]
+    assert shown["status"] == "open"
+
+
+def test_resolve_by_taking_a_nodes_value(hub: Engine) -> None:
+    conflict = disputed_customer(hub)
+    cid = conflict["conflict_id"]
+    assert golden_of(hub, ZHANG)["customer_type"] == "individual"
+
+    result = conflicts.resolve(hub, POLICY, cid, take_node="nb", by="steward-li")
+    assert result["value"] == "corporate"
+    assert golden_of(hub, ZHANG)["customer_type"] == "corporate"
+    assert open_conflicts(hub) == []
+    with hub.connect() as conn:
+        (done,) = conflicts.list_conflicts(conn, status="resolved")
+        assert verify(conn).ok
+    assert done["resolved_by"] == "steward-li"
+    assert done["resolution"] == {
+        "value": "corporate",
+        "candidates": {"hz": "individual", "nb": "corporate"},
+    }
+    (audited,) = actions(hub, Action.CONFLICT_RESOLVED)
+    assert audited["detail"]["by"] == "steward-li"
+    assert audited["detail"]["value"] == "corporate"
+    assert audited["detail"]["rule"] == "manual"
+
+    # The resolution holds while the cities keep these values ...
+    submit(hub, "hz", [up(2, "customers", customer("a", ZHANG, phone="1"))])
+    apply_pending(hub, POLICY)
+    assert open_conflicts(hub) == []
+    assert golden_of(hub, ZHANG)["customer_type"] == "corporate"
+    # ... and a new disagreement is a new conflict.
+    submit(
+        hub,
+        "nb",
+        [
+            up(
+                2,
+                "customers",
+                customer("b", ZHANG, customer_type="corporate", home_city="3302", phone="2"),
+            )
+        ],
+    )
+    add_node(hub, "wz", "3303")
+    submit(hub, "wz", [up(1, "customers", customer("w", ZHANG, customer_type="individual"))])
+    apply_pending(hub, POLICY)
+    (reopened,) = open_conflicts(hub)
+    assert reopened["candidates"] == {"hz": "individual", "nb": "corporate", "wz": "individual"}
+
+
+def test_resolve_with_a_value(hub: Engine) -> None:
+    cid = disputed_customer(hub)["conflict_id"]
+    with pytest.raises(UsageError, match="customer_type: input should be 'individual' or"):
+        conflicts.resolve(hub, POLICY, cid, value="company", by="s")
+    conflicts.resolve(hub, POLICY, cid, value="corporate", by="s")
+    assert golden_of(hub, ZHANG)["customer_type"] == "corporate"
+    with pytest.raises(UsageError, match=f"conflict {cid} is resolved, not open"):
+        conflicts.resolve(hub, POLICY, cid, value="individual", by="s")
+
+
+def test_resolve_usage_errors(hub: Engine) -> None:
+    cid = disputed_customer(hub)["conflict_id"]
+    with pytest.raises(UsageError, match="exactly one of --take NODE or --value VALUE"):
+        conflicts.resolve(hub, POLICY, cid, take_node="hz", value="corporate", by="s")
+    with pytest.raises(UsageError, match="exactly one of"):
+        conflicts.resolve(hub, POLICY, cid, by="s")
+    with pytest.raises(UsageError, match="node 'sz' holds no value in conflict"):
+        conflicts.resolve(hub, POLICY, cid, take_node="sz", by="s")
+    with pytest.raises(UsageError, match="conflict 4242 does not exist"):
+        conflicts.resolve(hub, POLICY, 4242, take_node="hz", by="s")
+    assert len(open_conflicts(hub)) == 1
+    assert actions(hub, Action.CONFLICT_RESOLVED) == []
+
+
+def test_deleting_a_disputing_source_supersedes_the_conflict(hub: Engine) -> None:
+    disputed_customer(hub)
+    submit(hub, "nb", [rm(2, "customers", {"customer_id": "b"})])
+    apply_pending(hub, POLICY)
+    assert open_conflicts(hub) == []
+    with hub.connect() as conn:
+        statuses = conn.execute(sa.select(h.conflicts.c.status)).scalars().all()
+    assert statuses == ["superseded"]
+    assert golden_of(hub, ZHANG)["customer_type"] == "individual"
