@@ -41,12 +41,11 @@ APPLY_LOCK_KEY = 0x73796E6364617070
 
 PENDING, APPLIED, REFUSED = "pending", "applied", "refused"
 OPEN, SUPERSEDED, RESOLVED = "open", "superseded", "resolved"
-# Audit actions as docs/auditors.md names them, where audit.Action has no member or spells
-# them otherwise (Action.ROW_REFUSED is "row_refused", Action.DUPLICATE_BATCH "duplicate_batch").
-REFUSED_ROW = "refused_row"
-BATCH_DUPLICATE = "batch_duplicate"
-QUARANTINE_SUPERSEDED = "quarantine_superseded"
-CONFLICT_SUPERSEDED = "conflict_superseded"
+# Audit actions (docs/auditors.md); audit.Action is the one list of them.
+REFUSED_ROW = Action.REFUSED_ROW.value
+BATCH_DUPLICATE = Action.BATCH_DUPLICATE.value
+QUARANTINE_SUPERSEDED = Action.QUARANTINE_SUPERSEDED.value
+CONFLICT_SUPERSEDED = Action.CONFLICT_SUPERSEDED.value
 
 # Rows per IN (...) list: far below SQLite's and PostgreSQL's bind-parameter limits.
 _CHUNK = 500
@@ -64,7 +63,8 @@ def utcnow() -> dt.datetime:
 def lock(conn: Connection) -> None:
     """Serialize hub writers until the transaction ends (PostgreSQL; SQLite already is)."""
     if is_postgres(conn):
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.literal(APPLY_LOCK_KEY))))
+        key = sa.literal(APPLY_LOCK_KEY, sa.BigInteger)
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
 def upsert(

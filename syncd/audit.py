@@ -58,14 +58,16 @@ class Action(StrEnum):
 
     BATCH_APPLIED = "batch_applied"
     BATCH_REFUSED = "batch_refused"
-    DUPLICATE_BATCH = "duplicate_batch"
+    BATCH_DUPLICATE = "batch_duplicate"
     ROW_APPLIED = "row_applied"
-    ROW_REFUSED = "row_refused"
+    REFUSED_ROW = "refused_row"
     STALE = "stale"
     QUARANTINED = "quarantined"
     QUARANTINE_RETRIED = "quarantine_retried"
+    QUARANTINE_SUPERSEDED = "quarantine_superseded"
     CONFLICT_OPENED = "conflict_opened"
     CONFLICT_RESOLVED = "conflict_resolved"
+    CONFLICT_SUPERSEDED = "conflict_superseded"
     NODE_REGISTERED = "node_registered"
 
 
