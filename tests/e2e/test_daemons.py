@@ -6,6 +6,7 @@ import json
 import os
 import random
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from tests.e2e.cluster import Cluster, wait_for
 from tests.e2e.proxy import Proxy
 from tests.helpers import run_syncd
+from tests.integration.test_node_ops import free_port
 
 SEED = int(os.environ.get("SYNCD_E2E_SEED", "20261126"))
 
@@ -158,3 +160,43 @@ def test_sigterm_stops_cleanly_and_one_daemon_per_node(tmp_path: Path) -> None:
         assert third.stop() == 0
     finally:
         again.kill9()
+
+
+def test_metrics_endpoint_serves_prometheus_names(tmp_path: Path) -> None:
+    cluster = Cluster(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'hub.db'}",
+        {"city-3301": f"sqlite:///{tmp_path / 'c1.db'}"},
+    )
+    cluster.setup()
+    port = free_port()
+    conf = cluster.city_confs["city-3301"]
+    conf.write_text(conf.read_text() + f"\n[metrics]\nport = {port}\n")
+    city = cluster.daemon("city-3301")
+    city.start()
+    try:
+        wait_for(lambda: "metrics_listening" in city.log.read_text(), 20, "the metrics port")
+        writer = cluster.writer("city-3301", SEED, 1.0)
+        assert writer.wait(60) == 0
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+
+        wait_for(
+            lambda: 'syncd_batches_total{outcome="submitted"}' in scrape(),
+            20,
+            "a submitted batch in the metrics",
+        )
+        text = scrape()
+        for name in (
+            "syncd_backlog_rows",
+            "syncd_lag_seconds",
+            "syncd_rows_total",
+            "syncd_retries_total",
+            "syncd_push_duration_seconds_bucket",
+        ):
+            assert name in text
+        assert city.stop() == 0
+    finally:
+        city.kill9()

@@ -1,0 +1,130 @@
+"""Node operations: migrations without drift, status fields, secrets never shown."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from syncd import migrate
+from syncd.bootstrap import init_node
+from syncd.db import create_engine
+from syncd.inbox import register_node
+from syncd.schema_city import changelog
+from syncd.status import city_status, hub_status
+from tests.helpers import run_syncd, settings_for, write_config
+
+
+@pytest.mark.parametrize("role", ["city", "hub"])
+def test_alembic_check_finds_no_drift(tmp_path: Path, db_url: str, role: str) -> None:
+    hub = f"sqlite:///{tmp_path / 'hub.db'}"
+    conf = write_config(
+        tmp_path / "n.toml", f"{role}-1", role, db_url, hub if role == "city" else None
+    )
+    init_node(settings_for(conf))
+    init_node(settings_for(conf))  # twice: a no-op
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        migrate.check(conn, role)  # raises if syncd's tables and its MetaData differ
+    engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_password_never_printed_or_logged(tmp_path: Path) -> None:
+    """Guarantee 6: a hub URL with a password, an unreachable hub, every output scrubbed."""
+    secret = "Sup3r-Secret-pw"
+    hub_url = f"postgresql+psycopg://city:{secret}@127.0.0.1:{free_port()}/hub"
+    conf = write_config(
+        tmp_path / "city.toml",
+        "city-3301",
+        "city",
+        f"sqlite:///{tmp_path / 'c.db'}",
+        hub_url,
+        sync={"retry_max_wait_seconds": 0.2},
+    )
+    run_syncd(conf, "init", check=True)
+    outputs = [
+        run_syncd(conf, "sync", "--once"),
+        run_syncd(conf, "-v", "sync", "--once"),
+        run_syncd(conf, "status", "--json"),
+    ]
+    assert outputs[0].returncode == 1
+    assert "connection" in outputs[0].stderr.lower()
+    for proc in outputs:
+        assert secret not in proc.stdout
+        assert secret not in proc.stderr
+    bad = write_config(
+        tmp_path / "bad.toml", "city-3301", "city", f"mysql://u:{secret}@h/db", hub_url
+    )
+    proc = run_syncd(bad, "status")
+    assert proc.returncode == 2
+    assert "database.url" in proc.stderr
+    assert secret not in proc.stderr
+
+
+def test_status_fields_city_and_hub(tmp_path: Path, sqlite_url: str) -> None:
+    hub_url = f"sqlite:///{tmp_path / 'hub.db'}"
+    hub_conf = write_config(
+        tmp_path / "hub.toml", "hub-33", "hub", hub_url, sync={"silent_node_seconds": 60}
+    )
+    init_node(settings_for(hub_conf))
+    engine = create_engine(hub_url)
+    register_node(engine, hub_url, "city-3301", "3301")
+    register_node(engine, hub_url, "city-3302", "3302")
+    engine.dispose()
+    city_conf = write_config(
+        tmp_path / "city.toml",
+        "city-3301",
+        "city",
+        sqlite_url,
+        hub_url,
+        sync={"backlog_warn_seconds": 1},
+    )
+    init_node(settings_for(city_conf))
+    city = create_engine(sqlite_url)
+    with city.begin() as conn:  # an unsent change, captured two hours ago
+        conn.execute(
+            changelog.insert().values(
+                table_name="loans",
+                op="I",
+                row_image={"loan_id": "L1"},
+                captured_at=sa.text("datetime('now', '-2 hours')"),
+            )
+        )
+    city.dispose()
+    st = city_status(settings_for(city_conf))
+    assert st.backlog_rows == 1
+    assert st.lag_seconds is not None
+    assert 7100 < st.lag_seconds < 7300
+    assert st.last_acked_seq == 0
+    assert any("h old" in w for w in st.warnings)
+    out = json.loads(run_syncd(city_conf, "status", "--json", check=True).stdout)
+    assert out["backlog_rows"] == 1
+    assert out["role"] == "city"
+
+    run_syncd(city_conf, "sync", "--once", check=True)
+    st = city_status(settings_for(city_conf))
+    assert st.backlog_rows == 0
+    assert st.last_acked_seq == 1
+    assert st.last_push_at
+
+    hs = hub_status(settings_for(hub_conf))
+    nodes = {n.node_id: n for n in hs.nodes}
+    assert nodes["city-3301"].received_seq == 1
+    assert nodes["city-3301"].pending_batches == 1
+    assert not nodes["city-3301"].silent
+    assert nodes["city-3302"].silent  # never heard from
+    assert any("city-3302 silent" in w for w in hs.warnings)
+    run_syncd(hub_conf, "sync", "--once", check=True)
+    hs = hub_status(settings_for(hub_conf))
+    assert {n.node_id: n.applied_seq for n in hs.nodes}["city-3301"] == 1
+    assert hs.pending_batches == 0
