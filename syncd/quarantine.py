@@ -98,6 +98,8 @@ class RetryResult:
 
 @dataclass
 class _Retry:
+    """One retry transaction: the entries' outcomes, gathered for one status update at the end."""
+
     conn: Connection
     policy: Policy
     audit: AuditWriter
@@ -106,7 +108,6 @@ class _Retry:
     superseded: list[int] = field(default_factory=list)
     refused: list[int] = field(default_factory=list)
     conflicts_opened: int = 0
-
     closing: list[dict[str, Any]] = field(default_factory=list)
 
     def finish(self) -> None:
