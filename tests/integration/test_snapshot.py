@@ -145,3 +145,69 @@ def test_snapshot_cli(city: Path) -> None:
     bad = run_syncd(city, "snapshot", "--table", "sales_activities")
     assert bad.returncode == 2
     assert "not a public table" in bad.stderr
+
+
+def test_pg_snapshot_with_concurrent_writers_loses_and_reorders_nothing(
+    tmp_path: Path, pg_url_factory: Any
+) -> None:
+    """Writers update rows while the snapshot reads them; the hub must end equal to the city."""
+    import random
+    import threading
+
+    from syncd.apply import apply_pending
+    from syncd.inbox import HubInbox, register_node
+    from syncd.push import Pusher
+    from tests.e2e.cluster import Cluster
+
+    city_url, hub_url = pg_url_factory(), pg_url_factory()
+    seed_crm(city_url, 600)
+    init_node(settings_for(write_config(tmp_path / "hub.toml", "hub-33", "hub", hub_url)))
+    hub = create_engine(hub_url)
+    register_node(hub, hub_url, "city-3301", "3301")
+    conf = write_config(
+        tmp_path / "city.toml",
+        "city-3301",
+        "city",
+        city_url,
+        hub_url,
+        create_schema=False,
+        sync={"gap_wait_seconds": 1.0},
+    )
+    s = settings_for(conf)
+    init_node(s)
+    city = create_engine(city_url)
+    md = sa.MetaData()
+    md.reflect(city, only=["customers"])
+    cust = md.tables["customers"]
+    stop = threading.Event()
+
+    def write() -> None:
+        rng = random.Random(5)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            with city.begin() as conn:
+                for _ in range(3):
+                    cid = f"C{rng.randrange(600):04d}"
+                    conn.execute(
+                        cust.update()
+                        .where(cust.c.customer_id == cid)
+                        .values(phone=f"w{n}", status=rng.choice(["active", "prospect"]))
+                    )
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        snap.snapshot(s, chunk_rows=40)
+    finally:
+        stop.set()
+        writer.join()
+    pusher = Pusher(s, load_policy(POLICY), city, HubInbox(hub_url, "city-3301"))
+    while pusher.push_once().batches:
+        pass
+    apply_pending(hub, load_policy(POLICY))
+    pusher.hub.close()
+    cluster = Cluster(tmp_path, hub_url, {"city-3301": city_url})
+    assert cluster.expected_sources() == cluster.hub_sources()
+    city.dispose()
+    hub.dispose()
