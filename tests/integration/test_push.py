@@ -71,6 +71,9 @@ class Pair:
 
 
 def make_pair(tmp_path: Path, city_url: str, hub_url: str, **sync: Any) -> Pair:
+    # Tests assert what one push ships; on a cluster shared with other tests, give the gap
+    # guard time for their short transactions to end.
+    sync.setdefault("gap_wait_seconds", 2.0)
     init_node(settings_for(write_config(tmp_path / "hub.toml", "hub-33", "hub", hub_url)))
     engine = create_engine(hub_url)
     register_node(engine, hub_url, "city-3301", "3301")
@@ -150,13 +153,23 @@ def test_batches_are_capped_by_rows_and_bytes(tmp_path: Path, sqlite_url: str) -
     assert [r["key"]["customer_id"] for r in p.hub_rows()] == [f"C{i}" for i in range(10)]
 
 
+def push_until(pusher: Pusher, rows: int) -> int:
+    """Push until `rows` rows have shipped: snapshots are cluster-wide, so other tests'
+    transactions on the shared server may hold the gap-safe horizon back for a while."""
+    shipped = 0
+    deadline = time.monotonic() + 30
+    while shipped < rows and time.monotonic() < deadline:
+        shipped += pusher.push_once().rows
+    return shipped
+
+
 def test_pg_gap_safety_late_commit_of_lower_sequence(tmp_path: Path, pg_url_factory: Any) -> None:
     """T1 takes seq n and commits after T2 took n+1 and committed: both must reach the hub."""
     p = make_pair(tmp_path, pg_url_factory(), pg_url_factory(), gap_wait_seconds=0.2)
     cust = crm(p).tables["customers"]
     with p.pusher.city.begin() as conn:
         conn.execute(cust.insert(), [customer("C1"), customer("C2")])
-    p.pusher.push_once()
+    assert push_until(p.pusher, 2) == 2
     t1 = p.pusher.city.connect()
     t2 = p.pusher.city.connect()
     try:
@@ -169,12 +182,7 @@ def test_pg_gap_safety_late_commit_of_lower_sequence(tmp_path: Path, pg_url_fact
     finally:
         t1.close()
         t2.close()
-    # Snapshots are cluster-wide: other tests' transactions may hold the horizon a while.
-    shipped = 0
-    deadline = time.monotonic() + 30
-    while shipped < 2 and time.monotonic() < deadline:
-        shipped += p.pusher.push_once().rows
-    assert shipped == 2
+    assert push_until(p.pusher, 2) == 2
     phones = {r["key"]["customer_id"]: r["row"]["phone"] for r in p.hub_rows()}
     assert phones == {"C1": "111", "C2": "222"}
     p.pusher.hub.close()
