@@ -164,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000, help="updates per mode")
     parser.add_argument("--batch", type=int, default=100, help="rows per transaction")
-    parser.add_argument("--rounds", type=int, default=4, help="alternations of the two modes")
+    parser.add_argument("--rounds", type=int, default=10, help="alternations of the two modes")
     parser.add_argument("--dialect", choices=["both", "sqlite", "postgresql"], default="both")
     parser.add_argument("--pg-admin", default=PG_ADMIN, help="superuser URL to create the db")
     args = parser.parse_args()

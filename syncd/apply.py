@@ -115,6 +115,39 @@ def _matching(
     return sa.tuple_(*cols).in_(values)
 
 
+def _in_arrays(
+    cols: Sequence[sa.ColumnElement[Any]], values: Sequence[tuple[Any, ...]]
+) -> sa.ColumnElement[bool]:
+    # One array parameter per column: PostgreSQL plans a semi-join against unnest() where a
+    # tuple IN list of thousands of rows becomes an OR of ANDs that takes longer to plan than
+    # to run, and the statement text stays the same size whatever the number of keys.
+    arrays = [
+        sa.bindparam(None, [v[i] for v in values], type_=postgresql.ARRAY(c.type))
+        for i, c in enumerate(cols)
+    ]
+    if len(cols) == 1:
+        return cols[0] == sa.any_(arrays[0])
+    keys = sa.func.unnest(*arrays).table_valued(*(f"k{i}" for i in range(len(cols))))
+    return sa.tuple_(*cols).in_(sa.select(*keys.render_derived().c))
+
+
+def _key_matches(
+    conn: Connection, cols: Sequence[sa.ColumnElement[Any]], values: Sequence[tuple[Any, ...]]
+) -> Iterator[sa.ColumnElement[bool]]:
+    """Conditions that together match rows whose `cols` equal one of the key tuples `values`.
+
+    One condition on PostgreSQL (array parameters); on SQLite one IN list per chunk, below its
+    bind-parameter limit.
+    """
+    if not values:
+        return
+    if is_postgres(conn):
+        yield _in_arrays(cols, values)
+        return
+    for chunk in _chunks(values):
+        yield _matching(cols, chunk)
+
+
 # --- the policy's tables at the hub -------------------------------------------------------
 
 _TABLES: dict[int, tuple[Policy, sa.MetaData]] = {}
@@ -176,11 +209,11 @@ def _load_sources(
     src = source_table(policy, table)
     cols = [src.c[c] for c in table.public_columns]
     found: dict[tuple[Any, ...], tuple[list[Source], list[Source]]] = defaultdict(lambda: ([], []))
-    for chunk in _chunks(identities):
+    for where in _key_matches(conn, [src.c[c] for c in table.identity], identities):
         stmt = (
             sa.select(src.c[h.ORIGIN], src.c._seq, src.c._deleted, h.nodes.c.city_code, *cols)
             .select_from(src.outerjoin(h.nodes, h.nodes.c.node_id == src.c[h.ORIGIN]))
-            .where(_matching([src.c[c] for c in table.identity], chunk))
+            .where(where)
         )
         for r in conn.execute(stmt).mappings():
             row = {c: r[c] for c in table.public_columns}
@@ -196,10 +229,8 @@ def _golden_ids(
 ) -> dict[tuple[Any, ...], int]:
     golden = golden_table(policy, table)
     ids: dict[tuple[Any, ...], int] = {}
-    for chunk in _chunks(identities):
-        stmt = sa.select(golden.c[h.GOLDEN_ID], *(golden.c[c] for c in table.identity)).where(
-            _matching([golden.c[c] for c in table.identity], chunk)
-        )
+    for where in _key_matches(conn, [golden.c[c] for c in table.identity], identities):
+        stmt = sa.select(golden.c[h.GOLDEN_ID], *(golden.c[c] for c in table.identity)).where(where)
         for r in conn.execute(stmt):
             ids[tuple(r[1:])] = int(r[0])
     return ids
@@ -211,10 +242,10 @@ def _resolutions(
     """The latest steward resolution per golden record and column."""
     found: dict[int, dict[str, Resolution]] = defaultdict(dict)
     c = h.conflicts.c
-    for chunk in _chunks(golden_ids):
+    for where in _key_matches(conn, [c.golden_id], [(i,) for i in golden_ids]):
         stmt = (
             sa.select(c.golden_id, c.column_name, sa.cast(c.resolution, sa.Text))
-            .where(c.table_name == table.name, c.status == RESOLVED, c.golden_id.in_(chunk))
+            .where(c.table_name == table.name, c.status == RESOLVED, where)
             .order_by(c.conflict_id)
         )
         for gid, column, text in conn.execute(stmt):
@@ -298,14 +329,14 @@ def _open_conflicts(
 ) -> list[tuple[int, int, str, str]]:
     c = h.conflicts.c
     found: list[tuple[int, int, str, str]] = []
-    for chunk in _chunks(golden_ids):
+    for where in _key_matches(conn, [c.golden_id], [(i,) for i in golden_ids]):
         stmt = sa.select(
             c.conflict_id,
             c.golden_id,
             c.column_name,
             sa.cast(c.golden_value, sa.Text),
             sa.cast(c.candidates, sa.Text),
-        ).where(c.table_name == table.name, c.status == OPEN, c.golden_id.in_(chunk))
+        ).where(c.table_name == table.name, c.status == OPEN, where)
         for cid, gid, column, value, candidates in conn.execute(stmt):
             found.append((int(cid), int(gid), column, _signature(value, candidates)))
     return found
@@ -512,10 +543,8 @@ class RowWriter:
         ident = [src.c[c] for c in table.identity]
         found: dict[tuple[Any, ...], _Stored] = {}
         n = len(pk)
-        for chunk in _chunks(keys):
-            stmt = sa.select(*pk, src.c._seq, *ident).where(
-                src.c[h.ORIGIN] == node_id, _matching(pk, chunk)
-            )
+        for where in _key_matches(self.conn, pk, keys):
+            stmt = sa.select(*pk, src.c._seq, *ident).where(src.c[h.ORIGIN] == node_id, where)
             for r in self.conn.execute(stmt):
                 identity = tuple(r[n + 1 :]) if ident else None
                 if identity is not None and any(v is None for v in identity):
