@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
-import decimal
 import hashlib
 import json
 import re
@@ -25,6 +24,7 @@ from typing import Any, Literal, TextIO, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult, Row
 
+from syncd.canonical import canonical, json_default
 from syncd.db import is_postgres, translated
 from syncd.errors import UsageError
 from syncd.schema_hub import audit
@@ -69,30 +69,6 @@ class Action(StrEnum):
     CONFLICT_RESOLVED = "conflict_resolved"
     CONFLICT_SUPERSEDED = "conflict_superseded"
     NODE_REGISTERED = "node_registered"
-
-
-def _json_default(obj: object) -> object:
-    if isinstance(obj, decimal.Decimal):
-        # Text, not float: a float would round money and print differently across versions.
-        return str(obj)
-    if isinstance(obj, dt.date):
-        return obj.isoformat()
-    if isinstance(obj, set | frozenset):
-        # Sets have no order; sorting by each element's encoding makes the output stable.
-        return sorted(obj, key=canonical)
-    raise TypeError(f"audit entries cannot hold a {type(obj).__name__}: {obj!r}")
-
-
-def canonical(obj: object) -> str:
-    """The one JSON text of a value: sorted keys, no spaces, UTF-8 kept, no NaN."""
-    return json.dumps(
-        obj,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-        default=_json_default,
-    )
 
 
 def entry_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
@@ -434,7 +410,7 @@ def export(
             else:
                 record = _record(row)
                 record["at"] = record["at"].isoformat()
-                out.write(json.dumps(record, ensure_ascii=False, default=_json_default) + "\n")
+                out.write(json.dumps(record, ensure_ascii=False, default=json_default) + "\n")
             count += 1
     return count
 

@@ -8,20 +8,28 @@ import json
 from typing import Any
 
 
-def _default(obj: Any) -> Any:
+def json_default(obj: object) -> object:
+    """`json.dumps(default=…)` for the types syncd stores: Decimal, dates, sets."""
     if isinstance(obj, decimal.Decimal):
+        # Text, not float: a float would round money and print differently across versions.
         return str(obj)
-    if isinstance(obj, dt.datetime | dt.date | dt.time):
+    if isinstance(obj, dt.date | dt.time):
         return obj.isoformat()
-    if isinstance(obj, set | frozenset | tuple):
-        return sorted(obj) if isinstance(obj, set | frozenset) else list(obj)
-    raise TypeError(f"cannot encode {type(obj).__name__} canonically")
+    if isinstance(obj, set | frozenset):
+        # Sets have no order; sorting by each element's encoding makes the output stable.
+        return sorted(obj, key=canonical)
+    raise TypeError(f"cannot encode a {type(obj).__name__} canonically: {obj!r}")
 
 
-def canonical(obj: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 text as is; Decimals and times as strings."""
+def canonical(obj: object) -> str:
+    """The one JSON text of a value: sorted keys, no spaces, UTF-8 kept, no NaN."""
     return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+        obj,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=json_default,
     )
 
 

@@ -133,6 +133,15 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(to_jsonable(data), ensure_ascii=False, indent=2) + "\n")
 
 
+def print_record(record: dict[str, Any], as_json: bool) -> None:
+    """One record: JSON, or one `key: value` line per field."""
+    if as_json:
+        print_json(record)
+        return
+    for k, v in record.items():
+        out.print(f"[bold]{k}[/]: {to_jsonable(v)}", highlight=False)
+
+
 def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     table = RichTable(title=title, show_lines=False)
     for c in columns:
@@ -774,12 +783,7 @@ def quarantine_show(qid: int, as_json: JsonOpt = False) -> None:
     from syncd import quarantine
 
     hub_settings()
-    row = _read(lambda c: quarantine.show(c, qid))
-    if as_json:
-        print_json(row)
-        return
-    for k, v in row.items():
-        out.print(f"[bold]{k}[/]: {to_jsonable(v)}")
+    print_record(_read(lambda c: quarantine.show(c, qid)), as_json)
 
 
 @quarantine_app.command("retry")
@@ -848,12 +852,7 @@ def conflicts_show(cid: int, as_json: JsonOpt = False) -> None:
     from syncd import conflicts
 
     hub_settings()
-    row = _read(lambda c: conflicts.show(c, cid))
-    if as_json:
-        print_json(row)
-        return
-    for k, v in row.items():
-        out.print(f"[bold]{k}[/]: {to_jsonable(v)}")
+    print_record(_read(lambda c: conflicts.show(c, cid)), as_json)
 
 
 @conflicts_app.command("resolve")
