@@ -15,6 +15,7 @@ from syncd.db import create_engine
 from syncd.inbox import register_node
 from syncd.schema_city import changelog
 from syncd.status import city_status, hub_status
+from tests.conftest import POLICY
 from tests.helpers import run_syncd, settings_for, write_config
 
 
@@ -128,3 +129,52 @@ def test_status_fields_city_and_hub(tmp_path: Path, sqlite_url: str) -> None:
     hs = hub_status(settings_for(hub_conf))
     assert {n.node_id: n.applied_seq for n in hs.nodes}["city-3301"] == 1
     assert hs.pending_batches == 0
+
+
+def test_broken_policy_fails_init_and_drops_nothing(tmp_path: Path, db_url: str) -> None:
+    policy = tmp_path / "crm.yaml"
+    policy.write_text(POLICY.read_text(encoding="utf-8"), encoding="utf-8")
+    conf = write_config(
+        tmp_path / "city.toml", "city-3301", "city", db_url, f"sqlite:///{tmp_path / 'hub.db'}"
+    )
+    conf.write_text(conf.read_text().replace(str(POLICY), str(policy)))
+    run_syncd(conf, "init", check=True)
+    assert run_syncd(conf, "schema", "check").returncode == 0
+    text = policy.read_text(encoding="utf-8")
+    policy.write_text(text.replace("exclude: [rm_notes]", "exclude: [rm_notez]"), encoding="utf-8")
+    proc = run_syncd(conf, "init")
+    assert proc.returncode == 2
+    assert f"{policy}: tables.customers.exclude: column 'rm_notez' is not declared" in proc.stderr
+    policy.write_text(text, encoding="utf-8")
+    check = run_syncd(conf, "schema", "check", "--json")
+    assert check.returncode == 0, check.stdout  # every trigger still in place
+    assert json.loads(check.stdout)["ok"] is True
+
+
+def test_schema_check_exit_code_names_problems(tmp_path: Path, sqlite_url: str) -> None:
+    conf = write_config(
+        tmp_path / "city.toml",
+        "city-3301",
+        "city",
+        sqlite_url,
+        f"sqlite:///{tmp_path / 'hub.db'}",
+        create_schema=False,
+    )
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE customers (customer_id TEXT PRIMARY KEY)"))
+    engine.dispose()
+    proc = run_syncd(conf, "schema", "check")
+    assert proc.returncode == 2
+    assert "loans" in proc.stdout
+    assert "id_number" in proc.stdout
+
+
+def test_version_and_usage_errors() -> None:
+    proc = run_syncd(None, "--version")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("syncd ")
+    assert run_syncd(None, "no-such-command").returncode == 2
+    missing = run_syncd(None, "status", env={"SYNCD_CONFIG": "/nonexistent/x.toml"})
+    assert missing.returncode == 2
+    assert "/nonexistent/x.toml: (file): cannot read" in missing.stderr
