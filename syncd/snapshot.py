@@ -29,9 +29,8 @@ from syncd.db import create_engine, is_postgres, translated
 from syncd.errors import UsageError
 from syncd.logs import get_logger
 from syncd.merge import encode_value
-from syncd.policy import Policy, Table, load_policy
+from syncd.policy import ColumnType, Policy, Table, load_policy
 from syncd.push import get_state, set_state
-from syncd.rowfilter import passes
 from syncd.schema_city import changelog
 from syncd.settings import Settings
 
@@ -63,32 +62,56 @@ def _ordered(policy: Policy) -> list[Table]:
     return sorted(tables, key=lambda t: t.parent is not None)
 
 
+def _image(conn: Connection, source: sa.Table, table: Table) -> sa.ColumnElement[Any]:
+    """The row image the capture trigger would write, as one SQL expression per dialect."""
+    pairs: list[Any] = []
+    for name in table.public_columns:
+        col: Any = source.c[name]
+        if not is_postgres(conn) and table.columns[name].type is ColumnType.LIST:
+            # Lists are JSON text in SQLite: embed them as arrays, as the trigger does.
+            col = sa.case((sa.func.json_valid(col) == 1, sa.func.json(col)), else_=col)
+        pairs += [sa.literal(name, sa.String()), col]
+    if is_postgres(conn):
+        return sa.func.jsonb_build_object(*pairs)
+    return sa.func.json_object(*pairs)
+
+
 def _chunk(
     conn: Connection, source: sa.Table, table: Table, after: list[Any] | None, size: int
-) -> tuple[list[dict[str, Any]], list[Any] | None, int]:
-    """Read one chunk after a key, append its public rows to the changelog; return progress."""
-    pk = [source.c[c] for c in table.primary_key]
-    q = sa.select(*[source.c[c] for c in table.public_columns]).order_by(*pk).limit(size)
-    if after is not None:
-        q = q.where(sa.tuple_(*pk) > sa.tuple_(*after))
+) -> tuple[int, list[Any] | None, bool]:
+    """Append the next chunk of rows to the changelog in one statement; return progress.
+
+    The rows never come through Python: one INSERT … SELECT per chunk. Prospects and other
+    filtered rows are copied too — the changelog is local — and the pusher, which owns the
+    filter's semantics, keeps them in the city.
+    """
+    pk = sa.tuple_(*[source.c[c] for c in table.primary_key])
+    lower = pk > sa.tuple_(*after) if after is not None else sa.true()
+    boundary = conn.execute(
+        sa.select(*[source.c[c] for c in table.primary_key])
+        .where(lower)
+        .order_by(*[source.c[c] for c in table.primary_key])
+        .offset(size - 1)
+        .limit(1)
+    ).first()
+    cond = sa.and_(lower, pk <= sa.tuple_(*boundary)) if boundary is not None else lower
+    rows = (
+        sa.select(
+            sa.literal(table.name, sa.String()),
+            sa.literal("I", sa.String()),
+            _image(conn, source, table),
+        )
+        .where(cond)
+        .order_by(*[source.c[c] for c in table.primary_key])
+    )
     if is_postgres(conn):
-        q = q.with_for_update(read=True)
-    rows = [dict(r) for r in conn.execute(q).mappings()]
-    if not rows:
-        return rows, after, 0
-    images = [
-        {
-            "table_name": table.name,
-            "op": "I",
-            "row_image": {c: encode_value(v) for c, v in r.items()},
-        }
-        for r in rows
-        if passes(table.filter, r)
-    ]
-    if images:
-        conn.execute(changelog.insert(), images)
-    last = [encode_value(rows[-1][c]) for c in table.primary_key]
-    return rows, last, len(images)
+        # Wait for writers of these rows and read their committed version (module docstring).
+        rows = rows.with_for_update(read=True)
+    insert = changelog.insert().from_select(["table_name", "op", "row_image"], rows)
+    # SQLAlchemy keeps the driver's rowcount of an INSERT only when asked to.
+    written = conn.execute(insert.execution_options(preserve_rowcount=True)).rowcount
+    last = [encode_value(v) for v in boundary] if boundary is not None else after
+    return int(written or 0), last, boundary is None
 
 
 def snapshot(
@@ -146,9 +169,8 @@ def _run(
         started = time.monotonic()
         while True:
             with translated(f"snapshot of {table.name}"), engine.begin() as conn:
-                rows, after, written = _chunk(conn, source, table, after, chunk_rows)
-                tp.rows += len(rows)
-                tp.done = len(rows) < chunk_rows
+                written, after, tp.done = _chunk(conn, source, table, after, chunk_rows)
+                tp.rows += written
                 set_state(conn, key, {"after": after, "rows": tp.rows, "done": tp.done})
             tp.seconds = time.monotonic() - started
             log.info(
