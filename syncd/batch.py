@@ -30,6 +30,7 @@ class Captured:
     op: str  # I, U, D
     image: Mapping[str, Any]
     old_filter: Mapping[str, Any] | None
+    size: int = 0  # bytes of the captured image: the batch byte cap's measure
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Batch:
     last_seq: int
     changes: tuple[Change, ...]
     checksum: str
+    wire_json: str = ""  # canonical JSON of the wire rows, encoded once for checksum and submit
 
     @property
     def row_count(self) -> int:
@@ -95,9 +97,10 @@ def coalesce(changes: Iterable[Change]) -> list[Change]:
     Within one batch a row's last change carries its final state: an upsert after a delete
     re-creates it, a delete after upserts removes it; intermediate versions need not travel.
     """
-    last: dict[tuple[str, str], Change] = {}
+    last: dict[tuple[str, tuple[Any, ...]], Change] = {}
     for ch in changes:
-        last[(ch.table, canonical(ch.key))] = ch
+        # Keys are built in primary-key order (to_change), so their items identify the row.
+        last[(ch.table, tuple(ch.key.items()))] = ch
     return sorted(last.values(), key=lambda c: c.seq)
 
 

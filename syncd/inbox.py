@@ -102,7 +102,7 @@ def _raise_refusal(exc: sa.exc.DBAPIError) -> None:
 
 
 def _submit_pg(conn: Connection, batch: Batch) -> SubmitResult:
-    rows = canonical([c.wire() for c in batch.changes])
+    rows = batch.wire_json or canonical([c.wire() for c in batch.changes])
     try:
         status = conn.execute(
             sa.text(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -174,16 +175,16 @@ class Table(_Model):
     def is_public(self) -> bool:
         return self.class_ is TableClass.PUBLIC
 
-    @property
+    @cached_property
     def public_columns(self) -> tuple[str, ...]:
         """Columns that may leave the city, in declared order."""
         return tuple(c for c in self.columns if c not in self.exclude)
 
-    @property
+    @cached_property
     def filter_columns(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(c.column for c in self.filter))
 
-    @property
+    @cached_property
     def data_columns(self) -> tuple[str, ...]:
         """Public columns that are not part of the primary key."""
         return tuple(c for c in self.public_columns if c not in self.primary_key)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from syncd.batch import Batch, Captured, Change, coalesce, make_batch, to_change
-from syncd.canonical import canonical, loads
+from syncd.canonical import loads
 from syncd.db import is_postgres, translated
 from syncd.errors import BatchRefused
 from syncd.inbox import ACCEPTED, DUPLICATE, HubInbox, utcnow
@@ -102,7 +102,7 @@ def read_changes(conn: Connection, after: int, upto: int | None, limit: int) -> 
     if upto is not None:
         q = q.where(changelog.c.seq <= upto)
     return [
-        Captured(int(seq), table, op, loads(image), loads(old) if old else None)
+        Captured(int(seq), table, op, loads(image), loads(old) if old else None, len(image))
         for seq, table, op, image, old in conn.execute(q)
     ]
 
@@ -117,7 +117,7 @@ def cut_batch(
     for row in captured:
         change = to_change(policy, row)
         if change is not None:
-            n = len(canonical(change.wire()))
+            n = row.size
             if changes and size + n > max_bytes:
                 break
             size += n
