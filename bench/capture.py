@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import random
+import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -114,27 +116,45 @@ def run_updates(engine: sa.Engine, rows: int, batch: int, customers: int, run: i
     return elapsed
 
 
-def measure(url: str, rows: int, batch: int, rounds: int) -> tuple[float, float, int]:
-    """Rates (rows/s) without and with capture, and the changelog rows written."""
+@dataclass(frozen=True)
+class Result:
+    without: float  # rows/s over all rounds
+    with_: float
+    round_ratio: float  # median over rounds of the two modes' ratio, run back to back
+    logged: int  # changelog rows written
+
+
+def measure(url: str, rows: int, batch: int, rounds: int, verbose: bool = False) -> Result:
+    """Rates without and with capture, alternating the modes round by round."""
     captured, uncaptured = policies()
     customers = min(max(rows // 10, 1000), 50_000)
     engine = create_engine(url)
     try:
         seed(engine, captured, customers)
         spent = {False: 0.0, True: 0.0}
+        ratios: list[float] = []
         per_round = max(rows // rounds, batch)
         runs = 0
         for r in range(rounds):
+            took_in_round: dict[bool, float] = {}
             # Alternate which mode goes first, so neither always runs on a warmer machine.
             for capture in (r % 2 == 1, r % 2 == 0):
                 with engine.begin() as conn:
                     install_triggers(conn, captured if capture else uncaptured, 3000)
                 runs += 1
-                spent[capture] += run_updates(engine, per_round, batch, customers, runs)
+                took = run_updates(engine, per_round, batch, customers, runs)
+                spent[capture] += took
+                took_in_round[capture] = took
+                if verbose:
+                    mode = "with" if capture else "without"
+                    print(f"  round {r + 1} {mode:<7} capture {per_round / took:>9,.0f} rows/s")
+            ratios.append(took_in_round[True] / took_in_round[False])
         with engine.connect() as conn:
             logged = conn.execute(sa.select(sa.func.count()).select_from(changelog)).scalar_one()
         done = per_round * rounds
-        return done / spent[False], done / spent[True], int(logged)
+        return Result(
+            done / spent[False], done / spent[True], statistics.median(ratios), int(logged)
+        )
     finally:
         engine.dispose()
 
@@ -166,24 +186,27 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="rows per transaction")
     parser.add_argument("--rounds", type=int, default=10, help="alternations of the two modes")
     parser.add_argument("--dialect", choices=["both", "sqlite", "postgresql"], default="both")
+    parser.add_argument("--verbose", action="store_true", help="print every round's rate")
     parser.add_argument("--pg-admin", default=PG_ADMIN, help="superuser URL to create the db")
     args = parser.parse_args()
     print(
         f"capture overhead: {args.rows} single-row updates of customers per mode, "
         f"{args.batch} rows per transaction, {args.rounds} alternating rounds"
     )
-    targets: list[tuple[str, Any]] = []
+    targets: list[tuple[str, Callable[[], AbstractContextManager[str]]]] = []
     if args.dialect in ("both", "sqlite"):
-        targets.append(("sqlite", sqlite_url()))
+        targets.append(("sqlite", sqlite_url))
     if args.dialect in ("both", "postgresql"):
-        targets.append(("postgresql", postgres_url(args.pg_admin)))
-    for label, url_cm in targets:
-        with url_cm as url:
-            without, with_, logged = measure(url, args.rows, args.batch, args.rounds)
+        targets.append(("postgresql", lambda: postgres_url(args.pg_admin)))
+    for label, database in targets:
+        with database() as url:
+            res = measure(url, args.rows, args.batch, args.rounds, args.verbose)
         print(
-            f"{label:<11} without capture {without:>9,.0f} rows/s   "
-            f"with capture {with_:>9,.0f} rows/s   "
-            f"ratio {without / with_:.2f}x   changelog rows {logged:,}"
+            f"{label:<11} without capture {res.without:>9,.0f} rows/s   "
+            f"with capture {res.with_:>9,.0f} rows/s   "
+            f"ratio {res.without / res.with_:.2f}x "
+            f"(median of per-round ratios {res.round_ratio:.2f}x)   "
+            f"changelog rows {res.logged:,}"
         )
 
 

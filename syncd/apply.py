@@ -7,13 +7,16 @@ hub resumes at the first batch still pending. Batches of one node apply in seque
 ordering between versions of a row is by the city's own sequence, never by a clock.
 
 Work is set-based per batch and table: one SELECT of the stored source rows for all keys, one
-executemany INSERT … ON CONFLICT for the new versions, one load of all sources of the
-identities touched, one upsert of the golden records, one executemany insert of the audit.
+INSERT … ON CONFLICT for the new versions, one load of all sources of the identities touched,
+one upsert of the golden records, one insert of the audit. On PostgreSQL keys travel as array
+parameters and rows by COPY (through a staging table for upserts); SQLite gets chunked IN
+lists and executemany.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -28,7 +31,7 @@ from syncd import schema_hub as h
 from syncd.audit import Action, AuditWriter
 from syncd.batch import DELETE, UPSERT, checksum
 from syncd.canonical import canonical, loads
-from syncd.db import is_postgres, translated
+from syncd.db import copy_rows, is_postgres, translated
 from syncd.errors import SyncdError
 from syncd.logs import get_logger
 from syncd.merge import FieldDecision, MergeResult, Resolution, Source, encode_value, merge_golden
@@ -50,6 +53,8 @@ CONFLICT_SUPERSEDED = Action.CONFLICT_SUPERSEDED.value
 # Rows per IN (...) list: far below SQLite's and PostgreSQL's bind-parameter limits.
 _CHUNK = 500
 _NAME_MAX = 63
+# The staging table's extra column: the position of each row in the caller's list.
+_STAGE_ORDER = "syncd_stage_order"
 
 _log = get_logger(__name__)
 _T = TypeVar("_T")
@@ -74,22 +79,60 @@ def upsert(
     index: Sequence[str],
     update: Sequence[str],
 ) -> None:
-    """INSERT … ON CONFLICT (index) DO UPDATE SET update = excluded, as one executemany."""
+    """INSERT … ON CONFLICT (index) DO UPDATE SET update = excluded, for all rows at once.
+
+    PostgreSQL: COPY into a staging table, then one INSERT … SELECT; SQLite: one executemany.
+    As with a multi-row INSERT, one call must not hold two rows for the same index values.
+    """
     if not rows:
         return
     if is_postgres(conn):
-        pg = postgresql.insert(table)
-        # RETURNING makes SQLAlchemy send the rows as multi-row VALUES pages ("insertmanyvalues")
-        # instead of one statement per row: a few round trips per thousand rows.
-        stmt: sa.Executable = pg.on_conflict_do_update(
-            index_elements=list(index), set_={c: pg.excluded[c] for c in update}
-        ).returning(*(table.c[c] for c in index))
-    else:
-        lite = sqlite.insert(table)
-        stmt = lite.on_conflict_do_update(
-            index_elements=list(index), set_={c: lite.excluded[c] for c in update}
+        columns = list(rows[0])
+        staged = _stage(conn, table, columns, rows)
+        pg = postgresql.insert(table).from_select(
+            columns,
+            sa.select(*(staged.c[c] for c in columns)).order_by(staged.c[_STAGE_ORDER]),
         )
+        conn.execute(
+            pg.on_conflict_do_update(
+                index_elements=list(index), set_={c: pg.excluded[c] for c in update}
+            )
+        )
+        return
+    lite = sqlite.insert(table)
+    stmt = lite.on_conflict_do_update(
+        index_elements=list(index), set_={c: lite.excluded[c] for c in update}
+    )
     conn.execute(stmt, list(rows))
+
+
+def _stage(
+    conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> sa.Table:
+    """COPY rows into a temporary table shaped like `table` (PostgreSQL), gone at commit.
+
+    The table's columns without its constraints or defaults (a serial default would burn
+    sequence numbers), plus the rows' order, so serial ids are given in that order as the
+    multi-row INSERT it replaces gave them.
+    """
+    name = f"syncd_stage_{table.name}"
+    if len(name) > _NAME_MAX:
+        name = f"{name[:50]}_{hashlib.sha256(table.name.encode()).hexdigest()[:12]}"
+    staged = sa.Table(
+        name,
+        sa.MetaData(),
+        *(sa.Column(c.name, c.type) for c in table.c),
+        sa.Column(_STAGE_ORDER, sa.BigInteger()),
+        schema="pg_temp",
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
+    )
+    conn.execute(sa.schema.CreateTable(staged, if_not_exists=True))
+    # Emptied, not created anew, when one transaction stages rows for a table again.
+    conn.exec_driver_sql(f"TRUNCATE {conn.dialect.identifier_preparer.format_table(staged)}")
+    names = [*columns, _STAGE_ORDER]
+    copy_rows(conn, staged, names, ([row[c] for c in columns] + [i] for i, row in enumerate(rows)))
+    return staged
 
 
 def insert_returning_ids(
@@ -207,7 +250,8 @@ def _load_sources(
 ) -> dict[tuple[Any, ...], tuple[list[Source], list[Source]]]:
     """(live, deleted) sources per identity, with each node's city."""
     src = source_table(policy, table)
-    cols = [src.c[c] for c in table.public_columns]
+    names = table.public_columns
+    cols = [src.c[c] for c in names]
     found: dict[tuple[Any, ...], tuple[list[Source], list[Source]]] = defaultdict(lambda: ([], []))
     for where in _key_matches(conn, [src.c[c] for c in table.identity], identities):
         stmt = (
@@ -216,7 +260,7 @@ def _load_sources(
             .where(where)
         )
         for r in conn.execute(stmt).mappings():
-            row = {c: r[c] for c in table.public_columns}
+            row = {c: r[c] for c in names}
             updated = row.get(table.updated_at) if table.updated_at else None
             source = Source(r[h.ORIGIN], r["city_code"], int(r["_seq"]), updated, row)
             live, dead = found[tuple(row[c] for c in table.identity)]
@@ -259,10 +303,15 @@ def _resolutions(
 
 
 def _golden_row(
-    table: Table, identity: tuple[Any, ...], values: Mapping[str, Any], live: int, now: dt.datetime
+    table: Table,
+    merged: Sequence[str],
+    identity: tuple[Any, ...],
+    values: Mapping[str, Any],
+    live: int,
+    now: dt.datetime,
 ) -> dict[str, Any]:
     row = dict(zip(table.identity, identity, strict=True))
-    row.update({c: values.get(c) for c in merged_columns(table)})
+    row.update({c: values.get(c) for c in merged})
     row.update(_sources=live, _deleted=live == 0, _updated_at=now)
     return row
 
@@ -287,6 +336,7 @@ def recompute_goldens(
     sources = _load_sources(conn, policy, table, idents)
     existing = _golden_ids(conn, policy, table, idents)
     resolutions = _resolutions(conn, table, sorted(existing.values()))
+    merged = merged_columns(table)
     rows: list[dict[str, Any]] = []
     results: dict[tuple[Any, ...], MergeResult | None] = {}
     for ident in idents:
@@ -295,11 +345,11 @@ def recompute_goldens(
         if live:
             resolved = resolutions.get(gid) if gid is not None else None
             result = merge_golden(table, _one_per_node(live), resolved)
-            rows.append(_golden_row(table, ident, result.values, len(live), now))
+            rows.append(_golden_row(table, merged, ident, result.values, len(live), now))
             results[ident] = result
         elif gid is not None:
             values = merge_golden(table, _one_per_node(dead)).values if dead else {}
-            rows.append(_golden_row(table, ident, values, 0, now))
+            rows.append(_golden_row(table, merged, ident, values, 0, now))
             results[ident] = None
     golden = golden_table(policy, table)
     update = [c for c in rows[0] if c not in table.identity] if rows else []

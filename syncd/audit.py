@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult, Row
 
 from syncd.canonical import canonical, json_default
-from syncd.db import is_postgres, translated
+from syncd.db import copy_rows, is_postgres, translated
 from syncd.errors import UsageError
 from syncd.schema_hub import audit
 
@@ -206,7 +206,10 @@ class AuditWriter:
                 }
                 last_hash = row["entry_hash"] = entry_hash(last_hash, row)
                 rows.append(row)
-            self._conn.execute(sa.insert(audit), rows)
+            if is_postgres(self._conn):
+                copy_rows(self._conn, audit, COLUMNS, ([r[c] for c in COLUMNS] for r in rows))
+            else:
+                self._conn.execute(sa.insert(audit), rows)
         self._pending.clear()
         return len(rows)
 

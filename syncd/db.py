@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -101,5 +101,38 @@ def run_script(conn: Connection, script: str) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(script)
+    finally:
+        cursor.close()
+
+
+def copy_rows(
+    conn: Connection, table: sa.Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Load rows (values in `columns` order) into `table` with COPY, in the open transaction.
+
+    PostgreSQL only. Values pass through the columns' SQLAlchemy bind processors (jsonb,
+    exact decimals), as an INSERT would send them, and travel as COPY text for the server to
+    parse into the columns' types.
+    """
+    dialect = conn.dialect
+    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+    quote = dialect.identifier_preparer
+    names = ", ".join(quote.quote(c) for c in columns)
+    statement = f"COPY {quote.format_table(table)} ({names}) FROM STDIN"
+    dbapi_error = dialect.loaded_dbapi.Error
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        v if p is None or v is None else p(v)
+                        for p, v in zip(processors, row, strict=True)
+                    ]
+                )
+    except dbapi_error as exc:
+        # Past SQLAlchemy, so wrapped here as it would have: `translated` and `is_transient`
+        # then see a COPY failure like any other statement's.
+        raise DBAPIError.instance(statement, None, exc, dbapi_error, dialect=dialect) from exc
     finally:
         cursor.close()

@@ -260,6 +260,34 @@ def _merge_manual(
     return pick, True
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A table's merged columns with their rules and its home column, worked out once."""
+
+    table: Table
+    home: str | None
+    fields: tuple[tuple[str, FieldMerge], ...]
+
+
+# Keyed by id(table) with the (frozen) table kept alive in the value, so an id is never reused
+# while cached; cleared when it grows, as a process loads only a few policies.
+_PLANS: dict[int, _Plan] = {}
+_PLANS_MAX = 256
+
+
+def _plan(table: Table) -> _Plan:
+    found = _PLANS.get(id(table))
+    if found is not None and found.table is table:
+        return found
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    fields = tuple(
+        (c, table.merge.rule_for(c)) for c in table.data_columns if c not in table.identity
+    )
+    plan = _PLANS[id(table)] = _Plan(table, home_column(table), fields)
+    return plan
+
+
 def merge_golden(
     table: Table,
     sources: Sequence[Source],
@@ -268,23 +296,27 @@ def merge_golden(
     """Merge the source records of one identity into its golden values, one rule per column."""
     if not sources:
         raise ValueError(f"{table.name}: nothing to merge, no source records")
+    if len(sources) == 1:
+        return _merge_single(_plan(table), sources[0])
     ordered = sorted(sources, key=lambda s: s.node_id)
     if len({s.node_id for s in ordered}) != len(ordered):
         raise ValueError(f"{table.name}: more than one source record per node")
-    resolutions = resolutions or {}
-    home = home_column(table)
+    return _merge_sources(_plan(table), ordered, resolutions or {})
+
+
+def _merge_sources(
+    plan: _Plan, ordered: Sequence[Source], resolutions: Mapping[str, Resolution]
+) -> MergeResult:
+    """The merge of sources of distinct nodes, in node-id order."""
     values: dict[str, Any] = {}
     decisions: list[FieldDecision] = []
     conflicts: list[FieldDecision] = []
-    for column in table.data_columns:
-        if column in table.identity:
-            continue
-        spec = table.merge.rule_for(column)
+    for column, spec in plan.fields:
         candidates = {s.node_id: s.row.get(column) for s in ordered}
         disputed = _distinct_count(candidates.values()) >= 2
         if spec.rule is MergeRule.MANUAL:
             (value, winner), conflict = _merge_manual(
-                column, ordered, home, candidates, disputed, resolutions.get(column)
+                column, ordered, plan.home, candidates, disputed, resolutions.get(column)
             )
         else:
             (value, winner), conflict = _RULES[spec.rule](column, spec, ordered), False
@@ -294,3 +326,27 @@ def merge_golden(
         if conflict:
             conflicts.append(decision)
     return MergeResult(values, tuple(decisions), tuple(conflicts))
+
+
+# Rules whose value is not simply the one source's own (and that have no winner).
+_AGGREGATES = frozenset({MergeRule.UNION, MergeRule.SUM})
+
+
+def _merge_single(plan: _Plan, source: Source) -> MergeResult:
+    """`_merge_sources` for one source, the common case: nothing to rank, nothing disputed.
+
+    Every picking rule then takes the source's value, won by its node when not None, and a
+    steward's resolution never applies, as it only settles a dispute.
+    """
+    node, row = source.node_id, source.row
+    values: dict[str, Any] = {}
+    decisions: list[FieldDecision] = []
+    for column, spec in plan.fields:
+        own = row.get(column)
+        if spec.rule in _AGGREGATES:
+            value, winner = _RULES[spec.rule](column, spec, (source,))
+        else:
+            value, winner = own, None if own is None else node
+        values[column] = value
+        decisions.append(FieldDecision(column, spec.rule, value, winner, False, {node: own}))
+    return MergeResult(values, tuple(decisions), ())

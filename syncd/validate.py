@@ -35,8 +35,8 @@ from syncd.policy import Column, ColumnType, Policy, Table
 from syncd.rowfilter import evaluate_condition, passes
 
 _INPUT_PREVIEW = 40
-# stdnum's place-of-birth lookup dominates row validation, and one customer's number comes
-# back from every city and with every edit: remember recent answers.
+# One customer's number comes back from every city and with every edit: remember recent
+# answers (checks.py remembers stdnum's region lookups across numbers as well).
 _check = functools.lru_cache(maxsize=1 << 16)(check_value)
 _NAME_MAX = 63
 
