@@ -48,6 +48,9 @@ def configure(fmt: str = "auto", level: str = "info", node_id: str | None = None
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    # APScheduler reports skipped runs (expected: cycles coalesce) as plain-text warnings that
+    # would break the JSON log stream; syncd logs its own cycle events.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     structlog.contextvars.clear_contextvars()
     if node_id:
         structlog.contextvars.bind_contextvars(node=node_id)

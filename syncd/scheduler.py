@@ -176,6 +176,8 @@ class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stop = threading.Event()
+        self.woken = threading.Event()
+        self.cycle_running = threading.Event()
         self.node = Node.open(settings)
         self.scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -208,12 +210,32 @@ class Daemon:
 
         return run
 
+    def _cycle(self) -> None:
+        """The main job: cycles until no wake-up arrived while it ran."""
+        self.cycle_running.set()
+        try:
+            while True:
+                self.woken.clear()
+                self.node.cycle(self.stop)
+                if not self.woken.is_set() or self.stop.is_set():
+                    return
+        finally:
+            self.cycle_running.clear()
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)
         self.stop.set()
 
     def wake(self) -> None:
-        """Run the main job now (a batch arrived)."""
+        """Run the main job now (a batch arrived).
+
+        A wake-up during a cycle must not be lost: the batch may have arrived after the cycle
+        read the inbox, and the scheduler would skip a second instance. The flag makes the
+        running cycle go round once more instead.
+        """
+        self.woken.set()
+        if self.cycle_running.is_set():
+            return
         job = self.scheduler.get_job("cycle")
         if job is not None:
             job.modify(next_run_time=dt.datetime.now(dt.UTC))
@@ -267,8 +289,10 @@ class Daemon:
                     dbapi: Any = raw.driver_connection
                     dbapi.autocommit = True
                     dbapi.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    log.info("listening", channel=NOTIFY_CHANNEL)
                     while not self.stop.is_set():
                         for _ in dbapi.notifies(timeout=1.0, stop_after=1):
+                            log.debug("woken", channel=NOTIFY_CHANNEL)
                             self.wake()
                 finally:
                     raw.close()

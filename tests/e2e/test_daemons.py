@@ -200,3 +200,48 @@ def test_metrics_endpoint_serves_prometheus_names(tmp_path: Path) -> None:
         assert city.stop() == 0
     finally:
         city.kill9()
+
+
+def test_pg_hub_is_woken_by_notify_not_by_polling(tmp_path: Path, pg_url_factory: Any) -> None:
+    """The hub polls once a minute here; a batch must still be applied within seconds."""
+    cluster = Cluster(
+        tmp_path,
+        pg_url_factory(),
+        {"city-3301": f"sqlite:///{tmp_path / 'c1.db'}"},
+        sync={"interval_seconds": 0.2},
+    )
+    cluster.setup()
+    conf = cluster.hub_conf
+    conf.write_text(
+        conf.read_text()
+        .replace("interval_seconds = 0.2", "interval_seconds = 60.0")
+        .replace('format = "json"', 'format = "json"\nlevel = "debug"')
+    )
+    hub, city = cluster.daemon("hub"), cluster.daemon("city-3301")
+    hub.start()
+    try:
+        wait_for(lambda: "daemon_started" in hub.log.read_text(), 20, "the hub")
+        time.sleep(1.0)  # past the hub's first (immediate) cycle
+        city.start()
+        writer = cluster.writer("city-3301", SEED, 0.5)
+        assert writer.wait(60) == 0
+
+        last: list[str] = []
+
+        def applied() -> bool:
+            out = run_syncd(conf, "status", "--json", check=True)
+            last[:] = [out.stdout]
+            node = json.loads(out.stdout)["nodes"][0]
+            return bool(node["applied_seq"] > 0 and node["pending_batches"] == 0)
+
+        started = time.monotonic()
+        try:
+            wait_for(applied, 30, "the hub to apply without polling")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {last}") from None
+        assert time.monotonic() - started < 30  # well before the next poll at 60 s
+        assert city.stop() == 0
+        assert hub.stop() == 0
+    finally:
+        city.kill9()
+        hub.kill9()
