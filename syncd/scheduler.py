@@ -177,7 +177,8 @@ class Daemon:
         self.settings = settings
         self.stop = threading.Event()
         self.woken = threading.Event()
-        self.cycle_running = threading.Event()
+        self.wake_lock = threading.Lock()
+        self.cycle_running = False
         self.node = Node.open(settings)
         self.scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -211,16 +212,26 @@ class Daemon:
         return run
 
     def _cycle(self) -> None:
-        """The main job: cycles until no wake-up arrived while it ran."""
-        self.cycle_running.set()
+        """The main job: cycles until no wake-up arrived while it ran.
+
+        The check "woken during the cycle?" and leaving the running state happen under one
+        lock with `wake`, so a wake-up is either seen by this loop or schedules a new run.
+        """
+        with self.wake_lock:
+            self.cycle_running = True
         try:
             while True:
-                self.woken.clear()
+                with self.wake_lock:
+                    self.woken.clear()
                 self.node.cycle(self.stop)
-                if not self.woken.is_set() or self.stop.is_set():
-                    return
-        finally:
-            self.cycle_running.clear()
+                with self.wake_lock:
+                    if not self.woken.is_set() or self.stop.is_set():
+                        self.cycle_running = False
+                        return
+        except BaseException:
+            with self.wake_lock:
+                self.cycle_running = False
+            raise
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)
@@ -233,9 +244,10 @@ class Daemon:
         read the inbox, and the scheduler would skip a second instance. The flag makes the
         running cycle go round once more instead.
         """
-        self.woken.set()
-        if self.cycle_running.is_set():
-            return
+        with self.wake_lock:
+            self.woken.set()
+            if self.cycle_running:
+                return
         job = self.scheduler.get_job("cycle")
         if job is not None:
             job.modify(next_run_time=dt.datetime.now(dt.UTC))
