@@ -188,6 +188,8 @@ class Daemon:
 
     def _job(self, name: str, fn: Callable[[], Any]) -> Callable[[], None]:
         def run() -> None:
+            # Context variables do not cross into the scheduler's worker threads.
+            structlog.contextvars.bind_contextvars(node=self.settings.node.id)
             if self.stop.is_set() or time.monotonic() < self.paused_until:
                 return
             try:
@@ -294,6 +296,7 @@ class Daemon:
 
     def _listen(self) -> None:
         """Wake the applier on NOTIFY from the submit function; polling stays the fallback."""
+        structlog.contextvars.bind_contextvars(node=self.settings.node.id)
         while not self.stop.is_set():
             try:
                 raw = self.node.engine.raw_connection()
