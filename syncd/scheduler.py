@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 from tenacity import (
@@ -176,7 +178,8 @@ class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stop = threading.Event()
-        self.woken = threading.Event()
+        self.wakes = 0
+        self.handled = 0
         self.wake_lock = threading.Lock()
         self.cycle_running = False
         self.node = Node.open(settings)
@@ -213,23 +216,42 @@ class Daemon:
 
         return run
 
-    def _cycle(self) -> None:
-        """The main job: cycles until no wake-up arrived while it ran.
+    def _on_skipped(self, event: JobEvent) -> None:
+        """A run skipped because the last one was still finishing: run again if woken since.
 
-        The check "woken during the cycle?" and leaving the running state happen under one
-        lock with `wake`, so a wake-up is either seen by this loop or schedules a new run.
+        The scheduler counts a job instance as running until just after our function returns;
+        a wake-up in that instant is skipped by it, so it is rescheduled here.
+        """
+        if event.job_id != "cycle":
+            return
+        with self.wake_lock:
+            outstanding = not self.cycle_running and self.wakes != self.handled
+        if outstanding:
+            job = self.scheduler.get_job("cycle")
+            if job is not None:
+                soon = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=50)
+                job.modify(next_run_time=soon)
+
+    def _cycle(self) -> None:
+        """The main job: cycles again while wake-ups arrived during the previous round.
+
+        A wake-up counted before a round starts is covered by that round (its batch was
+        committed before the NOTIFY, so the round's read of the inbox sees it); one counted
+        later makes the loop go round once more. The count is read and the running state
+        left under the lock `wake` takes, so no wake-up falls between the two.
         """
         with self.wake_lock:
             self.cycle_running = True
+            seen = self.wakes
         try:
             while True:
-                with self.wake_lock:
-                    self.woken.clear()
                 self.node.cycle(self.stop)
                 with self.wake_lock:
-                    if not self.woken.is_set() or self.stop.is_set():
+                    if self.wakes == seen or self.stop.is_set():
                         self.cycle_running = False
+                        self.handled = seen
                         return
+                    seen = self.wakes
         except BaseException:
             with self.wake_lock:
                 self.cycle_running = False
@@ -243,11 +265,11 @@ class Daemon:
         """Run the main job now (a batch arrived).
 
         A wake-up during a cycle must not be lost: the batch may have arrived after the cycle
-        read the inbox, and the scheduler would skip a second instance. The flag makes the
-        running cycle go round once more instead.
+        read the inbox, and the scheduler would skip a second instance of the job. So wake-ups
+        are counted, and a running cycle goes round again if the count moved while it ran.
         """
         with self.wake_lock:
-            self.woken.set()
+            self.wakes += 1
             if self.cycle_running:
                 return
         job = self.scheduler.get_job("cycle")
@@ -279,6 +301,7 @@ class Daemon:
                     seconds=s.sync.trim_interval_seconds,
                     id="trim",
                 )
+            self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
             self.scheduler.start()
             listener = None
             if s.is_hub and is_postgres(self.node.engine):
