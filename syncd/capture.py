@@ -5,6 +5,10 @@
 identifiers come from the validated policy or the live catalog and are quoted by SQLAlchemy.
 Only triggers named `syncd_capture_…` are ever touched. On PostgreSQL the CRM tables, the
 changelog and the function live in the connection's current schema.
+
+An update is logged as the new row under its new key; when it changes the primary key, a
+key-change trigger (`KEY_SUFFIX`) also logs a delete of the old key, or the hub would keep a
+row the city no longer has. Its UPDATE OF and WHEN clauses leave ordinary updates untouched.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from syncd.policy import ColumnType, Policy, Table
 from syncd.schema_city import changelog
 
 TRIGGER_PREFIX = "syncd_capture_"
+# The key-change trigger: an UPDATE that changes the primary key logs a delete of the old key.
+KEY_SUFFIX = "_key"
 FUNCTION = "syncd_capture"
 _MAX_IDENT = 63
 _LOCK_NOT_AVAILABLE = "55P03"
@@ -107,7 +113,11 @@ class _Dialect(Protocol):
 
 
 class _Postgres:
-    """One generic PL/pgSQL function; one row trigger per table, fingerprinted in its comment."""
+    """One generic PL/pgSQL function; two row triggers per table, fingerprinted in comments.
+
+    The main trigger logs every insert, update and delete; the key-change trigger logs the
+    delete of the old key when an update changes the primary key.
+    """
 
     def __init__(self) -> None:
         self._saved_lock_timeout: str | None = None
@@ -156,9 +166,23 @@ class _Postgres:
         ddl = _template("postgresql", "capture_trigger.sql").substitute(
             trigger=prep.quote(name),
             table=prep.quote(table.name),
-            arguments=", ".join(_literal(conn, a) for a in args),
+            arguments=_arguments(conn, args),
         )
-        return [_Trigger(table.name, name, ddl, _fingerprint(ddl))]
+        key = _quoted_key(conn, table)
+        key_name = trigger_name(table.name, KEY_SUFFIX)
+        key_ddl = _template("postgresql", "capture_key_trigger.sql").substitute(
+            trigger=prep.quote(key_name),
+            table=prep.quote(table.name),
+            key_columns=", ".join(key),
+            old_key="(" + ", ".join(f"OLD.{c}" for c in key) + ")",
+            new_key="(" + ", ".join(f"NEW.{c}" for c in key) + ")",
+            # The same image as a delete's: the old row minus excluded and undeclared columns.
+            arguments=_arguments(conn, [str(len(image_drop)), "D", *image_drop]),
+        )
+        return [
+            _Trigger(table.name, name, ddl, _fingerprint(ddl)),
+            _Trigger(table.name, key_name, key_ddl, _fingerprint(key_ddl)),
+        ]
 
     def installed(self, conn: Connection) -> dict[str, dict[str, str]]:
         rows = conn.execute(
@@ -196,7 +220,7 @@ class _Postgres:
 
 
 class _Sqlite:
-    """Three triggers per table from one template; the catalog keeps their SQL to compare."""
+    """Four triggers per table from one template; the catalog keeps their SQL to compare."""
 
     _EVENTS = (("INSERT", "I", "_ins"), ("UPDATE", "U", "_upd"), ("DELETE", "D", "_del"))
 
@@ -221,26 +245,42 @@ class _Sqlite:
         return ", ".join(pairs)
 
     def desired(self, conn: Connection, insp: sa.Inspector, table: Table) -> list[_Trigger]:
-        prep = conn.dialect.identifier_preparer
-        triggers = []
-        for event, op, suffix in self._EVENTS:
-            row = "OLD" if op == "D" else "NEW"
-            old_filter = "NULL"
-            if op == "U" and table.filter:
-                pairs = self._json_pairs(conn, table, "OLD", table.filter_columns)
-                old_filter = f"json_object({pairs})"
-            name = trigger_name(table.name, suffix)
-            ddl = _template("sqlite", "capture_trigger.sql").substitute(
-                trigger=prep.quote(name),
-                event=event,
-                table=prep.quote(table.name),
-                table_name=_literal(conn, table.name),
-                op=_literal(conn, op),
-                image=self._json_pairs(conn, table, row, table.public_columns),
-                old_filter=old_filter,
+        triggers = [
+            self._trigger(conn, table, event, op, suffix) for event, op, suffix in self._EVENTS
+        ]
+        key = _quoted_key(conn, table)
+        # Any key column that changes moves the row to another key: OR, with IS NOT so that
+        # NULL (which SQLite allows in a non-integer primary key) compares as a value.
+        changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in key)
+        triggers.append(
+            self._trigger(
+                conn, table, f"UPDATE OF {', '.join(key)}", "D", KEY_SUFFIX, f" WHEN {changed}"
             )
-            triggers.append(_Trigger(table.name, name, ddl, ddl))
+        )
         return triggers
+
+    def _trigger(
+        self, conn: Connection, table: Table, event: str, op: str, suffix: str, when: str = ""
+    ) -> _Trigger:
+        prep = conn.dialect.identifier_preparer
+        # A delete, and the key-change trigger's delete of the old key, log the old row.
+        row = "OLD" if op == "D" else "NEW"
+        old_filter = "NULL"
+        if op == "U" and table.filter:
+            pairs = self._json_pairs(conn, table, "OLD", table.filter_columns)
+            old_filter = f"json_object({pairs})"
+        name = trigger_name(table.name, suffix)
+        ddl = _template("sqlite", "capture_trigger.sql").substitute(
+            trigger=prep.quote(name),
+            event=event,
+            table=prep.quote(table.name),
+            when=when,
+            table_name=_literal(conn, table.name),
+            op=_literal(conn, op),
+            image=self._json_pairs(conn, table, row, table.public_columns),
+            old_filter=old_filter,
+        )
+        return _Trigger(table.name, name, ddl, ddl)
 
     def installed(self, conn: Connection) -> dict[str, dict[str, str]]:
         rows = conn.execute(
@@ -271,6 +311,16 @@ def _dialect(conn: Connection) -> _Dialect:
     if conn.dialect.name == "sqlite":
         return _Sqlite()
     raise DatabaseError(f"capture triggers are not supported on {conn.dialect.name}")
+
+
+def _arguments(conn: Connection, args: list[str]) -> str:
+    """Trigger arguments as a list of SQL string literals."""
+    return ", ".join(_literal(conn, a) for a in args)
+
+
+def _quoted_key(conn: Connection, table: Table) -> list[str]:
+    prep = conn.dialect.identifier_preparer
+    return [prep.quote(c) for c in table.primary_key]
 
 
 def _literal(conn: Connection, name: str) -> str:

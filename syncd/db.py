@@ -12,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from syncd.canonical import canonical
 from syncd.errors import DatabaseError, TransientError
 from syncd.redact import redact_url
 
@@ -22,6 +23,9 @@ _TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "55P03", "57014", "57P01", "57P0
 
 def create_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with syncd's connection defaults for the URL's dialect."""
+    # JSON columns get syncd's canonical encoder: exact decimals and dates, whatever the
+    # source dialect of the values (a PostgreSQL city's Decimals into a SQLite hub).
+    kwargs.setdefault("json_serializer", canonical)
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url, connect_args={"timeout": 30, "isolation_level": None}, **kwargs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from syncd import schema_hub as h
 from syncd.bootstrap import init_node
 from syncd.canonical import loads
+from syncd.crm import crm_metadata
 from syncd.db import create_engine
 from syncd.inbox import HubInbox, register_node
 from syncd.policy import load_policy
@@ -187,3 +189,28 @@ def test_pg_gap_safety_late_commit_of_lower_sequence(tmp_path: Path, pg_url_fact
     assert phones == {"C1": "111", "C2": "222"}
     p.pusher.hub.close()
     p.pusher.city.dispose()
+
+
+def test_pg_city_to_sqlite_hub_and_back(tmp_path: Path, pg_url_factory: Any) -> None:
+    """Decimals, dates and lists cross dialects in both directions."""
+    for city_url, hub_url in [
+        (pg_url_factory(), f"sqlite:///{tmp_path / 'hub1.db'}"),
+        (f"sqlite:///{tmp_path / 'city2.db'}", pg_url_factory()),
+    ]:
+        root = tmp_path / hub_url.rsplit("/", 1)[-1].replace(".", "_")
+        root.mkdir()
+        p = make_pair(root, city_url, hub_url)
+        cust = crm_metadata(load_policy(POLICY)).tables["customers"]
+        with p.pusher.city.begin() as conn:
+            conn.execute(
+                cust.insert(),
+                [customer("C1", credit_limit=decimal.Decimal("12345678901234.56"))],
+            )
+        assert push_until(p.pusher, 1) == 1
+        (row,) = p.hub_rows()
+        assert decimal.Decimal(str(row["row"]["credit_limit"])) == decimal.Decimal(
+            "12345678901234.56"
+        )
+        assert row["row"]["risk_tags"] == ["a"]
+        p.pusher.hub.close()
+        p.pusher.city.dispose()
