@@ -8,461 +8,57 @@ ordering between versions of a row is by the city's own sequence, never by a clo
 
 Work is set-based per batch and table: one SELECT of the stored source rows for all keys, one
 INSERT … ON CONFLICT for the new versions, one load of all sources of the identities touched,
-one upsert of the golden records, one insert of the audit. On PostgreSQL keys travel as array
-parameters and rows by COPY (through a staging table for upserts); SQLite gets chunked IN
-lists and executemany.
+one upsert of the golden records, one insert of the audit. The set-based SQL is in
+`syncd.bulk`, the golden records and conflict queue in `syncd.golden`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from syncd import schema_hub as h
 from syncd.audit import Action, AuditWriter
 from syncd.batch import DELETE, UPSERT, checksum
+from syncd.bulk import (
+    NAME_MAX,
+    chunks,
+    insert_returning_ids,
+    key_matches,
+    lock,
+    source_table,
+    upsert,
+    utcnow,
+)
 from syncd.canonical import canonical, loads
-from syncd.db import copy_rows, is_postgres, translated
+from syncd.db import translated
 from syncd.errors import SyncdError
+from syncd.golden import (
+    OPEN,
+    SUPERSEDED,
+    GoldenState,
+    disputes,
+    recompute_goldens,
+)
 from syncd.logs import get_logger
-from syncd.merge import FieldDecision, MergeResult, Resolution, Source, encode_value, merge_golden
+from syncd.merge import encode_value
 from syncd.policy import Policy, Table
-from syncd.validate import Change, Verdict, classify, decode_value, validate_key
-
-# pg_advisory_xact_lock key serializing hub writers (apply, quarantine retry, conflict
-# resolution): the bytes of "syncdapl" as a bigint. SQLite's BEGIN IMMEDIATE does the same.
-APPLY_LOCK_KEY = 0x73796E6364617070
+from syncd.validate import Change, Verdict, classify, validate_key
 
 PENDING, APPLIED, REFUSED = "pending", "applied", "refused"
-OPEN, SUPERSEDED, RESOLVED = "open", "superseded", "resolved"
 # Audit actions (docs/auditors.md); audit.Action is the one list of them.
 REFUSED_ROW = Action.REFUSED_ROW.value
 BATCH_DUPLICATE = Action.BATCH_DUPLICATE.value
 QUARANTINE_SUPERSEDED = Action.QUARANTINE_SUPERSEDED.value
-CONFLICT_SUPERSEDED = Action.CONFLICT_SUPERSEDED.value
-
-# Rows per IN (...) list: far below SQLite's and PostgreSQL's bind-parameter limits.
-_CHUNK = 500
-_NAME_MAX = 63
-# The staging table's extra column: the position of each row in the caller's list.
-_STAGE_ORDER = "syncd_stage_order"
 
 _log = get_logger(__name__)
-_T = TypeVar("_T")
-
-
-def utcnow() -> dt.datetime:
-    """Naive UTC, as every hub timestamp column stores it."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def lock(conn: Connection) -> None:
-    """Serialize hub writers until the transaction ends (PostgreSQL; SQLite already is)."""
-    if is_postgres(conn):
-        key = sa.literal(APPLY_LOCK_KEY, sa.BigInteger)
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
-
-
-def upsert(
-    conn: Connection,
-    table: sa.Table,
-    rows: Sequence[Mapping[str, Any]],
-    index: Sequence[str],
-    update: Sequence[str],
-) -> None:
-    """INSERT … ON CONFLICT (index) DO UPDATE SET update = excluded, for all rows at once.
-
-    PostgreSQL: COPY into a staging table, then one INSERT … SELECT; SQLite: one executemany.
-    As with a multi-row INSERT, one call must not hold two rows for the same index values.
-    """
-    if not rows:
-        return
-    if is_postgres(conn):
-        columns = list(rows[0])
-        staged = _stage(conn, table, columns, rows)
-        pg = postgresql.insert(table).from_select(
-            columns,
-            sa.select(*(staged.c[c] for c in columns)).order_by(staged.c[_STAGE_ORDER]),
-        )
-        conn.execute(
-            pg.on_conflict_do_update(
-                index_elements=list(index), set_={c: pg.excluded[c] for c in update}
-            )
-        )
-        return
-    lite = sqlite.insert(table)
-    stmt = lite.on_conflict_do_update(
-        index_elements=list(index), set_={c: lite.excluded[c] for c in update}
-    )
-    conn.execute(stmt, list(rows))
-
-
-def _stage(
-    conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
-) -> sa.Table:
-    """COPY rows into a temporary table shaped like `table` (PostgreSQL), gone at commit.
-
-    The table's columns without its constraints or defaults (a serial default would burn
-    sequence numbers), plus the rows' order, so serial ids are given in that order as the
-    multi-row INSERT it replaces gave them.
-    """
-    name = f"syncd_stage_{table.name}"
-    if len(name) > _NAME_MAX:
-        name = f"{name[:50]}_{hashlib.sha256(table.name.encode()).hexdigest()[:12]}"
-    staged = sa.Table(
-        name,
-        sa.MetaData(),
-        *(sa.Column(c.name, c.type) for c in table.c),
-        sa.Column(_STAGE_ORDER, sa.BigInteger()),
-        schema="pg_temp",
-        prefixes=["TEMPORARY"],
-        postgresql_on_commit="DROP",
-    )
-    conn.execute(sa.schema.CreateTable(staged, if_not_exists=True))
-    # Emptied, not created anew, when one transaction stages rows for a table again.
-    conn.exec_driver_sql(f"TRUNCATE {conn.dialect.identifier_preparer.format_table(staged)}")
-    names = [*columns, _STAGE_ORDER]
-    copy_rows(conn, staged, names, ([row[c] for c in columns] + [i] for i, row in enumerate(rows)))
-    return staged
-
-
-def insert_returning_ids(
-    conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], id_column: str
-) -> list[int]:
-    """Insert rows in one executemany and return their generated ids in the rows' order."""
-    if not rows:
-        return []
-    stmt = table.insert().returning(table.c[id_column], sort_by_parameter_order=True)
-    return [int(i) for i in conn.execute(stmt, list(rows)).scalars()]
-
-
-def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _matching(
-    cols: Sequence[sa.ColumnElement[Any]], values: Sequence[tuple[Any, ...]]
-) -> sa.ColumnElement[bool]:
-    if len(cols) == 1:
-        return cols[0].in_([v[0] for v in values])
-    return sa.tuple_(*cols).in_(values)
-
-
-def _in_arrays(
-    cols: Sequence[sa.ColumnElement[Any]], values: Sequence[tuple[Any, ...]]
-) -> sa.ColumnElement[bool]:
-    # One array parameter per column: PostgreSQL plans a semi-join against unnest() where a
-    # tuple IN list of thousands of rows becomes an OR of ANDs that takes longer to plan than
-    # to run, and the statement text stays the same size whatever the number of keys.
-    arrays = [
-        sa.bindparam(None, [v[i] for v in values], type_=postgresql.ARRAY(c.type))
-        for i, c in enumerate(cols)
-    ]
-    if len(cols) == 1:
-        return cols[0] == sa.any_(arrays[0])
-    keys = sa.func.unnest(*arrays).table_valued(*(f"k{i}" for i in range(len(cols))))
-    return sa.tuple_(*cols).in_(sa.select(*keys.render_derived().c))
-
-
-def _key_matches(
-    conn: Connection, cols: Sequence[sa.ColumnElement[Any]], values: Sequence[tuple[Any, ...]]
-) -> Iterator[sa.ColumnElement[bool]]:
-    """Conditions that together match rows whose `cols` equal one of the key tuples `values`.
-
-    One condition on PostgreSQL (array parameters); on SQLite one IN list per chunk, below its
-    bind-parameter limit.
-    """
-    if not values:
-        return
-    if is_postgres(conn):
-        yield _in_arrays(cols, values)
-        return
-    for chunk in _chunks(values):
-        yield _matching(cols, chunk)
-
-
-# --- the policy's tables at the hub -------------------------------------------------------
-
-_TABLES: dict[int, tuple[Policy, sa.MetaData]] = {}
-
-
-def hub_tables(policy: Policy) -> sa.MetaData:
-    """The consolidated and source tables of a policy, built once per policy object."""
-    found = _TABLES.get(id(policy))
-    if found is not None and found[0] is policy:
-        return found[1]
-    md = h.policy_metadata(policy)
-    _TABLES[id(policy)] = (policy, md)
-    return md
-
-
-def source_table(policy: Policy, table: Table) -> sa.Table:
-    return hub_tables(policy).tables[h.source_table_name(table)]
-
-
-def golden_table(policy: Policy, table: Table) -> sa.Table:
-    return hub_tables(policy).tables[table.name]
-
-
-def merged_columns(table: Table) -> tuple[str, ...]:
-    """The golden record's columns chosen by merge rules (data columns minus identity)."""
-    return tuple(c for c in table.data_columns if c not in table.identity)
-
-
-# --- golden records -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GoldenState:
-    """A golden record after a recompute; `result` is None once it has no live source."""
-
-    golden_id: int
-    identity: tuple[Any, ...]
-    result: MergeResult | None
-
-
-def _identity_doc(table: Table, identity: tuple[Any, ...]) -> dict[str, Any]:
-    return {c: encode_value(v) for c, v in zip(table.identity, identity, strict=True)}
-
-
-def _one_per_node(sources: Iterable[Source]) -> list[Source]:
-    # A city may hold one identity under two keys (a duplicate customer). Its most recently
-    # changed row speaks for it: a choice made from the set of records, so order-independent.
-    best: dict[str, Source] = {}
-    for s in sources:
-        if s.node_id not in best or s.seq > best[s.node_id].seq:
-            best[s.node_id] = s
-    return list(best.values())
-
-
-def _load_sources(
-    conn: Connection, policy: Policy, table: Table, identities: Sequence[tuple[Any, ...]]
-) -> dict[tuple[Any, ...], tuple[list[Source], list[Source]]]:
-    """(live, deleted) sources per identity, with each node's city."""
-    src = source_table(policy, table)
-    names = table.public_columns
-    cols = [src.c[c] for c in names]
-    found: dict[tuple[Any, ...], tuple[list[Source], list[Source]]] = defaultdict(lambda: ([], []))
-    for where in _key_matches(conn, [src.c[c] for c in table.identity], identities):
-        stmt = (
-            sa.select(src.c[h.ORIGIN], src.c._seq, src.c._deleted, h.nodes.c.city_code, *cols)
-            .select_from(src.outerjoin(h.nodes, h.nodes.c.node_id == src.c[h.ORIGIN]))
-            .where(where)
-        )
-        for r in conn.execute(stmt).mappings():
-            row = {c: r[c] for c in names}
-            updated = row.get(table.updated_at) if table.updated_at else None
-            source = Source(r[h.ORIGIN], r["city_code"], int(r["_seq"]), updated, row)
-            live, dead = found[tuple(row[c] for c in table.identity)]
-            (dead if r["_deleted"] else live).append(source)
-    return found
-
-
-def _golden_ids(
-    conn: Connection, policy: Policy, table: Table, identities: Sequence[tuple[Any, ...]]
-) -> dict[tuple[Any, ...], int]:
-    golden = golden_table(policy, table)
-    ids: dict[tuple[Any, ...], int] = {}
-    for where in _key_matches(conn, [golden.c[c] for c in table.identity], identities):
-        stmt = sa.select(golden.c[h.GOLDEN_ID], *(golden.c[c] for c in table.identity)).where(where)
-        for r in conn.execute(stmt):
-            ids[tuple(r[1:])] = int(r[0])
-    return ids
-
-
-def _resolutions(
-    conn: Connection, table: Table, golden_ids: Sequence[int]
-) -> dict[int, dict[str, Resolution]]:
-    """The latest steward resolution per golden record and column."""
-    found: dict[int, dict[str, Resolution]] = defaultdict(dict)
-    c = h.conflicts.c
-    for where in _key_matches(conn, [c.golden_id], [(i,) for i in golden_ids]):
-        stmt = (
-            sa.select(c.golden_id, c.column_name, sa.cast(c.resolution, sa.Text))
-            .where(c.table_name == table.name, c.status == RESOLVED, where)
-            .order_by(c.conflict_id)
-        )
-        for gid, column, text in conn.execute(stmt):
-            if text is None or column not in table.columns:
-                continue
-            doc = loads(text)
-            value, problem = decode_value(table, column, doc.get("value"))
-            if problem is None:
-                found[int(gid)][column] = Resolution(value, doc.get("candidates") or {})
-    return found
-
-
-def _golden_row(
-    table: Table,
-    merged: Sequence[str],
-    identity: tuple[Any, ...],
-    values: Mapping[str, Any],
-    live: int,
-    now: dt.datetime,
-) -> dict[str, Any]:
-    row = dict(zip(table.identity, identity, strict=True))
-    row.update({c: values.get(c) for c in merged})
-    row.update(_sources=live, _deleted=live == 0, _updated_at=now)
-    return row
-
-
-def recompute_goldens(
-    conn: Connection,
-    policy: Policy,
-    table: Table,
-    identities: Iterable[tuple[Any, ...]],
-    audit: AuditWriter,
-    now: dt.datetime,
-) -> tuple[dict[tuple[Any, ...], GoldenState], int]:
-    """Merge the sources of each identity into its golden record; return states and new conflicts.
-
-    With no live source left the golden record is kept, marked deleted, with the merge of its
-    deleted sources (or empty): a function of the source records, so any arrival order ends
-    in the same record.
-    """
-    idents = sorted(set(identities), key=canonical)
-    if not idents:
-        return {}, 0
-    sources = _load_sources(conn, policy, table, idents)
-    existing = _golden_ids(conn, policy, table, idents)
-    resolutions = _resolutions(conn, table, sorted(existing.values()))
-    merged = merged_columns(table)
-    rows: list[dict[str, Any]] = []
-    results: dict[tuple[Any, ...], MergeResult | None] = {}
-    for ident in idents:
-        live, dead = sources.get(ident, ([], []))
-        gid = existing.get(ident)
-        if live:
-            resolved = resolutions.get(gid) if gid is not None else None
-            result = merge_golden(table, _one_per_node(live), resolved)
-            rows.append(_golden_row(table, merged, ident, result.values, len(live), now))
-            results[ident] = result
-        elif gid is not None:
-            values = merge_golden(table, _one_per_node(dead)).values if dead else {}
-            rows.append(_golden_row(table, merged, ident, values, 0, now))
-            results[ident] = None
-    golden = golden_table(policy, table)
-    update = [c for c in rows[0] if c not in table.identity] if rows else []
-    upsert(conn, golden, rows, table.identity, update)
-    ids = (
-        existing
-        if all(i in existing for i in results)
-        else _golden_ids(conn, policy, table, list(results))
-    )
-    states = {i: GoldenState(ids[i], i, r) for i, r in results.items()}
-    opened = _sync_conflicts(conn, table, list(states.values()), audit, now)
-    return states, opened
-
-
-def _signature(value_json: str | None, candidates_json: str) -> str:
-    """One text per (golden value, candidates), whether from merge or back from the database."""
-    return canonical([loads(value_json or "null"), loads(candidates_json)])
-
-
-def _decision_signature(d: FieldDecision) -> str:
-    candidates = {n: encode_value(v) for n, v in d.candidates.items()}
-    return _signature(canonical(encode_value(d.value)), canonical(candidates))
-
-
-def _open_conflicts(
-    conn: Connection, table: Table, golden_ids: Sequence[int]
-) -> list[tuple[int, int, str, str]]:
-    c = h.conflicts.c
-    found: list[tuple[int, int, str, str]] = []
-    for where in _key_matches(conn, [c.golden_id], [(i,) for i in golden_ids]):
-        stmt = sa.select(
-            c.conflict_id,
-            c.golden_id,
-            c.column_name,
-            sa.cast(c.golden_value, sa.Text),
-            sa.cast(c.candidates, sa.Text),
-        ).where(c.table_name == table.name, c.status == OPEN, where)
-        for cid, gid, column, value, candidates in conn.execute(stmt):
-            found.append((int(cid), int(gid), column, _signature(value, candidates)))
-    return found
-
-
-def _sync_conflicts(
-    conn: Connection,
-    table: Table,
-    states: Sequence[GoldenState],
-    audit: AuditWriter,
-    now: dt.datetime,
-) -> int:
-    """Open a conflict per unresolved dispute; supersede open ones no longer current."""
-    wanted: dict[tuple[int, str], tuple[GoldenState, FieldDecision]] = {}
-    for state in states:
-        for d in state.result.conflicts if state.result is not None else ():
-            wanted[(state.golden_id, d.column)] = (state, d)
-    keep: set[tuple[int, str]] = set()
-    stale: list[tuple[int, int, str]] = []
-    for cid, gid, column, signature in _open_conflicts(conn, table, [s.golden_id for s in states]):
-        want = wanted.get((gid, column))
-        current = None if want is None else _decision_signature(want[1])
-        if current == signature and (gid, column) not in keep:
-            keep.add((gid, column))
-        else:
-            stale.append((cid, gid, column))
-    if stale:
-        c = h.conflicts.c
-        conn.execute(
-            h.conflicts.update().where(c.conflict_id == sa.bindparam("cid")),
-            [{"cid": cid, "status": SUPERSEDED, "resolved_at": now} for cid, _, _ in stale],
-        )
-        for cid, gid, column in stale:
-            audit.append(
-                CONFLICT_SUPERSEDED,
-                table=table.name,
-                detail={"conflict_id": cid, "golden_id": gid, "column": column},
-            )
-    new = [(s, d) for k, (s, d) in sorted(wanted.items()) if k not in keep]
-    rows = [
-        {
-            "table_name": table.name,
-            "golden_id": s.golden_id,
-            "identity": _identity_doc(table, s.identity),
-            "column_name": d.column,
-            "golden_value": encode_value(d.value),
-            "candidates": {n: encode_value(v) for n, v in d.candidates.items()},
-            "status": OPEN,
-            "opened_at": now,
-        }
-        for s, d in new
-    ]
-    for cid, row in zip(
-        insert_returning_ids(conn, h.conflicts, rows, "conflict_id"), rows, strict=True
-    ):
-        audit.append(
-            Action.CONFLICT_OPENED,
-            table=table.name,
-            key=row["identity"],
-            detail={
-                "conflict_id": cid,
-                "golden_id": row["golden_id"],
-                "column": row["column_name"],
-                "golden_value": row["golden_value"],
-                "candidates": row["candidates"],
-            },
-        )
-    return len(rows)
-
-
-def _disputes(result: MergeResult | None) -> dict[str, dict[str, Any]]:
-    if result is None:
-        return {}
-    return {
-        d.column: {"rule": d.rule.value, "winner": d.winner} for d in result.decisions if d.disputed
-    }
 
 
 # --- writing one node's rows --------------------------------------------------------------
@@ -546,7 +142,7 @@ class RowWriter:
             REFUSED_ROW,
             node_id=node_id,
             batch_id=batch_id,
-            table=v.change.table[:_NAME_MAX] or None,
+            table=v.change.table[:NAME_MAX] or None,
             key=key,
             detail={"seq": v.change.seq, "op": v.change.op[:16], "reason": v.refused},
         )
@@ -593,7 +189,7 @@ class RowWriter:
         ident = [src.c[c] for c in table.identity]
         found: dict[tuple[Any, ...], _Stored] = {}
         n = len(pk)
-        for where in _key_matches(self.conn, pk, keys):
+        for where in key_matches(self.conn, pk, keys):
             stmt = sa.select(*pk, src.c._seq, *ident).where(src.c[h.ORIGIN] == node_id, where)
             for r in self.conn.execute(stmt):
                 identity = tuple(r[n + 1 :]) if ident else None
@@ -709,7 +305,7 @@ class RowWriter:
             state = states.get(ident) if ident is not None else None
             if state is not None:
                 detail["golden_id"] = state.golden_id
-                detail["disputed"] = _disputes(state.result)
+                detail["disputed"] = disputes(state.result)
         self.audit.append(
             Action.ROW_APPLIED,
             node_id=node_id,
@@ -976,7 +572,7 @@ def audit_inbox_events(engine: Engine) -> int:
                     "at": ev.at,
                 },
             )
-        for chunk in _chunks([int(ev.event_id) for ev in events]):
+        for chunk in chunks([int(ev.event_id) for ev in events]):
             conn.execute(h.inbox_events.update().where(e.event_id.in_(chunk)).values(audited=True))
         audit.flush()
     return len(events)

@@ -16,11 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from syncd import schema_hub as h
-from syncd.apply import OPEN, RESOLVED, golden_table, lock, recompute_goldens, utcnow
 from syncd.audit import Action, AuditWriter
+from syncd.bulk import golden_table, lock, utcnow
 from syncd.canonical import loads
 from syncd.db import translated
 from syncd.errors import UsageError
+from syncd.golden import OPEN, RESOLVED, recompute_goldens
 from syncd.merge import encode_value
 from syncd.policy import MergeRule, Policy, Table
 from syncd.validate import decode_value, validate_value

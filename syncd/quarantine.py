@@ -16,19 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from syncd import schema_hub as h
-from syncd.apply import (
-    OPEN,
-    QUARANTINE_SUPERSEDED,
-    REFUSED_ROW,
-    SUPERSEDED,
-    RowWriter,
-    lock,
-    utcnow,
-)
+from syncd.apply import QUARANTINE_SUPERSEDED, REFUSED_ROW, RowWriter
 from syncd.audit import Action, AuditWriter
+from syncd.bulk import lock, utcnow
 from syncd.canonical import loads
 from syncd.db import translated
 from syncd.errors import UsageError
+from syncd.golden import OPEN, SUPERSEDED
 from syncd.policy import Policy
 from syncd.validate import Change, Verdict, classify
 

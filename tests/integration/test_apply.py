@@ -18,17 +18,10 @@ from sqlalchemy.engine import Connection, Engine
 from stdnum.cn import ric
 
 from syncd import schema_hub as h
-from syncd.apply import (
-    BATCH_DUPLICATE,
-    REFUSED_ROW,
-    ApplySummary,
-    apply_pending,
-    golden_table,
-    orphans,
-    source_table,
-)
+from syncd.apply import BATCH_DUPLICATE, REFUSED_ROW, ApplySummary, apply_pending, orphans
 from syncd.audit import Action, query, verify
 from syncd.batch import DELETE, UPSERT, Change, make_batch
+from syncd.bulk import golden_table, source_table
 from syncd.db import create_engine
 from syncd.policy import Policy, load_policy
 from tests.conftest import POLICY as POLICY_PATH

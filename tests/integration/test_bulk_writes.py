@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from syncd.apply import upsert
 from syncd.audit import AuditWriter, query, verify
+from syncd.bulk import upsert
 from syncd.db import create_engine
 from syncd.schema_hub import audit
 from syncd.sqltypes import ExactDecimal, JsonDoc

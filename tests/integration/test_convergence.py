@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from syncd.apply import apply_pending, golden_table, source_table
+from syncd.apply import apply_pending
 from syncd.batch import Change
+from syncd.bulk import golden_table, source_table
 from syncd.conflicts import list_conflicts
 from tests.integration.test_apply import (
     LI,
