@@ -34,6 +34,9 @@ from syncd.schema_city import changelog
 TRIGGER_PREFIX = "syncd_capture_"
 # The key-change trigger: an UPDATE that changes the primary key logs a delete of the old key.
 KEY_SUFFIX = "_key"
+# PostgreSQL, filtered tables: updates that keep / change the filter columns.
+UPDATE_SUFFIX = "_upd"
+FILTER_SUFFIX = "_flt"
 FUNCTION = "syncd_capture"
 _MAX_IDENT = 63
 _LOCK_NOT_AVAILABLE = "55P03"
@@ -113,9 +116,11 @@ class _Dialect(Protocol):
 
 
 class _Postgres:
-    """One generic PL/pgSQL function; two row triggers per table, fingerprinted in comments.
+    """One generic PL/pgSQL function; row triggers per table, fingerprinted in comments.
 
-    The main trigger logs every insert, update and delete; the key-change trigger logs the
+    The main trigger logs every insert, update and delete (on a filtered table: inserts and
+    deletes, with one update trigger for updates that keep the filter columns and one, which
+    also logs their old values, for updates that change them); the key-change trigger logs the
     delete of the old key when an update changes the primary key.
     """
 
@@ -158,16 +163,38 @@ class _Postgres:
         public = set(table.public_columns)
         # Undeclared live columns are dropped too: only declared public columns may leave.
         image_drop = [c for c in live if c not in public]
-        args = [str(len(image_drop)), "1" if table.filter else "0", *image_drop]
-        if table.filter:
-            args.extend(c for c in live if c not in table.filter_columns)
         prep = conn.dialect.identifier_preparer
-        name = trigger_name(table.name)
-        ddl = _template("postgresql", "capture_trigger.sql").substitute(
-            trigger=prep.quote(name),
-            table=prep.quote(table.name),
-            arguments=_arguments(conn, args),
-        )
+        triggers = []
+        plain = [str(len(image_drop)), "0", *image_drop]
+        if not table.filter:
+            triggers.append(self._main(conn, table, "", "INSERT OR UPDATE OR DELETE", "", plain))
+        else:
+            # Old filter values are needed only when an update changes a filter column; the
+            # WHEN clauses, checked in the server before the function is called, pick one.
+            with_old = [str(len(image_drop)), "1", *image_drop]
+            with_old.extend(c for c in live if c not in table.filter_columns)
+            cols = [prep.quote(c) for c in table.filter_columns]
+            old = "(" + ", ".join(f"OLD.{c}" for c in cols) + ")"
+            new = "(" + ", ".join(f"NEW.{c}" for c in cols) + ")"
+            triggers += [
+                self._main(conn, table, "", "INSERT OR DELETE", "", plain),
+                self._main(
+                    conn,
+                    table,
+                    UPDATE_SUFFIX,
+                    "UPDATE",
+                    f"WHEN ({old} IS NOT DISTINCT FROM {new}) ",
+                    plain,
+                ),
+                self._main(
+                    conn,
+                    table,
+                    FILTER_SUFFIX,
+                    "UPDATE",
+                    f"WHEN ({old} IS DISTINCT FROM {new}) ",
+                    with_old,
+                ),
+            ]
         key = _quoted_key(conn, table)
         key_name = trigger_name(table.name, KEY_SUFFIX)
         key_ddl = _template("postgresql", "capture_key_trigger.sql").substitute(
@@ -179,10 +206,21 @@ class _Postgres:
             # The same image as a delete's: the old row minus excluded and undeclared columns.
             arguments=_arguments(conn, [str(len(image_drop)), "D", *image_drop]),
         )
-        return [
-            _Trigger(table.name, name, ddl, _fingerprint(ddl)),
-            _Trigger(table.name, key_name, key_ddl, _fingerprint(key_ddl)),
-        ]
+        return [*triggers, _Trigger(table.name, key_name, key_ddl, _fingerprint(key_ddl))]
+
+    def _main(
+        self, conn: Connection, table: Table, suffix: str, events: str, when: str, args: list[str]
+    ) -> _Trigger:
+        prep = conn.dialect.identifier_preparer
+        name = trigger_name(table.name, suffix)
+        ddl = _template("postgresql", "capture_trigger.sql").substitute(
+            trigger=prep.quote(name),
+            events=events,
+            table=prep.quote(table.name),
+            when=when,
+            arguments=_arguments(conn, args),
+        )
+        return _Trigger(table.name, name, ddl, _fingerprint(ddl))
 
     def installed(self, conn: Connection) -> dict[str, dict[str, str]]:
         rows = conn.execute(

@@ -1,4 +1,7 @@
--- The capture trigger of one public table; arguments as described in capture_function.sql.
+-- A capture trigger of one public table; arguments as described in capture_function.sql.
+-- ${events} is INSERT OR UPDATE OR DELETE, or on a filtered table INSERT OR DELETE and UPDATE
+-- twice: ${when} then splits updates by whether the filter columns changed, so the common
+-- update (filter columns unchanged) never pays for the old filter values.
 CREATE TRIGGER ${trigger}
-    AFTER INSERT OR UPDATE OR DELETE ON ${table}
-    FOR EACH ROW EXECUTE FUNCTION syncd_capture(${arguments})
+    AFTER ${events} ON ${table}
+    FOR EACH ROW ${when}EXECUTE FUNCTION syncd_capture(${arguments})
