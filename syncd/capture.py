@@ -305,8 +305,12 @@ class _Sqlite:
         row = "OLD" if op == "D" else "NEW"
         old_filter = "NULL"
         if op == "U" and table.filter:
+            # As on PostgreSQL: old filter values only when the update changes one of them.
             pairs = self._json_pairs(conn, table, "OLD", table.filter_columns)
-            old_filter = f"json_object({pairs})"
+            changed = " OR ".join(
+                f"OLD.{c} IS NOT NEW.{c}" for c in (prep.quote(n) for n in table.filter_columns)
+            )
+            old_filter = f"CASE WHEN {changed} THEN json_object({pairs}) END"
         name = trigger_name(table.name, suffix)
         ddl = _template("sqlite", "capture_trigger.sql").substitute(
             trigger=prep.quote(name),

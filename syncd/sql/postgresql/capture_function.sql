@@ -5,8 +5,9 @@
 -- when it installs the trigger and passes it as trigger arguments, so no row pays for looking
 -- up the policy or parsing a list. Arguments (TG_ARGV, numbered from 0):
 --   [0]         n, the number of columns to remove from a row image
---   [1]         '1' when the table has a row filter, '0' when it has none, or 'D' from the
---               key-change trigger: log the OLD row as a delete of its key
+--   [1]         '1' from the update trigger of a filtered table whose WHEN saw a filter
+--               column change: log the old filter values too; '0' otherwise; or 'D' from
+--               the key-change trigger: log the OLD row as a delete of its key
 --   [2 .. n+1]  the columns to remove from a row image: excluded and undeclared ones
 --   [n+2 ..]    on a filtered table, every column but the filter columns, so that
 --               to_jsonb(OLD) minus them is the old filter values

@@ -2,7 +2,8 @@
 -- primary key columns for the key-change trigger, whose ${when} (else empty) limits it to
 -- updates that change the key and which logs a 'D' of the old key's row.
 -- ${image} lists the table's public columns only, so excluded columns are never written;
--- ${old_filter} is the old filter values on UPDATE of a filtered table, else NULL.
+-- ${old_filter} is the old filter values on an UPDATE of a filtered table that changes a
+-- filter column, else NULL (unchanged filter columns: the old row passes as the new does).
 CREATE TRIGGER ${trigger} AFTER ${event} ON ${table} FOR EACH ROW${when}
 BEGIN
     INSERT INTO syncd_changelog (table_name, op, row_image, old_filter)
