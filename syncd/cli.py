@@ -810,8 +810,15 @@ def quarantine_retry(
     res = call(go)
     if as_json:
         print_json(res)
-    else:
-        out.print(to_jsonable(res))
+        return
+    out.print(
+        f"retried and applied: {len(res.retried)}, superseded by newer versions: "
+        f"{len(res.superseded)}, refused by the current policy: {len(res.refused)}, "
+        f"still invalid: {len(res.still_invalid)}",
+        highlight=False,
+    )
+    for qid_, reason in res.still_invalid.items():
+        out.print(f"  {qid_}: {reason}", markup=False, highlight=False)
 
 
 @conflicts_app.command("list")
@@ -885,7 +892,11 @@ def conflicts_resolve(
     if as_json:
         print_json(res)
     else:
-        out.print(f"conflict {cid} resolved by {who}: {to_jsonable(res)}")
+        out.print(
+            f"conflict {cid} resolved by {who}: {res.get('column')} = {res.get('value')!r}",
+            markup=False,
+            highlight=False,
+        )
 
 
 report_app = typer.Typer(
