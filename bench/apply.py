@@ -53,6 +53,7 @@ from syncd.bootstrap import init_node
 from syncd.db import create_engine
 from syncd.inbox import ACCEPTED, HubInbox, register_node
 from syncd.policy import Policy, Table
+from syncd.scheduler import tune_gc
 from syncd.settings import load_settings
 
 GOAL = 0.25
@@ -138,6 +139,7 @@ def submit_all(
 
 
 def apply_all(engine: sa.Engine, policy: Policy, watch: Stopwatch) -> dict[str, int]:
+    tune_gc()  # as the hub daemon runs
     totals: dict[str, int] = {}
     while True:
         with watch:

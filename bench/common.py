@@ -614,7 +614,7 @@ def vm_hwm_mb(pid: int) -> float | None:
 
 @dataclass
 class SyncdProcess:
-    """A `syncd` subprocess whose peak RSS is read from the kernel when it is reaped (wait4)."""
+    """A `syncd` subprocess whose peak RSS (VmHWM) is sampled while it runs."""
 
     config: Path
     args: tuple[str, ...]
@@ -641,7 +641,7 @@ class SyncdProcess:
                 self.peak_rss_mb = max(self.peak_rss_mb, hwm)
 
     def wait(self, timeout: float | None = None) -> int:
-        """Reap the process with wait4, which reports its own ru_maxrss (KB on Linux)."""
+        """Reap the process, sampling its peak RSS until it exits."""
         assert self.proc is not None
         if self.exit_code is not None:
             return self.exit_code
@@ -656,7 +656,10 @@ class SyncdProcess:
             time.sleep(0.05)
         self.exit_code = os.waitstatus_to_exitcode(status)
         self.proc.returncode = self.exit_code
-        self.peak_rss_mb = max(self.peak_rss_mb, usage.ru_maxrss / 1024)
+        # Not usage.ru_maxrss: Linux carries the parent's peak RSS across fork and exec into
+        # the child's, so every child would report at least this (large) bench process's
+        # size. VmHWM, sampled while the process runs, is its own address space's peak.
+        del usage
         return self.exit_code
 
     def stop(self, timeout: float = 60) -> int:

@@ -4,8 +4,8 @@ The city CRM is filled by COPY before `syncd init` (so no row is captured: they 
 capture, as at a real go-live), then the city and hub daemons start (`syncd run`, default
 settings) and `syncd snapshot` runs; the clock stops when the hub has applied everything the
 snapshot put in the changelog. Reports rows/s over the rows the hub receives (customers minus
-prospects, plus every child) and the peak RSS of each syncd process, read from the kernel
-when it is reaped (wait4 ru_maxrss) and sampled from /proc/<pid>/status VmHWM on the way.
+prospects, plus every child) and the peak RSS of each syncd process, sampled from
+/proc/<pid>/status VmHWM while it runs.
 Scratch databases of the shared server, dropped at the end. Prints figures; asserts nothing.
 
     .venv/bin/python bench/snapshot.py [--customers 1000000] [--chunk 5000]

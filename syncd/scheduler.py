@@ -9,6 +9,7 @@ waits a long interval instead of looping.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import signal
 import threading
 import time
@@ -123,6 +124,17 @@ class Node:
         st = hub_status(self.settings)
         self.metrics.conflicts_open.set(st.open_conflicts)
         self.metrics.quarantined.set(st.quarantined)
+
+
+def tune_gc() -> None:
+    """Fewer garbage collections in a long-lived node process.
+
+    Apply and push allocate many short-lived dicts per row; with the default thresholds the
+    collector ran often enough to cost about a fifth of apply time. Objects made at startup
+    (policy, metadata, modules) are frozen out of its scans.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -280,6 +292,7 @@ class Daemon:
         s = self.settings
         lock = NodeLock(self.node.engine, s.node.id)
         lock.acquire()
+        tune_gc()
         try:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
@@ -342,6 +355,7 @@ class Daemon:
 def sync_once(settings: Settings) -> dict[str, Any]:
     """`syncd sync --once`: one cycle, a few retries on transient failures, then exit."""
     node = Node.open(settings)
+    tune_gc()
     try:
         result: dict[str, Any] = with_retries(node.cycle, "once", node, None, attempts=3)
         if node.pusher is not None and node.settings.sync.trim_retention_seconds == 0:
