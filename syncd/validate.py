@@ -29,7 +29,6 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from syncd.batch import DELETE, UPSERT
-from syncd.canonical import loads
 from syncd.checks import check_value
 from syncd.policy import Column, ColumnType, Policy, Table
 from syncd.rowfilter import evaluate_condition, passes
@@ -261,9 +260,9 @@ class Change:
 
     @classmethod
     def parse(cls, seq: int, table: str, op: str, key_text: str, row_text: str | None) -> Change:
-        row_exact = None if row_text is None else loads(row_text)
-        row_wire = None if row_text is None else json.loads(row_text)
-        return cls(seq, table, op, loads(key_text), row_exact, json.loads(key_text), row_wire)
+        key_exact, key_wire = _exact_and_wire(key_text)
+        row_exact, row_wire = (None, None) if row_text is None else _exact_and_wire(row_text)
+        return cls(seq, table, op, key_exact, row_exact, key_wire, row_wire)
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -273,6 +272,23 @@ class Change:
             "key": self.wire_key,
             "row": self.wire_row,
         }
+
+
+def _exact_and_wire(text: str) -> tuple[Any, Any]:
+    """The JSON with exact decimals, and as received (for the checksum) — one parse if equal.
+
+    syncd cities send decimals as strings, so the two readings differ only when the text holds
+    a JSON float; only then is it parsed a second time.
+    """
+    floats = False
+
+    def exact(number: str) -> decimal.Decimal:
+        nonlocal floats
+        floats = True
+        return decimal.Decimal(number)
+
+    value = json.loads(text, parse_float=exact)
+    return value, (json.loads(text) if floats else value)
 
 
 @dataclass(frozen=True)
