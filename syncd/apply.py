@@ -35,10 +35,9 @@ from syncd.bulk import (
     lock,
     source_table,
     upsert,
-    utcnow,
 )
 from syncd.canonical import canonical, loads
-from syncd.db import translated
+from syncd.db import translated, utcnow
 from syncd.errors import SyncdError
 from syncd.golden import (
     OPEN,

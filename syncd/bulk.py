@@ -7,7 +7,6 @@ IN lists and executemany.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -31,11 +30,6 @@ NAME_MAX = 63
 _STAGE_ORDER = "syncd_stage_order"
 
 _T = TypeVar("_T")
-
-
-def utcnow() -> dt.datetime:
-    """Naive UTC, as every hub timestamp column stores it."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def lock(conn: Connection) -> None:

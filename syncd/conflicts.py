@@ -17,9 +17,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncd import schema_hub as h
 from syncd.audit import Action, AuditWriter
-from syncd.bulk import golden_table, lock, utcnow
+from syncd.bulk import golden_table, lock
 from syncd.canonical import loads
-from syncd.db import translated
+from syncd.db import translated, utcnow
 from syncd.errors import UsageError
 from syncd.golden import OPEN, RESOLVED, recompute_goldens
 from syncd.merge import encode_value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +50,11 @@ def _sqlite_on_begin(conn: Connection) -> None:
     # pysqlite's own BEGIN handling is off (isolation_level=None): take the write lock at BEGIN,
     # so a transaction never upgrades from read to write half-way and dies with SQLITE_BUSY.
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def utcnow() -> dt.datetime:
+    """Now as naive UTC: how every syncd timestamp column stores time, on both dialects."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def is_postgres(bind: Engine | Connection) -> bool:

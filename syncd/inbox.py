@@ -9,7 +9,6 @@ SQLite hub the same rules run here in Python against the hub file.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from syncd import schema_hub as h
 from syncd.batch import Batch
 from syncd.canonical import canonical
-from syncd.db import create_engine, is_postgres, run_script, translated
+from syncd.db import create_engine, is_postgres, run_script, translated, utcnow
 from syncd.errors import BatchRefused, UsageError
 from syncd.redact import redact_url
 
@@ -30,10 +29,6 @@ ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REFUSED = "refused"
 NOTIFY_CHANNEL = "syncd_inbox"
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

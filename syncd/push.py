@@ -19,9 +19,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncd.batch import Batch, Captured, Change, coalesce, make_batch, to_change
 from syncd.canonical import loads
-from syncd.db import is_postgres, translated
+from syncd.db import is_postgres, translated, utcnow
 from syncd.errors import BatchRefused
-from syncd.inbox import ACCEPTED, DUPLICATE, HubInbox, utcnow
+from syncd.inbox import ACCEPTED, DUPLICATE, HubInbox
 from syncd.logs import get_logger
 from syncd.policy import Policy
 from syncd.schema_city import changelog, city_state

@@ -18,9 +18,9 @@ from sqlalchemy.engine import Connection, Engine
 from syncd import schema_hub as h
 from syncd.apply import QUARANTINE_SUPERSEDED, REFUSED_ROW, RowWriter
 from syncd.audit import Action, AuditWriter
-from syncd.bulk import lock, utcnow
+from syncd.bulk import lock
 from syncd.canonical import loads
-from syncd.db import translated
+from syncd.db import translated, utcnow
 from syncd.errors import UsageError
 from syncd.golden import OPEN, SUPERSEDED
 from syncd.policy import Policy

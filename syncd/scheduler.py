@@ -114,14 +114,14 @@ class Node:
     def _city_gauges(self) -> None:
         from syncd.status import city_status
 
-        st = city_status(self.settings)
+        st = city_status(self.settings, self.engine)
         self.metrics.backlog_rows.set(st.backlog_rows)
         self.metrics.lag_seconds.set(st.lag_seconds or 0.0)
 
     def _hub_gauges(self) -> None:
         from syncd.status import hub_status
 
-        st = hub_status(self.settings)
+        st = hub_status(self.settings, self.engine)
         self.metrics.conflicts_open.set(st.open_conflicts)
         self.metrics.quarantined.set(st.quarantined)
 

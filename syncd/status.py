@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from syncd import schema_hub as h
 from syncd.canonical import loads
-from syncd.db import create_engine, is_postgres, translated
-from syncd.inbox import utcnow
+from syncd.db import create_engine, is_postgres, translated, utcnow
 from syncd.push import STATE_ACKED, STATE_ERROR, STATE_PUSH, get_state
 from syncd.schema_city import changelog
 from syncd.settings import Settings
@@ -74,20 +75,29 @@ def _db_age_seconds(conn: Connection, ts: dt.datetime | None) -> float | None:
     return max(0.0, float((now - ts).total_seconds()))
 
 
-def city_status(settings: Settings) -> CityStatus:
-    engine = create_engine(settings.database.url)
+@contextmanager
+def _connection(settings: Settings, engine: Engine | None, what: str) -> Iterator[Connection]:
+    """A connection on the caller's engine (the daemon's), or on a short-lived one (the CLI)."""
+    own = engine is None
+    bound = create_engine(settings.database.url) if engine is None else engine
     try:
-        with translated("reading city status"), engine.connect() as conn:
-            state = get_state(conn)
-            acked = (state.get(STATE_ACKED) or {}).get("seq", 0)
-            backlog, oldest = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(changelog.c.captured_at)).where(
-                    changelog.c.seq > acked
-                )
-            ).one()
-            lag = _db_age_seconds(conn, oldest)
+        with translated(what), bound.connect() as conn:
+            yield conn
     finally:
-        engine.dispose()
+        if own:
+            bound.dispose()
+
+
+def city_status(settings: Settings, engine: Engine | None = None) -> CityStatus:
+    with _connection(settings, engine, "reading city status") as conn:
+        state = get_state(conn)
+        acked = (state.get(STATE_ACKED) or {}).get("seq", 0)
+        backlog, oldest = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(changelog.c.captured_at)).where(
+                changelog.c.seq > acked
+            )
+        ).one()
+        lag = _db_age_seconds(conn, oldest)
     error = state.get(STATE_ERROR) or {}
     warnings = []
     if lag is not None and lag > settings.sync.backlog_warn_seconds:
@@ -138,19 +148,15 @@ def _per_node_counts(conn: Connection) -> tuple[dict[str, Any], dict[str, int], 
     return pending, quarantined, conflicts
 
 
-def hub_status(settings: Settings) -> HubStatus:
-    engine = create_engine(settings.database.url)
-    try:
-        with translated("reading hub status"), engine.connect() as conn:
-            nodes = list(conn.execute(sa.select(h.nodes).order_by(h.nodes.c.node_id)).mappings())
-            pending, quarantined, conflicts = _per_node_counts(conn)
-            total_conflicts = int(
-                conn.execute(
-                    sa.select(sa.func.count()).where(h.conflicts.c.status == "open")
-                ).scalar_one()
-            )
-    finally:
-        engine.dispose()
+def hub_status(settings: Settings, engine: Engine | None = None) -> HubStatus:
+    with _connection(settings, engine, "reading hub status") as conn:
+        nodes = list(conn.execute(sa.select(h.nodes).order_by(h.nodes.c.node_id)).mappings())
+        pending, quarantined, conflicts = _per_node_counts(conn)
+        total_conflicts = int(
+            conn.execute(
+                sa.select(sa.func.count()).where(h.conflicts.c.status == "open")
+            ).scalar_one()
+        )
     now = utcnow()
     out: list[NodeStatus] = []
     warnings: list[str] = []
