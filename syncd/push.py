@@ -137,6 +137,7 @@ class Pusher:
         self.hub = hub
         self.node_id = settings.node.id
         self.guard = GapGuard()
+        self._recorded_acked: int | None = None  # what the state table holds, once written
 
     def _horizon(self) -> int | None:
         if not is_postgres(self.city):
@@ -198,6 +199,9 @@ class Pusher:
         return result
 
     def record_push(self, result: PushResult) -> None:
+        """Record what moved; an idle cycle writes nothing (no write lock taken every second)."""
+        if result.batches == 0 and result.acked_seq == self._recorded_acked:
+            return
         now = utcnow()
         with translated("recording push state"), self.city.begin() as conn:
             set_state(conn, STATE_ACKED, {"seq": result.acked_seq, "at": now.isoformat()})
@@ -208,6 +212,7 @@ class Pusher:
             )
             if result.batches:
                 set_state(conn, STATE_ERROR, None)
+        self._recorded_acked = result.acked_seq
 
     def record_error(self, message: str) -> None:
         with translated("recording push state"), self.city.begin() as conn:
