@@ -20,6 +20,7 @@ work) is timed apart and excluded. Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import itertools
 import tempfile
 from collections.abc import Iterator
@@ -138,15 +139,25 @@ def submit_all(
     return n_batches, n_rows
 
 
-def apply_all(engine: sa.Engine, policy: Policy, watch: Stopwatch) -> dict[str, int]:
+def apply_all(
+    engine: sa.Engine, policy: Policy, watch: Stopwatch, profile: Path | None = None
+) -> dict[str, int]:
     tune_gc()  # as the hub daemon runs
     totals: dict[str, int] = {}
+    profiler = cProfile.Profile() if profile is not None else None
     while True:
         with watch:
+            if profiler is not None:
+                profiler.enable()
             summary = apply_pending(engine, policy)
+            if profiler is not None:
+                profiler.disable()
         for k in ("batches", "rows", "applied", "stale", "quarantined", "refused"):
             totals[k] = totals.get(k, 0) + int(getattr(summary, k))
         if summary.batches == 0 and summary.waiting == 0:
+            if profiler is not None and profile is not None:
+                profiler.dump_stats(profile)
+                print(f"apply profile written to {profile} (read it with python -m pstats)")
             return totals
 
 
@@ -181,7 +192,7 @@ def run(args: argparse.Namespace, url: str) -> None:
             c: batches(c, city_changes(spec, table, c), args.batch_rows, build) for c in spec.cities
         }
         n_batches, n_rows = submit_all(inboxes, streams, submit)
-        load = apply_all(engine, policy, apply)
+        load = apply_all(engine, policy, apply, args.profile)
         with engine.connect() as conn:
             sources = conn.execute(sa.text("SELECT count(*) FROM src_customers")).scalar_one()
             goldens = conn.execute(sa.text("SELECT count(*) FROM customers")).scalar_one()
@@ -254,6 +265,9 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=200_000, help="customer updates after it")
     parser.add_argument(
         "--batch-rows", type=int, default=5000, help="rows per batch (sync.batch_rows)"
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="write a cProfile of the first-load apply to this file"
     )
     parser.add_argument("--pg-admin", default=PG_ADMIN, help="superuser URL of the server to use")
     args = parser.parse_args()

@@ -42,12 +42,13 @@ from syncd.errors import SyncdError
 from syncd.golden import (
     OPEN,
     SUPERSEDED,
+    Fresh,
     GoldenState,
     disputes,
     recompute_goldens,
 )
 from syncd.logs import get_logger
-from syncd.merge import encode_value
+from syncd.merge import Source, encode_value
 from syncd.policy import Policy, Table
 from syncd.validate import Change, Verdict, classify, validate_key
 
@@ -107,6 +108,7 @@ class RowWriter:
         self.audit = audit
         self.now = now
         self.counts = Counts()
+        self._cities: dict[str, str | None] = {}
 
     def write(self, node_id: str, batch_id: int | None, verdicts: Sequence[Verdict]) -> list[str]:
         outcomes = ["" for _ in verdicts]
@@ -240,7 +242,7 @@ class RowWriter:
         self._store_sources(node_id, batch_id, table, [v for _, v in work.fresh])
         states: dict[tuple[Any, ...], GoldenState] = {}
         if table.identity:
-            states = self._merge(table, [v for _, v in work.fresh], stored)
+            states = self._merge(node_id, batch_id, table, [v for _, v in work.fresh], stored)
         for _, v in work.fresh:
             self._audit_applied(node_id, batch_id, table, v, stored, states)
         self.counts.applied += len(work.fresh)
@@ -268,19 +270,38 @@ class RowWriter:
         upsert(self.conn, src, upserts, index, [*data, "_seq", "_deleted", *meta])
         upsert(self.conn, src, deletes, index, ["_seq", "_deleted", *meta])
 
+    def _city(self, node_id: str) -> str | None:
+        if node_id not in self._cities:
+            n = h.nodes.c
+            found = self.conn.execute(sa.select(n.city_code).where(n.node_id == node_id)).first()
+            self._cities[node_id] = None if found is None else found[0]
+        return self._cities[node_id]
+
     def _merge(
-        self, table: Table, fresh: Sequence[Verdict], stored: Mapping[tuple[Any, ...], _Stored]
+        self,
+        node_id: str,
+        batch_id: int | None,
+        table: Table,
+        fresh: Sequence[Verdict],
+        stored: Mapping[tuple[Any, ...], _Stored],
     ) -> dict[tuple[Any, ...], GoldenState]:
         touched: set[tuple[Any, ...]] = set()
+        written: dict[tuple[Any, ...], list[Source]] = defaultdict(list)
+        city = self._city(node_id)
         for v in fresh:
             s = stored.get(v.key_tuple())
             if s is not None and s.identity is not None:
                 # The old identity too: a source whose id number changed leaves that golden.
                 touched.add(s.identity)
             if v.values is not None:
-                touched.add(tuple(v.values[c] for c in table.identity))
+                ident = tuple(v.values[c] for c in table.identity)
+                touched.add(ident)
+                updated = v.values.get(table.updated_at) if table.updated_at else None
+                written[ident].append(Source(node_id, city, v.change.seq, updated, v.values))
+        # Hand over what was just written (the batch's own rows are not read back).
+        given = Fresh(batch_id, written) if batch_id is not None else None
         states, opened = recompute_goldens(
-            self.conn, self.policy, table, touched, self.audit, self.now
+            self.conn, self.policy, table, touched, self.audit, self.now, given
         )
         self.counts.conflicts_opened += opened
         return states

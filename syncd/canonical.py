@@ -21,16 +21,20 @@ def json_default(obj: object) -> object:
     raise TypeError(f"cannot encode a {type(obj).__name__} canonically: {obj!r}")
 
 
+# One encoder, built once: json.dumps with any non-default option builds a new JSONEncoder
+# on every call, which costs more than encoding a small row.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True,
+    separators=(",", ":"),
+    ensure_ascii=False,
+    allow_nan=False,
+    default=json_default,
+)
+
+
 def canonical(obj: object) -> str:
     """The one JSON text of a value: sorted keys, no spaces, UTF-8 kept, no NaN."""
-    return json.dumps(
-        obj,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-        default=json_default,
-    )
+    return _ENCODER.encode(obj)
 
 
 def loads(text: str | bytes) -> Any:

@@ -26,7 +26,15 @@ from syncd.bulk import (
     upsert,
 )
 from syncd.canonical import canonical, loads
-from syncd.merge import FieldDecision, MergeResult, Resolution, Source, encode_value, merge_golden
+from syncd.merge import (
+    FieldDecision,
+    MergeResult,
+    Resolution,
+    Source,
+    encode_value,
+    merge_golden,
+    merge_values,
+)
 from syncd.policy import Policy, Table
 from syncd.validate import decode_value
 
@@ -36,11 +44,26 @@ CONFLICT_SUPERSEDED = Action.CONFLICT_SUPERSEDED.value
 
 @dataclass(frozen=True)
 class GoldenState:
-    """A golden record after a recompute; `result` is None once it has no live source."""
+    """A golden record after a recompute; `result` is None once it has no live source.
+
+    With one live source nothing is ranked or disputed, and `result.decisions` is empty.
+    """
 
     golden_id: int
     identity: tuple[Any, ...]
     result: MergeResult | None
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """The live source records one batch has just written, handed over to save reading them.
+
+    Rows of `batch_id` that are not deletes are left out when sources are read back, and
+    these take their place; deleted rows are read, as their last data is the history kept.
+    """
+
+    batch_id: int
+    sources: Mapping[tuple[Any, ...], Sequence[Source]]
 
 
 def _identity_doc(table: Table, identity: tuple[Any, ...]) -> dict[str, Any]:
@@ -58,19 +81,35 @@ def _one_per_node(sources: Iterable[Source]) -> list[Source]:
 
 
 def _load_sources(
-    conn: Connection, policy: Policy, table: Table, identities: Sequence[tuple[Any, ...]]
+    conn: Connection,
+    policy: Policy,
+    table: Table,
+    identities: Sequence[tuple[Any, ...]],
+    fresh: Fresh | None = None,
 ) -> dict[tuple[Any, ...], tuple[list[Source], list[Source]]]:
     """(live, deleted) sources per identity, with each node's city."""
     src = source_table(policy, table)
     names = table.public_columns
     cols = [src.c[c] for c in names]
     found: dict[tuple[Any, ...], tuple[list[Source], list[Source]]] = defaultdict(lambda: ([], []))
+    if fresh is not None:
+        for ident, given in fresh.sources.items():
+            found[ident][0].extend(given)
     for where in key_matches(conn, [src.c[c] for c in table.identity], identities):
         stmt = (
             sa.select(src.c[h.ORIGIN], src.c._seq, src.c._deleted, h.nodes.c.city_code, *cols)
             .select_from(src.outerjoin(h.nodes, h.nodes.c.node_id == src.c[h.ORIGIN]))
             .where(where)
         )
+        if fresh is not None:
+            # In a first load most identities have no source but the fresh one: nothing to read.
+            stmt = stmt.where(
+                sa.or_(
+                    src.c._batch_id.is_(None),
+                    src.c._batch_id != fresh.batch_id,
+                    src.c._deleted == sa.true(),
+                )
+            )
         for r in conn.execute(stmt).mappings():
             row = {c: r[c] for c in names}
             updated = row.get(table.updated_at) if table.updated_at else None
@@ -128,6 +167,15 @@ def _golden_row(
     return row
 
 
+def _ordered(identities: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Distinct identities in a fixed order: by value (validated, so one type per column)."""
+    distinct = set(identities)
+    try:
+        return sorted(distinct)
+    except TypeError:  # values of mixed types: order by their canonical encoding instead
+        return sorted(distinct, key=canonical)
+
+
 def recompute_goldens(
     conn: Connection,
     policy: Policy,
@@ -135,6 +183,7 @@ def recompute_goldens(
     identities: Iterable[tuple[Any, ...]],
     audit: AuditWriter,
     now: dt.datetime,
+    fresh: Fresh | None = None,
 ) -> tuple[dict[tuple[Any, ...], GoldenState], int]:
     """Merge the sources of each identity into its golden record; return states and new conflicts.
 
@@ -142,10 +191,10 @@ def recompute_goldens(
     deleted sources (or empty): a function of the source records, so any arrival order ends
     in the same record.
     """
-    idents = sorted(set(identities), key=canonical)
+    idents = _ordered(identities)
     if not idents:
         return {}, 0
-    sources = _load_sources(conn, policy, table, idents)
+    sources = _load_sources(conn, policy, table, idents, fresh)
     existing = _golden_ids(conn, policy, table, idents)
     resolutions = _resolutions(conn, table, sorted(existing.values()))
     merged = merged_columns(table)
@@ -155,8 +204,12 @@ def recompute_goldens(
         live, dead = sources.get(ident, ([], []))
         gid = existing.get(ident)
         if live:
-            resolved = resolutions.get(gid) if gid is not None else None
-            result = merge_golden(table, _one_per_node(live), resolved)
+            chosen = _one_per_node(live)
+            if len(chosen) == 1:
+                result = MergeResult(merge_values(table, chosen[0]), (), ())
+            else:
+                resolved = resolutions.get(gid) if gid is not None else None
+                result = merge_golden(table, chosen, resolved)
             rows.append(_golden_row(table, merged, ident, result.values, len(live), now))
             results[ident] = result
         elif gid is not None:
@@ -166,11 +219,8 @@ def recompute_goldens(
     golden = golden_table(policy, table)
     update = [c for c in rows[0] if c not in table.identity] if rows else []
     upsert(conn, golden, rows, table.identity, update)
-    ids = (
-        existing
-        if all(i in existing for i in results)
-        else _golden_ids(conn, policy, table, list(results))
-    )
+    missing = [i for i in results if i not in existing]
+    ids = {**existing, **_golden_ids(conn, policy, table, missing)} if missing else existing
     states = {i: GoldenState(ids[i], i, r) for i, r in results.items()}
     opened = _sync_conflicts(conn, table, list(states.values()), audit, now)
     return states, opened

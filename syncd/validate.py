@@ -351,6 +351,13 @@ def _sovereignty(policy: Policy, change: Change) -> str | None:
 def _typed(table: Table, change: Change) -> tuple[Verdict | None, str | None]:
     if change.op not in (UPSERT, DELETE):
         return None, f"unknown op {change.op[:16]!r}"
+    if change.op == UPSERT and isinstance(change.row, dict) and _same_key(table, change):
+        # The key is the row's own key columns as sent: validating the row types it too.
+        values, problem = validate_row(table, change.row)
+        if values is None:
+            return None, problem
+        own_key = {c: values[c] for c in table.primary_key}
+        return Verdict(change, table, key=own_key, values=values), None
     key, problem = validate_key(table, change.key)
     if key is None:
         return None, problem
@@ -364,6 +371,14 @@ def _typed(table: Table, change: Change) -> tuple[Verdict | None, str | None]:
     if any(values[c] != key[c] for c in table.primary_key):
         return None, f"row_key does not match the row's {', '.join(table.primary_key)}"
     return Verdict(change, table, key=key, values=values), None
+
+
+def _same_key(table: Table, change: Change) -> bool:
+    key, row = change.key, change.row
+    return len(key) == len(table.primary_key) and all(
+        c in row and c in key and type(key[c]) is type(row[c]) and key[c] == row[c]
+        for c in table.primary_key
+    )
 
 
 def classify(policy: Policy, change: Change) -> Verdict:

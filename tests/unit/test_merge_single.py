@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.merge import Resolution, Source, _merge_sources, _plan, merge_golden
+from syncd.merge import Resolution, Source, _merge_sources, _plan, merge_golden, merge_values
 from tests.unit.test_merge_properties import TABLE, same, sources
 
 
@@ -21,3 +21,13 @@ def test_one_source_merges_as_the_general_merge_does(
         resolutions["manual_s"] = Resolution("z", candidates)
     general = _merge_sources(_plan(TABLE), given_sources, resolutions)
     assert same(merge_golden(TABLE, given_sources, resolutions), general)
+
+
+@settings(deadline=None)
+@given(sources(min_size=1, max_size=1))
+def test_values_of_one_source_are_those_of_the_merge(given_sources: list[Source]) -> None:
+    expected = merge_golden(TABLE, given_sources).values
+    got = merge_values(TABLE, given_sources[0])
+    assert got == expected
+    # Written alike too: Decimal("1.0") and Decimal("1.00") are equal but stored differently.
+    assert {c: repr(v) for c, v in got.items()} == {c: repr(v) for c, v in expected.items()}
