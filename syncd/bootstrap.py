@@ -22,6 +22,7 @@ class InitReport:
     triggers_dropped: tuple[str, ...] = ()
     triggers_kept: tuple[str, ...] = ()
     hub_tables: tuple[str, ...] = field(default_factory=tuple)
+    hub_columns_added: tuple[str, ...] = field(default_factory=tuple)
 
 
 def init_node(settings: Settings, policy: Policy | None = None) -> InitReport:
@@ -60,11 +61,15 @@ def _init_city(settings: Settings, policy: Policy, engine: Engine) -> InitReport
 def _init_hub(settings: Settings, policy: Policy, engine: Engine) -> InitReport:
     with translated("init"), engine.begin() as conn:
         migrate.upgrade(conn, "hub")
-        tables = schema_hub.install(conn, policy)
+        installed = schema_hub.install(conn, policy)
         inbox.install_functions(conn)
         reports.install_views(conn, policy)
     return InitReport(
-        node_id=settings.node.id, role="hub", crm_tables_created=False, hub_tables=tables
+        node_id=settings.node.id,
+        role="hub",
+        crm_tables_created=False,
+        hub_tables=installed.tables,
+        hub_columns_added=installed.columns_added,
     )
 
 

@@ -172,6 +172,11 @@ def init(as_json: JsonOpt = False) -> None:
                 out.print(f"  capture triggers {label}: {', '.join(names)}")
     else:
         out.print(f"  consolidated tables: {', '.join(report.hub_tables)}")
+        if report.hub_columns_added:
+            out.print(
+                f"  columns added: {', '.join(report.hub_columns_added)} (existing rows hold "
+                "NULL until cities send them; `syncd snapshot --table` at a city backfills)"
+            )
 
 
 @schema_app.command("check")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 
+from syncd.errors import SchemaMismatch
 from syncd.policy import Policy, Table
 from syncd.sqltypes import JsonDoc, sql_type
 
@@ -215,11 +219,51 @@ def policy_metadata(policy: Policy) -> sa.MetaData:
     return md
 
 
-def install(conn: sa.Connection, policy: Policy) -> tuple[str, ...]:
-    """Create the policy's consolidated and source tables that do not exist yet."""
+@dataclass(frozen=True)
+class Installed:
+    """What `install` found or made: the policy's hub tables and the columns it added."""
+
+    tables: tuple[str, ...]
+    columns_added: tuple[str, ...]
+
+
+def _addable(policy: Policy, table: sa.Table, col: sa.Column[Any]) -> None:
+    """Refuse a new column that would change how existing rows are keyed or merged."""
+    for t in policy.public_tables:
+        keyed = col.name in t.primary_key or col.name in t.identity
+        if keyed and table.name in (t.name, source_table_name(t)):
+            raise SchemaMismatch(
+                f"{t.name}.{col.name} is new in the policy's primary key or identity of "
+                f"{t.name}, whose hub table {table.name} already holds rows keyed without "
+                "it; they cannot be re-keyed in place: restore the old key in the policy, "
+                "or rebuild this hub"
+            )
+
+
+def install(conn: sa.Connection, policy: Policy) -> Installed:
+    """Create the policy's consolidated and source tables, and add columns new to the policy.
+
+    A column the policy has gained is added nullable to the tables that exist already: their
+    rows predate it, and they get its values as cities send them (or from a city's
+    `syncd snapshot --table`). Nothing is dropped or retyped: a column the policy no longer
+    names keeps its history, and `schema check` reports what differs.
+    """
     md = policy_metadata(policy)
+    insp = sa.inspect(conn)
+    existing = set(insp.get_table_names())
+    ops = Operations(MigrationContext.configure(conn))
+    added: list[str] = []
+    for table in md.tables.values():
+        if table.name not in existing:
+            continue
+        live = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name not in live:
+                _addable(policy, table, col)
+                ops.add_column(table.name, sa.Column(col.name, col.type, nullable=True))
+                added.append(f"{table.name}.{col.name}")
     md.create_all(conn, checkfirst=True)
-    return tuple(md.tables)
+    return Installed(tuple(md.tables), tuple(added))
 
 
 def check(conn: sa.Connection, policy: Policy) -> list[Any]:
@@ -239,5 +283,7 @@ def check(conn: sa.Connection, policy: Policy) -> list[Any]:
         live = {c["name"] for c in insp.get_columns(table.name)}
         for col in table.columns:
             if col.name not in live:
-                problems.append(SchemaProblem(table.name, col.name, "missing column"))
+                problems.append(
+                    SchemaProblem(table.name, col.name, "missing column: run `syncd init`")
+                )
     return problems

@@ -178,3 +178,58 @@ def test_version_and_usage_errors() -> None:
     missing = run_syncd(None, "status", env={"SYNCD_CONFIG": "/nonexistent/x.toml"})
     assert missing.returncode == 2
     assert "/nonexistent/x.toml: (file): cannot read" in missing.stderr
+
+
+def test_hub_init_adds_columns_the_policy_gained(tmp_path: Path, db_url: str) -> None:
+    """A public column added to the policy reaches the hub's tables on the next `init`."""
+    policy = tmp_path / "crm.yaml"
+    text = POLICY.read_text(encoding="utf-8")
+    policy.write_text(text, encoding="utf-8")
+    conf = write_config(tmp_path / "hub.toml", "hub-33", "hub", db_url)
+    conf.write_text(conf.read_text().replace(str(POLICY), str(policy)))
+    run_syncd(conf, "init", check=True)
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO src_customers (origin_node, customer_id, id_type, id_number, _seq, "
+                "_deleted, _applied_at) VALUES ('city-3301', 'C1', 'ric', 'X', 1, false, "
+                "'2026-01-01 00:00:00')"
+            )
+        )
+    grown = text.replace(
+        "      phone: {type: string, length: 32}\n",
+        "      phone: {type: string, length: 32}\n      email: {type: string, length: 120}\n",
+    )
+    assert grown != text
+    policy.write_text(grown, encoding="utf-8")
+    check = run_syncd(conf, "schema", "check", "--json")
+    assert check.returncode == 2
+    missing = {(p["table"], p["column"]) for p in json.loads(check.stdout)["problems"]}
+    assert missing == {("src_customers", "email"), ("customers", "email")}
+
+    proc = run_syncd(conf, "init", check=True)
+    assert "columns added: src_customers.email, customers.email" in proc.stdout
+    assert run_syncd(conf, "schema", "check").returncode == 0
+    with engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT customer_id, email FROM src_customers")).all()
+    assert [tuple(r) for r in kept] == [("C1", None)]  # the row that predates it is kept
+    again = run_syncd(conf, "init", "--json", check=True)
+    assert json.loads(again.stdout)["hub_columns_added"] == []
+
+    # A new identity column would re-key rows the hub holds: refused, naming it; nothing done.
+    rekeyed = grown.replace(
+        "identity: [id_type, id_number]", "identity: [id_type, id_number, phone2]"
+    )
+    rekeyed = rekeyed.replace(
+        "      email: {type: string, length: 120}\n",
+        "      email: {type: string, length: 120}\n      phone2: {type: string, length: 32}\n",
+    )
+    policy.write_text(rekeyed, encoding="utf-8")
+    refused = run_syncd(conf, "init")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "customers.phone2 is new in the policy's primary key or identity" in refused.stderr
+    with engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("src_customers")}
+    engine.dispose()
+    assert "phone2" not in columns
