@@ -19,6 +19,7 @@ from syncd.audit import (
     Action,
     canonical,
     entry_hash,
+    hashed_body,
     parse_anchor,
 )
 from syncd.errors import UsageError
@@ -153,3 +154,23 @@ def test_a_different_predecessor_changes_the_hash(
 def test_the_hash_does_not_depend_on_key_order(entry: dict[str, Any]) -> None:
     reordered = dict(reversed(list(entry.items())))
     assert entry_hash(GENESIS_HASH, reordered) == entry_hash(GENESIS_HASH, entry)
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=30)
+_STORED = st.one_of(
+    st.none(),
+    _TEXT,
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.datetimes(),
+)
+
+
+@given(st.fixed_dictionaries(dict.fromkeys(HASHED_FIELDS, _STORED)))
+def test_hashed_body_is_canonical_byte_for_byte(fields: dict[str, Any]) -> None:
+    # Quotes, backslashes, control characters, CJK: one text either way.
+    assert hashed_body(fields) == canonical({n: fields[n] for n in HASHED_FIELDS})
+
+
+def test_hashed_body_hands_other_types_to_canonical() -> None:
+    fields = {**ENTRY, "detail": {"b": Decimal("1.50"), "a": [1, True]}}
+    assert hashed_body(fields) == canonical({n: fields[n] for n in HASHED_FIELDS})
