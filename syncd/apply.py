@@ -339,16 +339,19 @@ class RowWriter:
         """Close the open quarantine entries of keys a later valid version has replaced."""
         if not applied:
             return
-        newest = {(v.change.table, canonical(encode_key(v.key))): v.change.seq for v in applied}
         q = h.quarantine.c
         stmt = sa.select(q.quarantine_id, q.table_name, sa.cast(q.row_key, sa.Text), q.seq).where(
             q.status == OPEN,
             q.node_id == node_id,
-            q.table_name.in_(sorted({t for t, _ in newest})),
-            q.seq < max(newest.values()),
+            q.table_name.in_(sorted({v.change.table for v in applied})),
+            q.seq < max(v.change.seq for v in applied),
         )
+        candidates = self.conn.execute(stmt).all()
+        if not candidates:  # the usual case: nothing of this node waits in quarantine
+            return
+        newest = {(v.change.table, canonical(encode_key(v.key))): v.change.seq for v in applied}
         closed: list[tuple[int, str, Any]] = []
-        for qid, name, key_text, seq in self.conn.execute(stmt):
+        for qid, name, key_text, seq in candidates:
             table = self.policy.tables.get(name)
             if table is None or not table.is_public:
                 continue

@@ -181,6 +181,11 @@ class Table(_Model):
         return tuple(c for c in self.columns if c not in self.exclude)
 
     @cached_property
+    def public_set(self) -> frozenset[str]:
+        """public_columns as a set, for checking the names of a received row at once."""
+        return frozenset(self.public_columns)
+
+    @cached_property
     def filter_columns(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(c.column for c in self.filter))
 

@@ -339,7 +339,7 @@ def _sovereignty(policy: Policy, change: Change) -> str | None:
     if stray:
         refusal = _column_refusal(table, stray, "row_key")
         return refusal or f"row_key holds {', '.join(sorted(stray))}, not only key columns"
-    if change.row is not None:
+    if change.row is not None and not table.public_set.issuperset(change.row):
         refusal = _column_refusal(table, change.row, "row_data")
         if refusal is not None:
             return refusal
