@@ -70,6 +70,7 @@ class Action(StrEnum):
     CONFLICT_RESOLVED = "conflict_resolved"
     CONFLICT_SUPERSEDED = "conflict_superseded"
     NODE_REGISTERED = "node_registered"
+    NODE_CREDENTIALS_ROTATED = "node_credentials_rotated"
 
 
 # The hashed fields in the order canonical() sorts them, each with its JSON key written out.

@@ -602,6 +602,45 @@ def node_add(
     out.print(creds.hub_url, markup=False, highlight=False)
 
 
+@node_app.command("rotate")
+def node_rotate(
+    node_id: Annotated[str, typer.Argument(help="a registered node, e.g. city-3301")],
+    hub_url: Annotated[
+        str | None,
+        typer.Option(
+            "--hub-url", help="the hub's database URL as cities reach it (default: this config's)"
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a node new credentials (shown once); the old password and its sessions end now."""
+    from syncd.db import create_engine
+    from syncd.inbox import rotate_credentials
+
+    s = hub_settings()
+
+    def go() -> Any:
+        engine = create_engine(s.database.url)
+        try:
+            return rotate_credentials(engine, hub_url or s.database.url, node_id)
+        finally:
+            engine.dispose()
+
+    creds = call(go)
+    if as_json:
+        print_json(
+            {
+                "node_id": creds.node_id,
+                "hub_url": creds.hub_url,
+                "sessions_ended": creds.sessions_ended,
+            }
+        )
+        return
+    out.print(f"{creds.sessions_ended} session(s) of {creds.node_id} ended")
+    out.print(f"new credentials for {creds.node_id}; put this in its hub.url (shown once):")
+    out.print(creds.hub_url, markup=False, highlight=False)
+
+
 @node_app.command("list")
 def node_list(as_json: JsonOpt = False) -> None:
     """Registered nodes and their positions."""

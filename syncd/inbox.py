@@ -226,6 +226,28 @@ class NodeCredentials:
     node_id: str
     hub_url: str
     role_name: str | None
+    sessions_ended: int = 0
+
+
+def _checked_hub_url(hub_url: str) -> None:
+    try:
+        make_url(hub_url)
+    except sa.exc.ArgumentError:
+        raise UsageError(f"--hub-url: not a database URL: {redact_url(hub_url)}") from None
+
+
+def _node_url(hub_url: str, role: str, password: str) -> str:
+    """The hub URL a city uses: the hub's address with the node's own role and password."""
+    url = make_url(hub_url).set(username=role, password=password)
+    return url.render_as_string(hide_password=False)
+
+
+def _password_literal(conn: Connection, password: str) -> str:
+    # DDL takes no bind parameters: the password goes in as a quoted literal via the driver.
+    literal = sa.literal(password, sa.String()).compile(
+        dialect=conn.dialect, compile_kwargs={"literal_binds": True}
+    )
+    return str(literal)
 
 
 def role_name_for(conn: Connection, node_id: str) -> str:
@@ -242,10 +264,7 @@ def register_node(
     from syncd.audit import AuditWriter
     from syncd.settings import NODE_ID_RE
 
-    try:
-        make_url(hub_url)
-    except sa.exc.ArgumentError:
-        raise UsageError(f"--hub-url: not a database URL: {redact_url(hub_url)}") from None
+    _checked_hub_url(hub_url)
     if not NODE_ID_RE.match(node_id):
         raise UsageError(
             f"node id {node_id!r}: use lowercase letters, digits and '-', starting with a letter"
@@ -262,11 +281,7 @@ def register_node(
             role = role_name_for(conn, node_id)
             password = secrets.token_urlsafe(24)
             _create_role(conn, role, password)
-            url = (
-                make_url(hub_url)
-                .set(username=role, password=password)
-                .render_as_string(hide_password=False)
-            )
+            url = _node_url(hub_url, role, password)
         conn.execute(
             h.nodes.insert().values(
                 node_id=node_id, city_code=city_code, role_name=role, registered_at=utcnow()
@@ -280,6 +295,48 @@ def register_node(
     return NodeCredentials(node_id, url, role)
 
 
+def rotate_credentials(engine: Engine, hub_url: str, node_id: str) -> NodeCredentials:
+    """Give a registered node's login role a new password and end the role's open sessions.
+
+    For a password that leaked or is due for rotation: the old one stops working at once,
+    including for sessions opened with it (they are terminated), so the city's daemon fails to
+    reconnect until its `hub.url` holds the new one. Audited as node_credentials_rotated.
+    """
+    from syncd.audit import Action, AuditWriter
+
+    _checked_hub_url(hub_url)
+    with translated("rotating node credentials"), engine.begin() as conn:
+        if not is_postgres(conn):
+            raise UsageError(
+                "a SQLite hub has no node credentials to rotate: its cities write to its file, "
+                "so access is the file's permissions"
+            )
+        role = conn.execute(
+            sa.select(h.nodes.c.role_name).where(h.nodes.c.node_id == node_id)
+        ).first()
+        if role is None:
+            raise UsageError(f"node {node_id} is not registered at this hub (see `node list`)")
+        if role[0] is None:
+            raise UsageError(f"node {node_id} has no login role at this hub")
+        name = str(role[0])
+        password = secrets.token_urlsafe(24)
+        quoted = conn.dialect.identifier_preparer.quote(name)
+        conn.exec_driver_sql(f"ALTER ROLE {quoted} PASSWORD {_password_literal(conn, password)}")
+        audit = AuditWriter(conn)
+        audit.append(Action.NODE_CREDENTIALS_ROTATED, node_id=node_id, detail={"role": name})
+        audit.flush()
+    # After the commit: a session ended earlier could log in again with the old password.
+    with translated("ending the node's sessions"), engine.connect() as conn:
+        ended = conn.execute(
+            sa.text(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE usename = :r AND pid <> pg_backend_pid()"
+            ),
+            {"r": name},
+        ).scalar_one()
+    return NodeCredentials(node_id, _node_url(hub_url, name, password), name, int(ended))
+
+
 def _create_role(conn: Connection, role: str, password: str) -> None:
     prep = conn.dialect.identifier_preparer
     q_role = prep.quote(role)
@@ -287,12 +344,8 @@ def _create_role(conn: Connection, role: str, password: str) -> None:
     exists = conn.execute(
         sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
     ).scalar()
-    # DDL takes no bind parameters: the password goes in as a quoted literal via the driver.
-    literal = sa.literal(password, sa.String()).compile(
-        dialect=conn.dialect, compile_kwargs={"literal_binds": True}
-    )
     verb = "ALTER" if exists else "CREATE"
-    conn.exec_driver_sql(f"{verb} ROLE {q_role} LOGIN PASSWORD {literal}")
+    conn.exec_driver_sql(f"{verb} ROLE {q_role} LOGIN PASSWORD {_password_literal(conn, password)}")
     conn.exec_driver_sql(f"GRANT CONNECT ON DATABASE {q_db} TO {q_role}")
     conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {q_role}")
     conn.exec_driver_sql(f"GRANT EXECUTE ON FUNCTION syncd_node_watermark(text) TO {q_role}")

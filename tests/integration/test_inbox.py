@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +21,7 @@ from syncd.db import create_engine
 from syncd.errors import BatchRefused
 from syncd.inbox import ACCEPTED, DUPLICATE, REFUSED, HubInbox, register_node
 from tests.conftest import PG_ADMIN
-from tests.helpers import settings_for, write_config
+from tests.helpers import run_syncd, settings_for, write_config
 
 
 def loan(seq: int, loan_id: str = "L1") -> Change:
@@ -167,3 +171,93 @@ def test_pg_node_credentials_only_submit_as_themselves(
         with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as conn:
             for role in drop_roles:
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+
+
+def _scram_accepts(verifier: str, password: str) -> bool:
+    """Whether a SCRAM-SHA-256 verifier from pg_authid is the one of this password (RFC 5802).
+
+    The test server trusts 127.0.0.1, so a login would not prove which password the role has;
+    the stored verifier does.
+    """
+    _, salt_part, keys = verifier.split("$")
+    iterations, salt = salt_part.split(":")
+    stored_key = base64.b64decode(keys.split(":")[0])
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+    )
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    return hashlib.sha256(client_key).digest() == stored_key
+
+
+def test_pg_rotated_credentials_replace_the_old_ones(
+    tmp_path: Path, pg_url: str, drop_roles: list[str]
+) -> None:
+    """`node rotate`: the role's password is a new one, its open sessions end, audited."""
+    conf = write_config(tmp_path / "hub.toml", "hub-33", "hub", pg_url)
+    run_syncd(conf, "init", check=True)
+    added = json.loads(run_syncd(conf, "node", "add", "city-3301", "--json", check=True).stdout)
+    old = sa.engine.make_url(added["hub_url"])
+    assert old.username
+    assert old.password
+    drop_roles.append(old.username)
+    admin = psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True)
+    try:
+
+        def verifier() -> str:
+            row = admin.execute(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (old.username,)
+            ).fetchone()
+            assert row is not None
+            return str(row[0])
+
+        assert _scram_accepts(verifier(), old.password)
+        session = psycopg.connect(
+            old.set(drivername="postgresql").render_as_string(hide_password=False),
+            autocommit=True,
+        )
+        session.execute("SELECT syncd_node_watermark('city-3301')")
+
+        proc = run_syncd(conf, "node", "rotate", "city-3301", "--json", check=True)
+        out = json.loads(proc.stdout)
+        assert out["node_id"] == "city-3301"
+        assert out["sessions_ended"] == 1
+        new = sa.engine.make_url(out["hub_url"])
+        assert new.username == old.username
+        assert new.host == old.host
+        assert new.password
+        assert new.password != old.password
+        assert new.password not in proc.stderr
+        assert _scram_accepts(verifier(), new.password)
+        assert not _scram_accepts(verifier(), old.password)
+        with pytest.raises(psycopg.OperationalError):
+            session.execute("SELECT 1")  # the session opened before the rotation was ended
+        session.close()
+
+        inbox = HubInbox(out["hub_url"], "city-3301")
+        try:
+            assert inbox.submit(make_batch("city-3301", 1, 5, [loan(2)])).status == ACCEPTED
+        finally:
+            inbox.close()
+        log = json.loads(run_syncd(conf, "audit", "log", "--json", check=True).stdout)
+        rotated = [e for e in log if e["action"] == "node_credentials_rotated"]
+        assert [(e["node_id"], e["detail"]) for e in rotated] == [
+            ("city-3301", {"role": old.username})
+        ]
+        assert new.password not in json.dumps(log)
+
+        unknown = run_syncd(conf, "node", "rotate", "city-9999")
+        assert unknown.returncode == 2
+        assert "city-9999 is not registered" in unknown.stderr
+    finally:
+        for role in drop_roles:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        admin.close()
+
+
+def test_sqlite_hub_has_no_credentials_to_rotate(tmp_path: Path, sqlite_url: str) -> None:
+    conf = write_config(tmp_path / "hub.toml", "hub-33", "hub", sqlite_url)
+    run_syncd(conf, "init", check=True)
+    run_syncd(conf, "node", "add", "city-3301", check=True)
+    proc = run_syncd(conf, "node", "rotate", "city-3301")
+    assert proc.returncode == 2
+    assert "a SQLite hub has no node credentials to rotate" in proc.stderr
