@@ -14,7 +14,7 @@ row the city no longer has. Its UPDATE OF and WHEN clauses leave ordinary update
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -37,7 +37,9 @@ KEY_SUFFIX = "_key"
 # PostgreSQL, filtered tables: updates that keep / change the filter columns.
 UPDATE_SUFFIX = "_upd"
 FILTER_SUFFIX = "_flt"
+# The one generic function of early builds, dropped by init; per-table functions end so.
 FUNCTION = "syncd_capture"
+FUNCTION_SUFFIX = "_fn"
 _MAX_IDENT = 63
 _LOCK_NOT_AVAILABLE = "55P03"
 # Only ${name} is a placeholder; the other groups Template requires never match.
@@ -59,6 +61,14 @@ class CaptureReport:
 
 
 @dataclass(frozen=True)
+class _Function:
+    """A table's capture function (PostgreSQL), created with the first of its triggers."""
+
+    name: str
+    ddl: str
+
+
+@dataclass(frozen=True)
 class _Trigger:
     """One trigger as the policy wants it; `signature` is what the live catalog must show."""
 
@@ -66,6 +76,7 @@ class _Trigger:
     name: str
     ddl: str
     signature: str
+    function: _Function | None = None
 
 
 class _SqlTemplate(Template):
@@ -110,46 +121,73 @@ class _Dialect(Protocol):
 
     def drop(self, conn: Connection, table: str, name: str) -> None: ...
 
+    def forget(self, conn: Connection, table: str) -> None: ...
+
     def problems(self, conn: Connection) -> list[tuple[str, str]]: ...
 
     def finish(self, conn: Connection) -> None: ...
 
 
+def function_name(table: str) -> str:
+    """The PostgreSQL capture function of one table (its triggers share it)."""
+    return trigger_name(table, FUNCTION_SUFFIX)
+
+
+# jsonb_build_object takes at most 100 arguments: a wider image is joined from parts.
+_PAIRS_PER_CALL = 50
+# SQLite's limit is 127 arguments (json_insert's first is the object).
+_SQLITE_PAIRS = 60
+
+
 class _Postgres:
-    """One generic PL/pgSQL function; row triggers per table, fingerprinted in comments.
+    """A PL/pgSQL function per table built from the policy; row triggers, fingerprinted.
 
     The main trigger logs every insert, update and delete (on a filtered table: inserts and
     deletes, with one update trigger for updates that keep the filter columns and one, which
     also logs their old values, for updates that change them); the key-change trigger logs the
-    delete of the old key when an update changes the primary key.
+    delete of the old key when an update changes the primary key. A trigger's signature covers
+    its own DDL and its function's, so a policy change that alters the image replaces both.
     """
 
     def __init__(self) -> None:
         self._saved_lock_timeout: str | None = None
 
-    def _function_ddl(self, conn: Connection) -> str:
+    def _changelog(self, conn: Connection) -> str:
         schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
         prep = conn.dialect.identifier_preparer
-        qualified = f"{prep.quote_schema(schema)}.{prep.quote(changelog.name)}"
-        return _template("postgresql", "capture_function.sql").substitute(changelog=qualified)
+        return f"{prep.quote_schema(schema)}.{prep.quote(changelog.name)}"
 
-    def _function_signature(self, conn: Connection) -> str | None:
-        return conn.execute(
-            sa.text("SELECT obj_description(to_regprocedure(:fn), 'pg_proc')"),
-            {"fn": f"{FUNCTION}()"},
-        ).scalar_one_or_none()
+    def _image(self, conn: Connection, row: str, columns: Sequence[str]) -> str:
+        prep = conn.dialect.identifier_preparer
+        pairs = [f"{_literal(conn, c)}, {row}.{prep.quote(c)}" for c in columns]
+        calls = [
+            "jsonb_build_object(" + ", ".join(pairs[i : i + _PAIRS_PER_CALL]) + ")"
+            for i in range(0, len(pairs), _PAIRS_PER_CALL)
+        ]
+        return " || ".join(calls)
+
+    def _function_ddl(self, conn: Connection, table: Table) -> str:
+        public = table.public_columns
+        return _template("postgresql", "capture_function.sql").substitute(
+            function=conn.dialect.identifier_preparer.quote(function_name(table.name)),
+            changelog=self._changelog(conn),
+            table=_literal(conn, table.name),
+            new_image=self._image(conn, "NEW", public),
+            old_image=self._image(conn, "OLD", public),
+            old_filter=(
+                self._image(conn, "OLD", table.filter_columns) if table.filter else "NULL::jsonb"
+            ),
+        )
 
     def prepare(self, conn: Connection, lock_timeout_ms: int) -> None:
         self._saved_lock_timeout = conn.execute(
             sa.text("SELECT current_setting('lock_timeout')")
         ).scalar_one()
         self._set_lock_timeout(conn, f"{lock_timeout_ms}ms")
-        ddl = self._function_ddl(conn)
-        if self._function_signature(conn) != _fingerprint(ddl):
-            conn.exec_driver_sql(ddl)
-            conn.exec_driver_sql(f"COMMENT ON FUNCTION {FUNCTION}() IS '{_fingerprint(ddl)}'")
 
     def finish(self, conn: Connection) -> None:
+        # syncd 0.1 development builds had one generic function; no trigger uses it any more.
+        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {FUNCTION}()")
         # The caller's transaction may go on with other work that should wait as it chose to.
         if self._saved_lock_timeout is not None:
             self._set_lock_timeout(conn, self._saved_lock_timeout)
@@ -159,40 +197,38 @@ class _Postgres:
         conn.execute(sa.text("SELECT set_config('lock_timeout', :value, true)"), {"value": value})
 
     def desired(self, conn: Connection, insp: sa.Inspector, table: Table) -> list[_Trigger]:
-        live = [c["name"] for c in insp.get_columns(table.name)]
-        public = set(table.public_columns)
-        # Undeclared live columns are dropped too: only declared public columns may leave.
-        image_drop = [c for c in live if c not in public]
         prep = conn.dialect.identifier_preparer
+        function = _Function(function_name(table.name), self._function_ddl(conn, table))
         triggers = []
-        plain = [str(len(image_drop)), "0", *image_drop]
         if not table.filter:
-            triggers.append(self._main(conn, table, "", "INSERT OR UPDATE OR DELETE", "", plain))
+            triggers.append(
+                self._main(conn, table, function, "", "INSERT OR UPDATE OR DELETE", "", "0")
+            )
         else:
             # Old filter values are needed only when an update changes a filter column; the
             # WHEN clauses, checked in the server before the function is called, pick one.
-            with_old = [str(len(image_drop)), "1", *image_drop]
-            with_old.extend(c for c in live if c not in table.filter_columns)
             cols = [prep.quote(c) for c in table.filter_columns]
             old = "(" + ", ".join(f"OLD.{c}" for c in cols) + ")"
             new = "(" + ", ".join(f"NEW.{c}" for c in cols) + ")"
             triggers += [
-                self._main(conn, table, "", "INSERT OR DELETE", "", plain),
+                self._main(conn, table, function, "", "INSERT OR DELETE", "", "0"),
                 self._main(
                     conn,
                     table,
+                    function,
                     UPDATE_SUFFIX,
                     "UPDATE",
                     f"WHEN ({old} IS NOT DISTINCT FROM {new}) ",
-                    plain,
+                    "0",
                 ),
                 self._main(
                     conn,
                     table,
+                    function,
                     FILTER_SUFFIX,
                     "UPDATE",
                     f"WHEN ({old} IS DISTINCT FROM {new}) ",
-                    with_old,
+                    "1",
                 ),
             ]
         key = _quoted_key(conn, table)
@@ -203,13 +239,23 @@ class _Postgres:
             key_columns=", ".join(key),
             old_key="(" + ", ".join(f"OLD.{c}" for c in key) + ")",
             new_key="(" + ", ".join(f"NEW.{c}" for c in key) + ")",
-            # The same image as a delete's: the old row minus excluded and undeclared columns.
-            arguments=_arguments(conn, [str(len(image_drop)), "D", *image_drop]),
+            function=prep.quote(function.name),
         )
-        return [*triggers, _Trigger(table.name, key_name, key_ddl, _fingerprint(key_ddl))]
+        return [*triggers, self._trigger(table, key_name, key_ddl, function)]
+
+    def _trigger(self, table: Table, name: str, ddl: str, function: _Function) -> _Trigger:
+        signature = f"{_fingerprint(ddl)}|{_fingerprint(function.ddl)}|{function.name}"
+        return _Trigger(table.name, name, ddl, signature, function)
 
     def _main(
-        self, conn: Connection, table: Table, suffix: str, events: str, when: str, args: list[str]
+        self,
+        conn: Connection,
+        table: Table,
+        function: _Function,
+        suffix: str,
+        events: str,
+        when: str,
+        mode: str,
     ) -> _Trigger:
         prep = conn.dialect.identifier_preparer
         name = trigger_name(table.name, suffix)
@@ -218,21 +264,26 @@ class _Postgres:
             events=events,
             table=prep.quote(table.name),
             when=when,
-            arguments=_arguments(conn, args),
+            function=prep.quote(function.name),
+            arguments=_literal(conn, mode),
         )
-        return _Trigger(table.name, name, ddl, _fingerprint(ddl))
+        return self._trigger(table, name, ddl, function)
 
     def installed(self, conn: Connection) -> dict[str, dict[str, str]]:
+        # Enabled, with both comments syncd wrote: anything else reads as out of date.
         rows = conn.execute(
             sa.text(
                 "SELECT c.relname, t.tgname,"
-                " CASE WHEN t.tgenabled = 'O' AND t.tgfoid = to_regprocedure(:fn)::oid"
-                " THEN coalesce(obj_description(t.oid, 'pg_trigger'), '') ELSE '' END"
+                " CASE WHEN t.tgenabled = 'O' THEN"
+                " coalesce(obj_description(t.oid, 'pg_trigger'), '') || '|' ||"
+                " coalesce(split_part(obj_description(p.oid, 'pg_proc'), '|', 1), '') || '|' ||"
+                " p.proname ELSE '' END"
                 " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+                " JOIN pg_proc p ON p.oid = t.tgfoid"
                 " WHERE NOT t.tgisinternal AND starts_with(t.tgname, :prefix)"
                 " AND c.relnamespace = current_schema()::regnamespace"
             ),
-            {"fn": f"{FUNCTION}()", "prefix": TRIGGER_PREFIX},
+            {"prefix": TRIGGER_PREFIX},
         )
         found: dict[str, dict[str, str]] = {}
         for table, name, signature in rows:
@@ -241,19 +292,29 @@ class _Postgres:
 
     def create(self, conn: Connection, trigger: _Trigger) -> None:
         prep = conn.dialect.identifier_preparer
+        if trigger.function is not None:
+            fn = trigger.function
+            conn.exec_driver_sql(fn.ddl)
+            conn.exec_driver_sql(
+                f"COMMENT ON FUNCTION {prep.quote(fn.name)}() IS '{_fingerprint(fn.ddl)}'"
+            )
         conn.exec_driver_sql(trigger.ddl)
+        trigger_comment = trigger.signature.split("|", 1)[0]
         conn.exec_driver_sql(
             f"COMMENT ON TRIGGER {prep.quote(trigger.name)} ON {prep.quote(trigger.table)}"
-            f" IS '{trigger.signature}'"
+            f" IS '{trigger_comment}'"
         )
 
     def drop(self, conn: Connection, table: str, name: str) -> None:
         prep = conn.dialect.identifier_preparer
         conn.exec_driver_sql(f"DROP TRIGGER {prep.quote(name)} ON {prep.quote(table)}")
 
+    def forget(self, conn: Connection, table: str) -> None:
+        prep = conn.dialect.identifier_preparer
+        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {prep.quote(function_name(table))}()")
+
     def problems(self, conn: Connection) -> list[tuple[str, str]]:
-        if self._function_signature(conn) != _fingerprint(self._function_ddl(conn)):
-            return [(f"{FUNCTION}()", "capture function is missing or out of date")]
+        # A function that differs from the policy shows in its triggers' signatures.
         return []
 
 
@@ -268,9 +329,10 @@ class _Sqlite:
     def finish(self, conn: Connection) -> None:
         """Nothing to restore."""
 
-    def _json_pairs(
+    def _json_object(
         self, conn: Connection, table: Table, row: str, columns: tuple[str, ...]
     ) -> str:
+        """A JSON object of the columns of OLD or NEW, as one SQL expression."""
         prep = conn.dialect.identifier_preparer
         pairs = []
         for name in columns:
@@ -279,8 +341,17 @@ class _Sqlite:
                 # Lists are stored as JSON text; embed them as arrays. Text that is not JSON
                 # stays a string for the hub to reject: capture must never fail a CRM write.
                 value = f"CASE WHEN json_valid({value}) THEN json({value}) ELSE {value} END"
-            pairs.append(f"{_literal(conn, name)}, {value}")
-        return ", ".join(pairs)
+            pairs.append((name, value))
+        # SQLite functions take at most 127 arguments: a wider row is built by json_insert
+        # calls that add the next columns to the object (a NULL value is a JSON null).
+        first, rest = pairs[:_SQLITE_PAIRS], pairs[_SQLITE_PAIRS:]
+        expr = "json_object(" + ", ".join(f"{_literal(conn, n)}, {v}" for n, v in first) + ")"
+        for i in range(0, len(rest), _SQLITE_PAIRS):
+            more = ", ".join(
+                f"{_literal(conn, f'$.{n}')}, {v}" for n, v in rest[i : i + _SQLITE_PAIRS]
+            )
+            expr = f"json_insert({expr}, {more})"
+        return expr
 
     def desired(self, conn: Connection, insp: sa.Inspector, table: Table) -> list[_Trigger]:
         triggers = [
@@ -306,11 +377,11 @@ class _Sqlite:
         old_filter = "NULL"
         if op == "U" and table.filter:
             # As on PostgreSQL: old filter values only when the update changes one of them.
-            pairs = self._json_pairs(conn, table, "OLD", table.filter_columns)
+            obj = self._json_object(conn, table, "OLD", table.filter_columns)
             changed = " OR ".join(
                 f"OLD.{c} IS NOT NEW.{c}" for c in (prep.quote(n) for n in table.filter_columns)
             )
-            old_filter = f"CASE WHEN {changed} THEN json_object({pairs}) END"
+            old_filter = f"CASE WHEN {changed} THEN {obj} END"
         name = trigger_name(table.name, suffix)
         ddl = _template("sqlite", "capture_trigger.sql").substitute(
             trigger=prep.quote(name),
@@ -319,7 +390,7 @@ class _Sqlite:
             when=when,
             table_name=_literal(conn, table.name),
             op=_literal(conn, op),
-            image=self._json_pairs(conn, table, row, table.public_columns),
+            image=self._json_object(conn, table, row, table.public_columns),
             old_filter=old_filter,
         )
         return _Trigger(table.name, name, ddl, ddl)
@@ -343,6 +414,9 @@ class _Sqlite:
     def drop(self, conn: Connection, table: str, name: str) -> None:
         conn.exec_driver_sql(f"DROP TRIGGER {conn.dialect.identifier_preparer.quote(name)}")
 
+    def forget(self, conn: Connection, table: str) -> None:
+        """Nothing besides the triggers: SQLite triggers hold their own SQL."""
+
     def problems(self, conn: Connection) -> list[tuple[str, str]]:
         return []
 
@@ -353,11 +427,6 @@ def _dialect(conn: Connection) -> _Dialect:
     if conn.dialect.name == "sqlite":
         return _Sqlite()
     raise DatabaseError(f"capture triggers are not supported on {conn.dialect.name}")
-
-
-def _arguments(conn: Connection, args: list[str]) -> str:
-    """Trigger arguments as a list of SQL string literals."""
-    return ", ".join(_literal(conn, a) for a in args)
 
 
 def _quoted_key(conn: Connection, table: Table) -> list[str]:
@@ -430,6 +499,7 @@ def install_triggers(conn: Connection, policy: Policy, lock_timeout_ms: int) -> 
         with _changing(f"drop capture trigger on {gone}", lock_timeout_ms):
             for name in sorted(installed[gone]):
                 dialect.drop(conn, gone, name)
+            dialect.forget(conn, gone)
         dropped.append(gone)
     for table_name, table in public.items():
         current = installed.get(table_name, {})

@@ -11,7 +11,6 @@ metadata = sa.MetaData()
 # One row per captured change, appended by the capture triggers in the writer's transaction.
 # row_image: the new row (I/U) or the old row (D), without excluded columns.
 # old_filter: on U of a filtered table, the old values of the filter columns.
-# txid: the writing transaction (PostgreSQL), for gap-safe pushing.
 changelog = sa.Table(
     "syncd_changelog",
     metadata,
@@ -25,7 +24,6 @@ changelog = sa.Table(
     sa.Column("op", sa.String(1), nullable=False),
     sa.Column("row_image", JsonDoc, nullable=False),
     sa.Column("old_filter", JsonDoc, nullable=True),
-    sa.Column("txid", sa.BigInteger(), nullable=True),
     sa.Column(
         "captured_at", sa.DateTime(), nullable=False, server_default=sa.func.current_timestamp()
     ),

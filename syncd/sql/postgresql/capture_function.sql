@@ -1,42 +1,31 @@
--- syncd capture: the one row trigger function behind every public table's triggers.
+-- syncd capture: the row trigger function of one public table, built from the policy.
 --
--- It appends the change to the changelog in the writer's own transaction. The row image is
--- the whole row minus the columns that must never leave the city; syncd computes that list
--- when it installs the trigger and passes it as trigger arguments, so no row pays for looking
--- up the policy or parsing a list. Arguments (TG_ARGV, numbered from 0):
---   [0]         n, the number of columns to remove from a row image
---   [1]         '1' from the update trigger of a filtered table whose WHEN saw a filter
---               column change: log the old filter values too; '0' otherwise; or 'D' from
---               the key-change trigger: log the OLD row as a delete of its key
---   [2 .. n+1]  the columns to remove from a row image: excluded and undeclared ones
---   [n+2 ..]    on a filtered table, every column but the filter columns, so that
---               to_jsonb(OLD) minus them is the old filter values
+-- It appends the change to the changelog in the writer's own transaction. The row image lists
+-- the table's public columns by name (jsonb_build_object of NEW or OLD), so excluded and
+-- undeclared columns are never read, and no row pays for building the whole row and removing
+-- keys from it. One argument (TG_ARGV[0]) says which trigger called:
+--   '0'  the main trigger, or the update trigger of a filtered table whose WHEN saw no filter
+--        column change
+--   '1'  the update trigger of a filtered table whose WHEN saw a filter column change: log
+--        the old filter values too
+--   'D'  the key-change trigger: log the OLD row as a delete of its key
 -- ${changelog} is schema-qualified: a temporary table of that name must not divert capture.
-CREATE OR REPLACE FUNCTION syncd_capture() RETURNS trigger
+CREATE OR REPLACE FUNCTION ${function}() RETURNS trigger
 LANGUAGE plpgsql AS $function$
-DECLARE
-    n integer := TG_ARGV[0]::integer;
 BEGIN
-    IF TG_OP = 'UPDATE' AND TG_ARGV[1] <> 'D' THEN
-        INSERT INTO ${changelog} (table_name, op, row_image, old_filter, txid)
-        VALUES (
-            TG_TABLE_NAME,
-            'U',
-            to_jsonb(NEW) - TG_ARGV[2:n + 1],
-            CASE WHEN TG_ARGV[1] = '1' THEN to_jsonb(OLD) - TG_ARGV[n + 2:] END,
-            pg_current_xact_id()::text::bigint
-        );
+    IF TG_OP = 'UPDATE' AND TG_ARGV[0] <> 'D' THEN
+        INSERT INTO ${changelog} (table_name, op, row_image, old_filter)
+        VALUES (${table}, 'U', ${new_image},
+                CASE WHEN TG_ARGV[0] = '1' THEN ${old_filter} END);
     ELSIF TG_OP = 'INSERT' THEN
-        INSERT INTO ${changelog} (table_name, op, row_image, txid)
-        VALUES (TG_TABLE_NAME, 'I', to_jsonb(NEW) - TG_ARGV[2:n + 1],
-                pg_current_xact_id()::text::bigint);
+        INSERT INTO ${changelog} (table_name, op, row_image)
+        VALUES (${table}, 'I', ${new_image});
     ELSE
         -- A DELETE, or an UPDATE that moved the row to another primary key: the main trigger
         -- logs the new key's row, this the old key's end. Only the filter columns of the old
         -- image decide, as for any delete, whether the hub ever had the old key.
-        INSERT INTO ${changelog} (table_name, op, row_image, txid)
-        VALUES (TG_TABLE_NAME, 'D', to_jsonb(OLD) - TG_ARGV[2:n + 1],
-                pg_current_xact_id()::text::bigint);
+        INSERT INTO ${changelog} (table_name, op, row_image)
+        VALUES (${table}, 'D', ${old_image});
     END IF;
     RETURN NULL;
 END

@@ -1,11 +1,11 @@
 -- One capture trigger of a public table: ${event} is INSERT, UPDATE, DELETE, or UPDATE OF the
 -- primary key columns for the key-change trigger, whose ${when} (else empty) limits it to
 -- updates that change the key and which logs a 'D' of the old key's row.
--- ${image} lists the table's public columns only, so excluded columns are never written;
+-- ${image} is a JSON object of the table's public columns only (excluded ones never written);
 -- ${old_filter} is the old filter values on an UPDATE of a filtered table that changes a
 -- filter column, else NULL (unchanged filter columns: the old row passes as the new does).
 CREATE TRIGGER ${trigger} AFTER ${event} ON ${table} FOR EACH ROW${when}
 BEGIN
     INSERT INTO syncd_changelog (table_name, op, row_image, old_filter)
-    VALUES (${table_name}, ${op}, json_object(${image}), ${old_filter});
+    VALUES (${table_name}, ${op}, ${image}, ${old_filter});
 END
