@@ -564,35 +564,44 @@ def status_cmd(as_json: JsonOpt = False) -> None:
         err.print(f"warning: {w}", markup=False, highlight=False)
 
 
+HubUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--hub-url", help="the hub's database URL as cities reach it (default: this config's)"
+    ),
+]
+
+
+def _on_hub(work: Callable[[Any, str], Any], hub_url: str | None) -> Any:
+    """work(engine, the hub URL cities use) on this hub's database, errors made readable."""
+    from syncd.db import create_engine
+
+    s = hub_settings()
+
+    def go() -> Any:
+        engine = create_engine(s.database.url)
+        try:
+            return work(engine, hub_url or s.database.url)
+        finally:
+            engine.dispose()
+
+    return call(go)
+
+
 @node_app.command("add")
 def node_add(
     node_id: Annotated[str, typer.Argument(help="e.g. city-3301")],
     city_code: Annotated[str | None, typer.Option("--city-code", help="e.g. 3301")] = None,
-    hub_url: Annotated[
-        str | None,
-        typer.Option(
-            "--hub-url", help="the hub's database URL as cities reach it (default: this config's)"
-        ),
-    ] = None,
+    hub_url: HubUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a city node; on PostgreSQL create its credentials (shown once)."""
     import re
 
-    from syncd.db import create_engine
     from syncd.inbox import register_node
 
-    s = hub_settings()
     code = city_code or (re.findall(r"\d+", node_id) or [None])[-1]
-
-    def go() -> Any:
-        engine = create_engine(s.database.url)
-        try:
-            return register_node(engine, hub_url or s.database.url, node_id, code)
-        finally:
-            engine.dispose()
-
-    creds = call(go)
+    creds = _on_hub(lambda engine, url: register_node(engine, url, node_id, code), hub_url)
     if as_json:
         print_json({"node_id": creds.node_id, "hub_url": creds.hub_url})
         return
@@ -605,28 +614,13 @@ def node_add(
 @node_app.command("rotate")
 def node_rotate(
     node_id: Annotated[str, typer.Argument(help="a registered node, e.g. city-3301")],
-    hub_url: Annotated[
-        str | None,
-        typer.Option(
-            "--hub-url", help="the hub's database URL as cities reach it (default: this config's)"
-        ),
-    ] = None,
+    hub_url: HubUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Give a node new credentials (shown once); the old password and its sessions end now."""
-    from syncd.db import create_engine
     from syncd.inbox import rotate_credentials
 
-    s = hub_settings()
-
-    def go() -> Any:
-        engine = create_engine(s.database.url)
-        try:
-            return rotate_credentials(engine, hub_url or s.database.url, node_id)
-        finally:
-            engine.dispose()
-
-    creds = call(go)
+    creds = _on_hub(lambda engine, url: rotate_credentials(engine, url, node_id), hub_url)
     if as_json:
         print_json(
             {

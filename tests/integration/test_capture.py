@@ -107,13 +107,18 @@ def policy() -> Policy:
     return load_policy(POLICY)
 
 
-@pytest.fixture
-def engine(db_url: str, policy: Policy) -> Iterator[sa.Engine]:
-    """A city database with the CRM tables and syncd's changelog, no triggers yet."""
-    eng = create_engine(db_url)
+def city_engine(url: str, policy: Policy) -> sa.Engine:
+    """A city database with the policy's CRM tables and syncd's changelog, no triggers yet."""
+    eng = create_engine(url)
     with eng.begin() as conn:
         create_crm_schema(conn, policy)
         city_metadata.create_all(conn)
+    return eng
+
+
+@pytest.fixture
+def engine(db_url: str, policy: Policy) -> Iterator[sa.Engine]:
+    eng = city_engine(db_url, policy)
     yield eng
     eng.dispose()
 
@@ -417,11 +422,8 @@ def local_trigger_names(engine: sa.Engine) -> set[str]:
 
 
 def test_busy_table_makes_install_fail_fast(pg_url: str, policy: Policy) -> None:
-    engine = create_engine(pg_url)
+    engine = city_engine(pg_url, policy)
     try:
-        with engine.begin() as conn:
-            create_crm_schema(conn, policy)
-            city_metadata.create_all(conn)
         locked = threading.Event()
         release = threading.Event()
 
@@ -483,11 +485,9 @@ def test_undeclared_columns_are_never_captured(engine: sa.Engine, policy: Policy
 
 
 def test_disabled_trigger_is_stale_and_replaced(pg_url: str, policy: Policy) -> None:
-    engine = create_engine(pg_url)
+    engine = city_engine(pg_url, policy)
     try:
         with engine.begin() as conn:
-            create_crm_schema(conn, policy)
-            city_metadata.create_all(conn)
             install_triggers(conn, policy, 3000)
             conn.exec_driver_sql("ALTER TABLE loans DISABLE TRIGGER syncd_capture_loans")
         assert problems(engine, policy) == [
@@ -566,11 +566,8 @@ def test_a_wide_table_is_captured_whole(db_url: str) -> None:
             columns[f"extra_{i:03d}"] = {"type": "integer"}
 
     wide = modified_policy(widen)
-    engine = create_engine(db_url)
+    engine = city_engine(db_url, wide)
     try:
-        with engine.begin() as conn:
-            create_crm_schema(conn, wide)
-            city_metadata.create_all(conn)
         install(engine, wide)
         with engine.begin() as conn:
             insert(conn, "loans", "L1")
@@ -586,11 +583,9 @@ def test_a_wide_table_is_captured_whole(db_url: str) -> None:
 
 def test_init_retires_the_generic_function_of_early_builds(pg_url: str, policy: Policy) -> None:
     """Triggers on the one generic `syncd_capture()` are replaced, and the function dropped."""
-    engine = create_engine(pg_url)
+    engine = city_engine(pg_url, policy)
     try:
         with engine.begin() as conn:
-            create_crm_schema(conn, policy)
-            city_metadata.create_all(conn)
             conn.exec_driver_sql(
                 "CREATE FUNCTION syncd_capture() RETURNS trigger LANGUAGE plpgsql"
                 " AS $$ BEGIN RETURN NULL; END $$"
