@@ -37,6 +37,10 @@ KEY_SUFFIX = "_key"
 # PostgreSQL, filtered tables: updates that keep / change the filter columns.
 UPDATE_SUFFIX = "_upd"
 FILTER_SUFFIX = "_flt"
+# PostgreSQL: the statement trigger that notifies CAPTURE_CHANNEL.
+NOTIFY_SUFFIX = "_ntf"
+# The channel a PostgreSQL city's capture notifies at commit; its daemon LISTENs on it.
+CAPTURE_CHANNEL = "syncd_changelog"
 # The one generic function of early builds, dropped by init; per-table functions end so.
 FUNCTION = "syncd_capture"
 FUNCTION_SUFFIX = "_fn"
@@ -177,6 +181,7 @@ class _Postgres:
             old_filter=(
                 self._image(conn, "OLD", table.filter_columns) if table.filter else "NULL::jsonb"
             ),
+            channel=_literal(conn, CAPTURE_CHANNEL),
         )
 
     def prepare(self, conn: Connection, lock_timeout_ms: int) -> None:
@@ -241,7 +246,17 @@ class _Postgres:
             new_key="(" + ", ".join(f"NEW.{c}" for c in key) + ")",
             function=prep.quote(function.name),
         )
-        return [*triggers, self._trigger(table, key_name, key_ddl, function)]
+        notify_name = trigger_name(table.name, NOTIFY_SUFFIX)
+        notify_ddl = _template("postgresql", "capture_notify_trigger.sql").substitute(
+            trigger=prep.quote(notify_name),
+            table=prep.quote(table.name),
+            function=prep.quote(function.name),
+        )
+        return [
+            *triggers,
+            self._trigger(table, key_name, key_ddl, function),
+            self._trigger(table, notify_name, notify_ddl, function),
+        ]
 
     def _trigger(self, table: Table, name: str, ddl: str, function: _Function) -> _Trigger:
         signature = f"{_fingerprint(ddl)}|{_fingerprint(function.ddl)}|{function.name}"

@@ -31,6 +31,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from syncd.capture import CAPTURE_CHANNEL
 from syncd.db import create_engine, is_postgres, is_transient
 from syncd.errors import SyncdError
 from syncd.inbox import NOTIFY_CHANNEL, HubInbox
@@ -274,7 +275,7 @@ class Daemon:
         self.stop.set()
 
     def wake(self) -> None:
-        """Run the main job now (a batch arrived).
+        """Run the main job now (a batch arrived at the hub, or a city write committed).
 
         A wake-up during a cycle must not be lost: the batch may have arrived after the cycle
         read the inbox, and the scheduler would skip a second instance of the job. So wake-ups
@@ -316,10 +317,12 @@ class Daemon:
                 )
             self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
             self.scheduler.start()
-            listener = None
-            if s.is_hub and is_postgres(self.node.engine):
-                listener = threading.Thread(target=self._listen, name="syncd-listen", daemon=True)
-                listener.start()
+            if is_postgres(self.node.engine):
+                # The hub hears the submit function, a city its own capture triggers.
+                channel = NOTIFY_CHANNEL if s.is_hub else CAPTURE_CHANNEL
+                threading.Thread(
+                    target=self._listen, args=(channel,), name="syncd-listen", daemon=True
+                ).start()
             log.info("daemon_started", role=s.node.role.value, interval_s=s.sync.interval_seconds)
             self.stop.wait()
             # Waits for the job in flight: its transaction commits or rolls back, never half.
@@ -330,8 +333,11 @@ class Daemon:
             self.node.close()
             lock.release()
 
-    def _listen(self) -> None:
-        """Wake the applier on NOTIFY from the submit function; polling stays the fallback."""
+    def _listen(self, channel: str) -> None:
+        """Run the cycle on NOTIFY (a batch arrived, or a city write committed).
+
+        Polling at the interval stays the fallback, and covers a lost connection too.
+        """
         structlog.contextvars.bind_contextvars(node=self.settings.node.id)
         while not self.stop.is_set():
             try:
@@ -339,11 +345,11 @@ class Daemon:
                 try:
                     dbapi: Any = raw.driver_connection
                     dbapi.autocommit = True
-                    dbapi.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    log.info("listening", channel=NOTIFY_CHANNEL)
+                    dbapi.execute(f"LISTEN {channel}")
+                    log.info("listening", channel=channel)
                     while not self.stop.is_set():
                         for _ in dbapi.notifies(timeout=1.0, stop_after=1):
-                            log.debug("woken", channel=NOTIFY_CHANNEL)
+                            log.debug("woken", channel=channel)
                             self.wake()
                 finally:
                     raw.close()

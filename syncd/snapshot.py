@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from syncd.capture import CAPTURE_CHANNEL
 from syncd.crm import crm_metadata
 from syncd.db import create_engine, is_postgres, translated
 from syncd.errors import UsageError
@@ -172,6 +173,9 @@ def _run(
                 written, after, tp.done = _chunk(conn, source, table, after, chunk_rows)
                 tp.rows += written
                 set_state(conn, key, {"after": after, "rows": tp.rows, "done": tp.done})
+                if written and is_postgres(conn):
+                    # As a capture trigger does: the city's daemon pushes the chunk at once.
+                    conn.execute(sa.select(sa.func.pg_notify(CAPTURE_CHANNEL, "")))
             tp.seconds = time.monotonic() - started
             log.info(
                 "snapshot_progress",

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from syncd.db import create_engine
 from tests.e2e.cluster import Cluster, wait_for
 from tests.e2e.proxy import Proxy
 from tests.helpers import run_syncd
@@ -240,6 +242,49 @@ def test_pg_hub_is_woken_by_notify_not_by_polling(tmp_path: Path, pg_url_factory
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {last}") from None
         assert time.monotonic() - started < 30  # well before the next poll at 60 s
+        assert city.stop() == 0
+        assert hub.stop() == 0
+    finally:
+        city.kill9()
+        hub.kill9()
+
+
+def test_pg_city_is_woken_by_its_own_capture(tmp_path: Path, pg_url_factory: Any) -> None:
+    """City and hub poll once a minute here; committed writes still reach the hub in seconds."""
+    cluster = Cluster(
+        tmp_path,
+        pg_url_factory(),
+        {"city-3301": pg_url_factory()},
+        sync={"interval_seconds": 60.0},
+    )
+    cluster.setup()
+    hub, city = cluster.daemon("hub"), cluster.daemon("city-3301")
+    hub.start()
+    city.start()
+    try:
+        for daemon in (hub, city):
+            wait_for(lambda d=daemon: "daemon_started" in d.log.read_text(), 20, daemon.name)
+        time.sleep(1.0)  # past both daemons' first (immediate) cycle
+        writer = cluster.writer("city-3301", SEED, 0.5)
+        assert writer.wait(60) == 0
+        engine = create_engine(cluster.city_urls["city-3301"])
+        with engine.connect() as conn:
+            written = conn.execute(
+                sa.text(
+                    "SELECT pg_sequence_last_value("
+                    "pg_get_serial_sequence('syncd_changelog', 'seq')::regclass)"
+                )
+            ).scalar_one()
+        engine.dispose()
+        assert written > 0
+
+        def applied() -> bool:
+            out = run_syncd(cluster.hub_conf, "status", "--json", check=True)
+            return bool(json.loads(out.stdout)["nodes"][0]["applied_seq"] >= written)
+
+        started = time.monotonic()
+        wait_for(applied, 30, "the city's writes to reach the hub without polling")
+        assert time.monotonic() - started < 30  # well before either daemon's next poll at 60 s
         assert city.stop() == 0
         assert hub.stop() == 0
     finally:

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 import yaml
 
 from syncd.capture import (
+    CAPTURE_CHANNEL,
     CaptureReport,
     install_triggers,
     trigger_name,
@@ -308,10 +310,10 @@ def test_filter_transitions_log_the_old_status(engine: sa.Engine, policy: Policy
 def test_install_twice_changes_nothing(engine: sa.Engine, policy: Policy) -> None:
     install(engine, policy)
     before = trigger_catalog(engine)
-    # Per public table: PostgreSQL's main and key-change triggers and the table's function,
-    # plus two update triggers on the filtered customers table; SQLite's insert, update,
-    # delete and key-change triggers.
-    assert len(before) == (4 * 3 + 2 if engine.dialect.name == "postgresql" else 4 * 4)
+    # Per public table: PostgreSQL's main, key-change and statement (notify) triggers and the
+    # table's function, plus two update triggers on the filtered customers table; SQLite's
+    # insert, update, delete and key-change triggers.
+    assert len(before) == (4 * 4 + 2 if engine.dialect.name == "postgresql" else 4 * 4)
 
     again = install(engine, policy)
 
@@ -603,4 +605,30 @@ def test_init_retires_the_generic_function_of_early_builds(pg_url: str, policy: 
             insert(conn, "loans", "L1")
         assert [r["table"] for r in logged(engine)] == ["loans"]
     finally:
+        engine.dispose()
+
+
+def test_pg_capture_notifies_once_at_commit(pg_url: str, policy: Policy) -> None:
+    """The statement trigger's NOTIFY reaches a listener at commit, once per transaction."""
+    engine = city_engine(pg_url, policy)
+    install(engine, policy)
+    listener = psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True)
+    try:
+        listener.execute(f"LISTEN {CAPTURE_CHANNEL}")
+
+        def heard() -> int:
+            return len(list(listener.notifies(timeout=0.5)))
+
+        with engine.connect() as conn:
+            insert(conn, "customers", "C1")
+            insert(conn, "loans", "L1")
+            conn.execute(sa.text("UPDATE customers SET phone = '2' WHERE customer_id = 'C1'"))
+            assert heard() == 0  # nothing before the commit
+            conn.commit()
+        assert heard() == 1  # three statements, two tables: one notification
+        with engine.begin() as conn:
+            insert(conn, "opportunities", "O1")  # a local table: no capture, no wake-up
+        assert heard() == 0
+    finally:
+        listener.close()
         engine.dispose()

@@ -9,11 +9,15 @@
 --   '1'  the update trigger of a filtered table whose WHEN saw a filter column change: log
 --        the old filter values too
 --   'D'  the key-change trigger: log the OLD row as a delete of its key
+--   'N'  the statement trigger: notify ${channel}, which wakes the city's daemon to push
+--        (PostgreSQL delivers it at commit, once per transaction however many statements)
 -- ${changelog} is schema-qualified: a temporary table of that name must not divert capture.
 CREATE OR REPLACE FUNCTION ${function}() RETURNS trigger
 LANGUAGE plpgsql AS $function$
 BEGIN
-    IF TG_OP = 'UPDATE' AND TG_ARGV[0] <> 'D' THEN
+    IF TG_LEVEL = 'STATEMENT' THEN
+        PERFORM pg_notify(${channel}, '');
+    ELSIF TG_OP = 'UPDATE' AND TG_ARGV[0] <> 'D' THEN
         INSERT INTO ${changelog} (table_name, op, row_image, old_filter)
         VALUES (${table}, 'U', ${new_image},
                 CASE WHEN TG_ARGV[0] = '1' THEN ${old_filter} END);
