@@ -201,6 +201,7 @@ class Daemon:
             timezone=dt.UTC,
         )
         self.paused_until = 0.0
+        self.round_started = 0.0
 
     def _job(self, name: str, fn: Callable[[], Any]) -> Callable[[], None]:
         def run() -> None:
@@ -255,16 +256,20 @@ class Daemon:
         """
         with self.wake_lock:
             self.cycle_running = True
-            seen = self.wakes
         try:
             while True:
+                with self.wake_lock:
+                    seen = self.wakes
+                self.round_started = time.monotonic()
                 self.node.cycle(self.stop)
                 with self.wake_lock:
                     if self.wakes == seen or self.stop.is_set():
                         self.cycle_running = False
                         self.handled = seen
                         return
-                    seen = self.wakes
+                # Woken meanwhile: go round again, but not sooner than the wake spacing, so
+                # a burst of commits travels as one batch rather than one batch each.
+                self.stop.wait(max(0.0, self._next_round() - time.monotonic()))
         except BaseException:
             with self.wake_lock:
                 self.cycle_running = False
@@ -287,7 +292,12 @@ class Daemon:
                 return
         job = self.scheduler.get_job("cycle")
         if job is not None:
-            job.modify(next_run_time=dt.datetime.now(dt.UTC))
+            delay = max(0.0, self._next_round() - time.monotonic())
+            job.modify(next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
+
+    def _next_round(self) -> float:
+        """The earliest monotonic time a wake-up may start a round (`wake_min_interval`)."""
+        return self.round_started + self.settings.sync.wake_min_interval_seconds
 
     def run(self) -> int:
         s = self.settings
@@ -300,7 +310,7 @@ class Daemon:
             if s.metrics.port is not None:
                 self.node.metrics.serve(s.metrics.port, s.metrics.address)
                 log.info("metrics_listening", port=s.metrics.port, address=s.metrics.address)
-            cycle = self._job("push" if s.is_city else "apply", lambda: self.node.cycle(self.stop))
+            cycle = self._job("push" if s.is_city else "apply", self._cycle)
             self.scheduler.add_job(
                 cycle,
                 "interval",

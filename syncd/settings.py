@@ -106,6 +106,11 @@ class SyncSection(_Section):
     backlog_warn_seconds: float = Field(default=3600.0, gt=0)
     silent_node_seconds: float = Field(default=900.0, gt=0)
     gap_wait_seconds: float = Field(default=0.5, ge=0)
+    wake_min_interval_seconds: float = Field(
+        default=0.2,
+        ge=0,
+        description="a NOTIFY starts a cycle at most this often after the last one began",
+    )
     retry_max_wait_seconds: float = Field(default=30.0, gt=0)
 
 
