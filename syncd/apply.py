@@ -44,6 +44,7 @@ from syncd.golden import (
     SUPERSEDED,
     Fresh,
     GoldenState,
+    as_source,
     disputes,
     recompute_goldens,
 )
@@ -296,8 +297,7 @@ class RowWriter:
             if v.values is not None:
                 ident = tuple(v.values[c] for c in table.identity)
                 touched.add(ident)
-                updated = v.values.get(table.updated_at) if table.updated_at else None
-                written[ident].append(Source(node_id, city, v.change.seq, updated, v.values))
+                written[ident].append(as_source(table, node_id, city, v.change.seq, v.values))
         # Hand over what was just written (the batch's own rows are not read back).
         given = Fresh(batch_id, written) if batch_id is not None else None
         states, opened = recompute_goldens(

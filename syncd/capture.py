@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from syncd.bulk import chunks
 from syncd.db import translate, translated
 from syncd.errors import DatabaseError, SchemaMismatch
 from syncd.policy import ColumnType, Policy, Table
@@ -41,8 +42,9 @@ FILTER_SUFFIX = "_flt"
 NOTIFY_SUFFIX = "_ntf"
 # The channel a PostgreSQL city's capture notifies at commit; its daemon LISTENs on it.
 CAPTURE_CHANNEL = "syncd_changelog"
-# The one generic function of early builds, dropped by init; per-table functions end so.
+# The one generic function of early builds, dropped by init.
 FUNCTION = "syncd_capture"
+# PostgreSQL: each table's own capture function ends so.
 FUNCTION_SUFFIX = "_fn"
 _MAX_IDENT = 63
 _LOCK_NOT_AVAILABLE = "55P03"
@@ -155,6 +157,8 @@ class _Postgres:
 
     def __init__(self) -> None:
         self._saved_lock_timeout: str | None = None
+        # Functions (name, fingerprint) created by this install: each table's triggers share one.
+        self._created: set[tuple[str, str]] = set()
 
     def _changelog(self, conn: Connection) -> str:
         schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
@@ -164,10 +168,7 @@ class _Postgres:
     def _image(self, conn: Connection, row: str, columns: Sequence[str]) -> str:
         prep = conn.dialect.identifier_preparer
         pairs = [f"{_literal(conn, c)}, {row}.{prep.quote(c)}" for c in columns]
-        calls = [
-            "jsonb_build_object(" + ", ".join(pairs[i : i + _PAIRS_PER_CALL]) + ")"
-            for i in range(0, len(pairs), _PAIRS_PER_CALL)
-        ]
+        calls = ["jsonb_build_object(" + ", ".join(p) + ")" for p in chunks(pairs, _PAIRS_PER_CALL)]
         return " || ".join(calls)
 
     def _function_ddl(self, conn: Connection, table: Table) -> str:
@@ -291,7 +292,7 @@ class _Postgres:
                 "SELECT c.relname, t.tgname,"
                 " CASE WHEN t.tgenabled = 'O' THEN"
                 " coalesce(obj_description(t.oid, 'pg_trigger'), '') || '|' ||"
-                " coalesce(split_part(obj_description(p.oid, 'pg_proc'), '|', 1), '') || '|' ||"
+                " coalesce(obj_description(p.oid, 'pg_proc'), '') || '|' ||"
                 " p.proname ELSE '' END"
                 " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
                 " JOIN pg_proc p ON p.oid = t.tgfoid"
@@ -307,17 +308,17 @@ class _Postgres:
 
     def create(self, conn: Connection, trigger: _Trigger) -> None:
         prep = conn.dialect.identifier_preparer
-        if trigger.function is not None:
-            fn = trigger.function
+        fn = trigger.function
+        if fn is not None and (fn.name, _fingerprint(fn.ddl)) not in self._created:
             conn.exec_driver_sql(fn.ddl)
             conn.exec_driver_sql(
                 f"COMMENT ON FUNCTION {prep.quote(fn.name)}() IS '{_fingerprint(fn.ddl)}'"
             )
+            self._created.add((fn.name, _fingerprint(fn.ddl)))
         conn.exec_driver_sql(trigger.ddl)
-        trigger_comment = trigger.signature.split("|", 1)[0]
         conn.exec_driver_sql(
             f"COMMENT ON TRIGGER {prep.quote(trigger.name)} ON {prep.quote(trigger.table)}"
-            f" IS '{trigger_comment}'"
+            f" IS '{_fingerprint(trigger.ddl)}'"
         )
 
     def drop(self, conn: Connection, table: str, name: str) -> None:
@@ -361,10 +362,8 @@ class _Sqlite:
         # calls that add the next columns to the object (a NULL value is a JSON null).
         first, rest = pairs[:_SQLITE_PAIRS], pairs[_SQLITE_PAIRS:]
         expr = "json_object(" + ", ".join(f"{_literal(conn, n)}, {v}" for n, v in first) + ")"
-        for i in range(0, len(rest), _SQLITE_PAIRS):
-            more = ", ".join(
-                f"{_literal(conn, f'$.{n}')}, {v}" for n, v in rest[i : i + _SQLITE_PAIRS]
-            )
+        for part in chunks(rest, _SQLITE_PAIRS):
+            more = ", ".join(f"{_literal(conn, f'$.{n}')}, {v}" for n, v in part)
             expr = f"json_insert({expr}, {more})"
         return expr
 

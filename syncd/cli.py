@@ -462,19 +462,28 @@ def _engine() -> Any:
     return create_engine(settings().database.url)
 
 
-def _read(fn: Callable[[Any], T]) -> T:
-    """Run fn on a connection to this node's database; driver errors become syncd errors."""
-    from syncd.db import translated
+def _with_engine(fn: Callable[[Any], T]) -> T:
+    """Run fn with an engine on this node's database, disposed after; errors made readable."""
 
     def go() -> T:
         engine = _engine()
         try:
-            with translated("reading"), engine.connect() as conn:
-                return fn(conn)
+            return fn(engine)
         finally:
             engine.dispose()
 
     return call(go)
+
+
+def _read(fn: Callable[[Any], T]) -> T:
+    """Run fn on a connection to this node's database; driver errors become syncd errors."""
+    from syncd.db import translated
+
+    def on(engine: Any) -> T:
+        with translated("reading"), engine.connect() as conn:
+            return fn(conn)
+
+    return _with_engine(on)
 
 
 @app.command("sync")
@@ -574,18 +583,8 @@ HubUrlOpt = Annotated[
 
 def _on_hub(work: Callable[[Any, str], Any], hub_url: str | None) -> Any:
     """work(engine, the hub URL cities use) on this hub's database, errors made readable."""
-    from syncd.db import create_engine
-
     s = hub_settings()
-
-    def go() -> Any:
-        engine = create_engine(s.database.url)
-        try:
-            return work(engine, hub_url or s.database.url)
-        finally:
-            engine.dispose()
-
-    return call(go)
+    return _with_engine(lambda engine: work(engine, hub_url or s.database.url))
 
 
 @node_app.command("add")
@@ -838,14 +837,7 @@ def quarantine_retry(
     if (qid is None) == (not all_open):
         usage("give one quarantine id, or --all")
 
-    def go() -> Any:
-        engine = _engine()
-        try:
-            return quarantine.retry(engine, load_policy(s.policy.path), qid)
-        finally:
-            engine.dispose()
-
-    res = call(go)
+    res = _with_engine(lambda engine: quarantine.retry(engine, load_policy(s.policy.path), qid))
     if as_json:
         print_json(res)
         return
@@ -917,16 +909,11 @@ def conflicts_resolve(
     s = hub_settings()
     who = by or getpass.getuser()
 
-    def go() -> Any:
-        engine = _engine()
-        try:
-            return conflicts.resolve(
-                engine, load_policy(s.policy.path), cid, take_node=take, value=value, by=who
-            )
-        finally:
-            engine.dispose()
-
-    res = call(go)
+    res = _with_engine(
+        lambda engine: conflicts.resolve(
+            engine, load_policy(s.policy.path), cid, take_node=take, value=value, by=who
+        )
+    )
     if as_json:
         print_json(res)
     else:

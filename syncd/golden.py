@@ -66,6 +66,14 @@ class Fresh:
     sources: Mapping[tuple[Any, ...], Sequence[Source]]
 
 
+def as_source(
+    table: Table, node_id: str, city: str | None, seq: int, row: Mapping[str, Any]
+) -> Source:
+    """A source record for the merge: its row's `updated_at` column read as the policy names it."""
+    updated = row.get(table.updated_at) if table.updated_at else None
+    return Source(node_id, city, seq, updated, row)
+
+
 def _identity_doc(table: Table, identity: tuple[Any, ...]) -> dict[str, Any]:
     return {c: encode_value(v) for c, v in zip(table.identity, identity, strict=True)}
 
@@ -112,8 +120,7 @@ def _load_sources(
             )
         for r in conn.execute(stmt).mappings():
             row = {c: r[c] for c in names}
-            updated = row.get(table.updated_at) if table.updated_at else None
-            source = Source(r[h.ORIGIN], r["city_code"], int(r["_seq"]), updated, row)
+            source = as_source(table, r[h.ORIGIN], r["city_code"], int(r["_seq"]), row)
             live, dead = found[tuple(row[c] for c in table.identity)]
             (dead if r["_deleted"] else live).append(source)
     return found

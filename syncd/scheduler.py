@@ -241,10 +241,7 @@ class Daemon:
         with self.wake_lock:
             outstanding = not self.cycle_running and self.wakes != self.handled
         if outstanding:
-            job = self.scheduler.get_job("cycle")
-            if job is not None:
-                soon = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=50)
-                job.modify(next_run_time=soon)
+            self._run_woken(minimum=0.05)
 
     def _cycle(self) -> None:
         """The main job: cycles again while wake-ups arrived during the previous round.
@@ -269,7 +266,7 @@ class Daemon:
                         return
                 # Woken meanwhile: go round again, but not sooner than the wake spacing, so
                 # a burst of commits travels as one batch rather than one batch each.
-                self.stop.wait(max(0.0, self._next_round() - time.monotonic()))
+                self.stop.wait(self._spacing_left())
         except BaseException:
             with self.wake_lock:
                 self.cycle_running = False
@@ -290,14 +287,19 @@ class Daemon:
             self.wakes += 1
             if self.cycle_running:
                 return
+        self._run_woken()
+
+    def _spacing_left(self) -> float:
+        """Seconds until a wake-up may start a round: `wake_min_interval` after the last began."""
+        start = self.round_started + self.settings.sync.wake_min_interval_seconds
+        return max(0.0, start - time.monotonic())
+
+    def _run_woken(self, minimum: float = 0.0) -> None:
+        """Schedule the main job as soon as the wake spacing allows (and not before minimum)."""
         job = self.scheduler.get_job("cycle")
         if job is not None:
-            delay = max(0.0, self._next_round() - time.monotonic())
+            delay = max(minimum, self._spacing_left())
             job.modify(next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
-
-    def _next_round(self) -> float:
-        """The earliest monotonic time a wake-up may start a round (`wake_min_interval`)."""
-        return self.round_started + self.settings.sync.wake_min_interval_seconds
 
     def run(self) -> int:
         s = self.settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,6 +241,20 @@ def _addable(policy: Policy, table: sa.Table, col: sa.Column[Any]) -> None:
             )
 
 
+def _missing(
+    insp: sa.Inspector, md: sa.MetaData
+) -> Iterator[tuple[sa.Table, sa.Column[Any] | None]]:
+    """What of md the database lacks, in md's order: (table, None) for a missing table,
+    (table, column) for a column missing from a table that exists."""
+    existing = set(insp.get_table_names())
+    for table in md.tables.values():
+        if table.name not in existing:
+            yield table, None
+            continue
+        live = {c["name"] for c in insp.get_columns(table.name)}
+        yield from ((table, col) for col in table.columns if col.name not in live)
+
+
 def install(conn: sa.Connection, policy: Policy) -> Installed:
     """Create the policy's consolidated and source tables, and add columns new to the policy.
 
@@ -249,19 +264,14 @@ def install(conn: sa.Connection, policy: Policy) -> Installed:
     names keeps its history, and `schema check` reports what differs.
     """
     md = policy_metadata(policy)
-    insp = sa.inspect(conn)
-    existing = set(insp.get_table_names())
     ops = Operations(MigrationContext.configure(conn))
     added: list[str] = []
-    for table in md.tables.values():
-        if table.name not in existing:
-            continue
-        live = {c["name"] for c in insp.get_columns(table.name)}
-        for col in table.columns:
-            if col.name not in live:
-                _addable(policy, table, col)
-                ops.add_column(table.name, sa.Column(col.name, col.type, nullable=True))
-                added.append(f"{table.name}.{col.name}")
+    for table, col in _missing(sa.inspect(conn), md):
+        if col is None:
+            continue  # created below
+        _addable(policy, table, col)
+        ops.add_column(table.name, sa.Column(col.name, col.type, nullable=True))
+        added.append(f"{table.name}.{col.name}")
     md.create_all(conn, checkfirst=True)
     return Installed(tuple(md.tables), tuple(added))
 
@@ -276,14 +286,9 @@ def check(conn: sa.Connection, policy: Policy) -> list[Any]:
     for name in metadata.tables:
         if name not in existing:
             problems.append(SchemaProblem(name, None, "missing: run `syncd init`"))
-    for table in policy_metadata(policy).tables.values():
-        if table.name not in existing:
+    for table, col in _missing(insp, policy_metadata(policy)):
+        if col is None:
             problems.append(SchemaProblem(table.name, None, "missing: run `syncd init`"))
-            continue
-        live = {c["name"] for c in insp.get_columns(table.name)}
-        for col in table.columns:
-            if col.name not in live:
-                problems.append(
-                    SchemaProblem(table.name, col.name, "missing column: run `syncd init`")
-                )
+        else:
+            problems.append(SchemaProblem(table.name, col.name, "missing column: run `syncd init`"))
     return problems
