@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from syncd.canonical import canonical
@@ -19,6 +20,35 @@ from syncd.rowfilter import Transition, transition
 
 UPSERT = "upsert"
 DELETE = "delete"
+
+# A value a city cannot send as it is travels as {UNSENDABLE: kind} instead: neither JSON nor
+# PostgreSQL's jsonb can carry a BLOB, text that is not UTF-8 or a NUL character, and one such
+# value must neither fail the CRM's write nor wedge the push. The hub quarantines the row with
+# a reason that names the column (never the value); the value itself stays in the city.
+UNSENDABLE = "syncd_unsendable"
+
+
+class Unsendable(StrEnum):
+    """Why a value could not be sent."""
+
+    BLOB = "blob"
+    INVALID_UTF8 = "invalid_utf8"
+    NUL = "nul_character"
+
+
+def unsendable(kind: Unsendable) -> dict[str, str]:
+    """The stand-in that travels in place of a value the city cannot send."""
+    return {UNSENDABLE: kind.value}
+
+
+def unsendable_kind(value: object) -> Unsendable | None:
+    """The kind of a stand-in made by `unsendable`, or None for any other value."""
+    if isinstance(value, dict) and len(value) == 1 and UNSENDABLE in value:
+        try:
+            return Unsendable(value[UNSENDABLE])
+        except ValueError:
+            return None
+    return None
 
 
 @dataclass(frozen=True)
