@@ -25,7 +25,8 @@ from pydantic import (
 
 from syncd.errors import PolicyError
 
-IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# \Z, not $: `$` also matches before a trailing newline, which would let "name\n" through.
+IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
 RESERVED_PREFIXES = ("syncd_", "_")
 RESERVED_COLUMNS = frozenset({"origin_node", "golden_id"})
 

@@ -27,7 +27,7 @@ from syncd.errors import ConfigError
 from syncd.redact import redact_url
 
 ENV_PREFIX = "SYNCD_"
-NODE_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+NODE_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}\Z")  # \Z: `$` would accept a trailing newline
 
 
 class Role(StrEnum):

@@ -172,3 +172,15 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as info:
         load_policy(tmp_path / "none.yaml")
     assert info.value.key == "(file)"
+
+
+@pytest.mark.parametrize("name", ["phone\n", "phone\r\n"])
+def test_identifier_with_trailing_newline(doc: dict[str, Any], name: str) -> None:
+    # `$` matches before a final newline; the identifier check must anchor at the very end.
+    doc["tables"]["customers"]["columns"][name] = {"type": "string"}
+    assert "not a plain SQL identifier" in error(doc).reason
+
+
+def test_table_name_with_trailing_newline(doc: dict[str, Any]) -> None:
+    doc["tables"]["loans\n"] = doc["tables"].pop("loans")
+    assert "not a plain SQL identifier" in error(doc).reason

@@ -108,6 +108,12 @@ def test_bad_node_id(tmp_path: Path) -> None:
     assert e.key == "node.id"
 
 
+def test_node_id_with_trailing_newline(tmp_path: Path) -> None:
+    # A TOML "\n" escape: `$` in the node id pattern would have accepted it.
+    e = error_of(write(tmp_path, CITY.replace('id = "city-3301"', 'id = "city-3301\\n"')))
+    assert e.key == "node.id"
+
+
 def test_unsupported_database_and_password_not_echoed(tmp_path: Path) -> None:
     e = error_of(write(tmp_path, CITY.replace("sqlite:///city.db", "mysql://u:topsecret@h/db")))
     assert e.key == "database.url"
