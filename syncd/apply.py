@@ -14,7 +14,9 @@ one upsert of the golden records, one insert of the audit. The set-based SQL is 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import random
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -37,7 +39,7 @@ from syncd.bulk import (
     upsert,
 )
 from syncd.canonical import canonical, loads
-from syncd.db import translated, utcnow
+from syncd.db import describe_failure, is_transient, row_fault, translated, utcnow
 from syncd.errors import SyncdError
 from syncd.golden import (
     OPEN,
@@ -109,6 +111,9 @@ class RowWriter:
         self.audit = audit
         self.now = now
         self.counts = Counts()
+        # Merge a batch's fresh rows from memory (`golden.Fresh`); off when rows are written
+        # one at a time, as then earlier rows of the batch are already in the database.
+        self.reuse_fresh = True
         self._cities: dict[str, str | None] = {}
 
     def write(self, node_id: str, batch_id: int | None, verdicts: Sequence[Verdict]) -> list[str]:
@@ -134,6 +139,36 @@ class RowWriter:
                     if outcome == "applied":
                         applied.append(verdicts[i])
         self._supersede_quarantine(node_id, applied)
+        return outcomes
+
+    def write_isolated(
+        self, node_id: str, batch_id: int | None, verdicts: Sequence[Verdict]
+    ) -> list[str]:
+        """`write`, one row at a time under a savepoint: a row the database refuses is
+        quarantined with the database's reason (no values), and the others are written.
+
+        The path of a batch whose set-based write failed. A failure that is not about the
+        row's values (see `syncd.db.row_fault`) is raised: it is the batch's or the hub's.
+        """
+        self.reuse_fresh = False
+        outcomes: list[str] = []
+        for v in verdicts:
+            if not v.valid:
+                outcomes += self.write(node_id, batch_id, [v])
+                continue
+            mark, counts = self.audit.mark(), dataclasses.replace(self.counts)
+            savepoint = self.conn.begin_nested()
+            try:
+                outcomes += self.write(node_id, batch_id, [v])
+                savepoint.commit()
+            except Exception as exc:
+                savepoint.rollback()
+                if is_transient(exc) or not row_fault(exc):
+                    raise
+                self.audit.rewind(mark)
+                self.counts = counts
+                refused = f"the hub database refused this row: {describe_failure(exc)}"
+                outcomes += self.write(node_id, batch_id, [_invalid(v.change, v.table, refused)])
         return outcomes
 
     def _refuse(self, node_id: str, batch_id: int | None, v: Verdict) -> None:
@@ -299,7 +334,7 @@ class RowWriter:
                 touched.add(ident)
                 written[ident].append(as_source(table, node_id, city, v.change.seq, v.values))
         # Hand over what was just written (the batch's own rows are not read back).
-        given = Fresh(batch_id, written) if batch_id is not None else None
+        given = Fresh(batch_id, written) if batch_id is not None and self.reuse_fresh else None
         states, opened = recompute_goldens(
             self.conn, self.policy, table, touched, self.audit, self.now, given
         )
@@ -380,12 +415,33 @@ def encode_key(key: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None if key is None else {c: encode_value(v) for c, v in key.items()}
 
 
+def _invalid(change: Change, table: Table | None, reason: str) -> Verdict:
+    return Verdict(change, table, invalid=reason)
+
+
+def classify_safely(policy: Policy, change: Change) -> Verdict:
+    """`classify`, with any exception it raises made the row's quarantine reason.
+
+    Validation should name every problem itself; this is the net under it, so that no value
+    a city sends can make the hub's cycle fail (the reason names the error, never the value).
+    """
+    try:
+        return classify(policy, change)
+    except Exception as exc:  # any failure of one row is that row's
+        table = policy.tables.get(change.table)
+        return _invalid(change, table, f"the row could not be validated ({type(exc).__name__})")
+
+
 # --- batches ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ApplySummary:
-    """What one apply cycle did; `duration` in seconds."""
+    """What one apply cycle did; `duration` in seconds.
+
+    `by_node` holds each node's batch and row counts; `failed` each node whose batch failed (not for
+    one row) with what failed; `resting` the nodes skipped while their retry time is ahead.
+    """
 
     batches: int = 0
     batches_refused: int = 0
@@ -398,6 +454,9 @@ class ApplySummary:
     events: int = 0
     waiting: int = 0
     duration: float = 0.0
+    by_node: dict[str, dict[str, int]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    resting: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -524,7 +583,7 @@ def _finish_batch(
     conn.execute(
         h.nodes.update()
         .where(h.nodes.c.node_id == head.node_id)
-        .values(applied_seq=head.last_seq, applied_at=now)
+        .values(applied_seq=head.last_seq, applied_at=now, **_HEALTHY)
     )
     audit.append(
         Action.BATCH_APPLIED,
@@ -540,7 +599,24 @@ def _finish_batch(
 
 
 def _apply_batch(engine: Engine, policy: Policy, batch_id: int) -> Counts | str | None:
-    """Apply one batch in one transaction: its counts, REFUSED, or None if it must wait."""
+    """Apply one batch in one transaction: its counts, REFUSED, or None if it must wait.
+
+    Set-based first; if that fails for a reason that is not transient, the batch is applied
+    again row by row (`RowWriter.write_isolated`), so one row the database refuses is
+    quarantined and the rest of the batch applies.
+    """
+    try:
+        return _apply_batch_once(engine, policy, batch_id, isolate=False)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        _log.warning("batch_isolating_rows", batch=batch_id, error=describe_failure(exc))
+    return _apply_batch_once(engine, policy, batch_id, isolate=True)
+
+
+def _apply_batch_once(
+    engine: Engine, policy: Policy, batch_id: int, *, isolate: bool
+) -> Counts | str | None:
     with translated(f"applying batch {batch_id}"), engine.begin() as conn:
         lock(conn)
         head = _head(conn, batch_id)
@@ -557,12 +633,71 @@ def _apply_batch(engine: Engine, policy: Policy, batch_id: int) -> Counts | str 
             audit.flush()
             return REFUSED
         writer = RowWriter(conn, policy, audit, now)
-        verdicts = [classify(policy, c) for _, c in changes]
-        outcomes = writer.write(head.node_id, batch_id, verdicts)
+        verdicts = [classify_safely(policy, c) for _, c in changes]
+        write = writer.write_isolated if isolate else writer.write
+        outcomes = write(head.node_id, batch_id, verdicts)
         _scrub_refused(conn, batch_id, changes, outcomes, policy)
         _finish_batch(conn, head, writer.counts, audit, now)
         audit.flush()
         return writer.counts
+
+
+# --- a node whose batches fail ----------------------------------------------------------
+
+# What `_finish_batch` writes on a node: a batch that applies clears its failures.
+_HEALTHY: dict[str, Any] = {
+    "failures": 0,
+    "failing_since": None,
+    "last_error": None,
+    "last_error_at": None,
+    "retry_at": None,
+}
+
+
+def backoff_seconds(failures: int, max_backoff: float) -> float:
+    """Seconds before a node's next try after its `failures`-th failure in a row (jittered)."""
+    base = min(max_backoff, 0.5 * 2.0 ** min(failures - 1, 30))
+    return float(base * random.uniform(0.8, 1.0))
+
+
+def record_node_failure(
+    engine: Engine, node_id: str, message: str, max_backoff: float
+) -> dt.datetime:
+    """Record a failed apply on the node and when to try it again; returns that time.
+
+    In its own transaction (the batch's rolled back). `status` and metrics show it until a
+    batch of the node applies (`_finish_batch` clears it).
+    """
+    n = h.nodes.c
+    with translated("recording a node's apply failure"), engine.begin() as conn:
+        found = conn.execute(
+            sa.select(n.failures, n.failing_since).where(n.node_id == node_id).with_for_update()
+        ).first()
+        if found is None:
+            raise SyncdError(f"node {node_id} is not registered at this hub")
+        failures = int(found.failures or 0) + 1
+        now = utcnow()
+        retry_at = now + dt.timedelta(seconds=backoff_seconds(failures, max_backoff))
+        conn.execute(
+            h.nodes.update()
+            .where(n.node_id == node_id)
+            .values(
+                failures=failures,
+                failing_since=found.failing_since or now,
+                last_error=message,
+                last_error_at=now,
+                retry_at=retry_at,
+            )
+        )
+    return retry_at
+
+
+def _resting(engine: Engine) -> set[str]:
+    """Nodes whose last apply failed and whose retry time has not come."""
+    n = h.nodes.c
+    with translated("reading node health"), engine.connect() as conn:
+        rows = conn.execute(sa.select(n.node_id).where(n.retry_at > utcnow())).scalars()
+        return {str(r) for r in rows}
 
 
 def audit_inbox_events(engine: Engine) -> int:
@@ -625,26 +760,39 @@ class _Tally:
     batches: int = 0
     batches_refused: int = 0
     counts: Counts = field(default_factory=Counts)
+    by_node: dict[str, Counts] = field(default_factory=dict)
+    node_batches: dict[str, int] = field(default_factory=dict)
 
-    def add(self, counts: Counts) -> None:
+    def add(self, node_id: str, counts: Counts) -> None:
         self.batches += 1
+        self.node_batches[node_id] = self.node_batches.get(node_id, 0) + 1
+        node = self.by_node.setdefault(node_id, Counts())
         for name, value in counts.as_dict().items():
             setattr(self.counts, name, getattr(self.counts, name) + value)
+            setattr(node, name, getattr(node, name) + value)
 
 
 def apply_pending(
-    engine: Engine, policy: Policy, *, max_batches: int | None = None
+    engine: Engine,
+    policy: Policy,
+    *,
+    max_batches: int | None = None,
+    max_backoff: float = 30.0,
 ) -> ApplySummary:
     """Apply every pending batch (at most max_batches), each in its own transaction.
 
-    A batch waits while its node has an earlier pending batch; a node whose batch fails is
-    left for the next cycle while other nodes go on, and the first failure is raised at the end.
+    A batch waits while its node has an earlier pending batch. A node whose batch fails is
+    recorded as failing (`record_node_failure`) and left until its retry time, backing off
+    up to `max_backoff` seconds, while the other nodes go on: one node's failure never stops
+    or slows another. Only a failure to record that (the hub's database itself failing) is
+    raised.
     """
     started = time.monotonic()
     events = audit_inbox_events(engine)
     tally = _Tally()
-    blocked: set[str] = set()
-    failure: SyncdError | None = None
+    resting = _resting(engine)
+    blocked: set[str] = set(resting)
+    failed: dict[str, str] = {}
     pending = _pending(engine)
     for batch_id, node_id in pending:
         if max_batches is not None and tally.batches + tally.batches_refused >= max_batches:
@@ -653,10 +801,14 @@ def apply_pending(
             continue
         try:
             outcome = _apply_batch(engine, policy, batch_id)
-        except SyncdError as exc:
-            _log.error("batch_apply_failed", node=node_id, batch=batch_id, error=str(exc))
-            failure = failure or exc
+        except Exception as exc:
+            failed[node_id] = f"batch {batch_id}: {describe_failure(exc)}"
+            _log.error("batch_apply_failed", node=node_id, batch=batch_id, error=failed[node_id])
             blocked.add(node_id)
+            try:
+                record_node_failure(engine, node_id, failed[node_id], max_backoff)
+            except SyncdError:
+                raise exc from None  # the hub's database is failing, not this node
             continue
         if outcome is None:
             blocked.add(node_id)
@@ -664,10 +816,10 @@ def apply_pending(
             tally.batches_refused += 1
             _log.warning("batch_refused", node=node_id, batch=batch_id)
         elif isinstance(outcome, Counts):
-            tally.add(outcome)
+            tally.add(node_id, outcome)
             _log.info("batch_applied", node=node_id, batch=batch_id, **outcome.as_dict())
     c = tally.counts
-    summary = ApplySummary(
+    return ApplySummary(
         batches=tally.batches,
         batches_refused=tally.batches_refused,
         rows=c.rows,
@@ -679,10 +831,13 @@ def apply_pending(
         events=events,
         waiting=len(pending) - tally.batches - tally.batches_refused,
         duration=time.monotonic() - started,
+        by_node={
+            n: {**counts.as_dict(), "batches": tally.node_batches[n]}
+            for n, counts in tally.by_node.items()
+        },
+        failed=failed,
+        resting=tuple(sorted(resting)),
     )
-    if failure is not None:
-        raise failure
-    return summary
 
 
 # --- children and their parents -----------------------------------------------------------

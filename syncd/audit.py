@@ -210,6 +210,14 @@ class AuditWriter:
             )
         )
 
+    def mark(self) -> int:
+        """A point in the buffer to `rewind` to (a savepoint's worth of decisions)."""
+        return len(self._pending)
+
+    def rewind(self, mark: int) -> None:
+        """Forget the entries buffered since `mark`: their savepoint was rolled back."""
+        del self._pending[mark:]
+
     def flush(self) -> int:
         """Chain the buffered entries onto the log's head in one insert; return how many."""
         if not self._pending:

@@ -459,7 +459,8 @@ def hub_settings() -> Settings:
 def _engine() -> Any:
     from syncd.db import create_engine
 
-    return create_engine(settings().database.url)
+    s = settings()
+    return create_engine(s.database.url, **s.engine_options)
 
 
 def _with_engine(fn: Callable[[Any], T]) -> T:
@@ -500,7 +501,11 @@ def sync_cmd(
     if as_json:
         print_json(result)
     else:
-        out.print(" ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, dict)))
+        out.print(" ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, dict | list)))
+    for node, error in (result.get("failed") or {}).items():
+        err.print(f"syncd: failed: {node}: {error}", markup=False, highlight=False)
+    if result.get("failed"):
+        raise typer.Exit(1)
 
 
 @app.command("run")
@@ -514,13 +519,24 @@ def run_cmd() -> None:
 
 @app.command("status")
 def status_cmd(as_json: JsonOpt = False) -> None:
-    """City: backlog, lag, last acknowledgement. Hub: per node position, lag, problems."""
-    from syncd.status import CityStatus, node_status
+    """City: backlog, lag, last acknowledgement. Hub: per node position, lag, problems.
+
+    Exits 1 when the node is unhealthy: a failed cycle, or (hub) a node whose batches fail.
+    """
+    from syncd.status import node_status
 
     st = call(lambda: node_status(settings()))
     if as_json:
         print_json(st)
-        return
+    else:
+        _print_status(st)
+    if not st.healthy:
+        raise typer.Exit(1)
+
+
+def _print_status(st: Any) -> None:
+    from syncd.status import CityStatus
+
     if isinstance(st, CityStatus):
         lag = "-" if st.lag_seconds is None else f"{st.lag_seconds:.1f} s"
         print_table(
@@ -551,7 +567,7 @@ def status_cmd(as_json: JsonOpt = False) -> None:
                 "lag s",
                 "quarantined",
                 "conflicts",
-                "silent",
+                "state",
             ],
             [
                 (
@@ -564,11 +580,13 @@ def status_cmd(as_json: JsonOpt = False) -> None:
                     n.lag_seconds,
                     n.quarantined,
                     n.open_conflicts,
-                    "SILENT" if n.silent else "",
+                    " ".join(w for w, on in (("FAILING", n.failing), ("SILENT", n.silent)) if on),
                 )
                 for n in st.nodes
             ],
         )
+    for p in st.problems:
+        err.print(f"problem: {p}", markup=False, highlight=False)
     for w in st.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False)
 

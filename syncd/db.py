@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -14,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from syncd.canonical import canonical
-from syncd.errors import DatabaseError, TransientError
+from syncd.errors import DatabaseError, SyncdError, TransientError
 from syncd.redact import redact_url
 
 # SQLSTATE classes worth retrying: connection exceptions, serialization failure, deadlock,
@@ -22,8 +25,30 @@ from syncd.redact import redact_url
 _TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03")
 
 
-def create_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine with syncd's connection defaults for the URL's dialect."""
+# What syncd's own PostgreSQL sessions wait for at most, unless the caller says otherwise: a
+# lock held elsewhere (on the inbox, a node row, a CRM row) fails the statement after
+# LOCK_TIMEOUT_MS as a transient error that is retried, instead of holding a cycle (and a
+# shutdown) for as long as the other transaction lasts.
+LOCK_TIMEOUT_MS = 10_000
+STATEMENT_TIMEOUT_MS = 600_000
+# The DBAPI connections each engine has lent out, for cancel_running.
+_LENT: weakref.WeakKeyDictionary[Any, set[Any]] = weakref.WeakKeyDictionary()
+_LENT_LOCK = threading.Lock()
+
+
+def create_engine(
+    url: str,
+    *,
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+    **kwargs: Any,
+) -> Engine:
+    """An engine with syncd's connection defaults for the URL's dialect.
+
+    Every connection it lends is tracked while lent, so `cancel_running` can interrupt the
+    statements in flight (a daemon told to stop); connections go back to the pool as they
+    came (see `_reset_autocommit`).
+    """
     # JSON columns get syncd's canonical encoder: exact decimals and dates, whatever the
     # source dialect of the values (a PostgreSQL city's Decimals into a SQLite hub).
     kwargs.setdefault("json_serializer", canonical)
@@ -33,9 +58,58 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
-        return engine
-    connect_args = {"connect_timeout": 5, "application_name": "syncd"}
-    return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kwargs)
+    else:
+        connect_args = {
+            "connect_timeout": 5,
+            "application_name": "syncd",
+            "options": f"-c lock_timeout={int(lock_timeout_ms)} "
+            f"-c statement_timeout={int(statement_timeout_ms)}",
+        }
+        engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kwargs)
+    lent: set[Any] = set()
+    _LENT[engine] = lent
+
+    def on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        with _LENT_LOCK:
+            lent.add(dbapi_conn)
+
+    def on_checkin(dbapi_conn: Any, _record: Any) -> None:
+        with _LENT_LOCK:
+            lent.discard(dbapi_conn)
+        _reset_autocommit(dbapi_conn)
+
+    event.listen(engine, "checkout", on_checkout)
+    event.listen(engine, "checkin", on_checkin)
+    return engine
+
+
+def _reset_autocommit(dbapi_conn: Any) -> None:
+    # A connection lent out must come back in the state every borrower assumes: one
+    # transaction at a time. One left in autocommit (a LISTEN loop did this once) would run
+    # an apply statement by statement, losing its staging tables and transaction locks.
+    if dbapi_conn is not None and getattr(dbapi_conn, "autocommit", False) is True:
+        dbapi_conn.autocommit = False
+
+
+def cancel_running(engine: Engine) -> int:
+    """Interrupt the statements running on the engine's lent connections; how many were asked.
+
+    For shutdown: the interrupted statement fails (PostgreSQL: query_canceled, SQLite:
+    interrupted), its transaction rolls back, and the job that ran it sees a transient error.
+    """
+    with _LENT_LOCK:
+        lent = list(_LENT.get(engine, ()))
+    asked = 0
+    for dbapi_conn in lent:
+        try:
+            if isinstance(dbapi_conn, sqlite3.Connection):
+                dbapi_conn.interrupt()
+            else:
+                dbapi_conn.cancel()
+            asked += 1
+        except Exception:  # noqa: S112 - closed meanwhile: nothing left to cancel
+            continue
+    return asked
 
 
 def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -65,6 +139,8 @@ def is_transient(exc: BaseException) -> bool:
     """Whether retrying the same work may succeed (network, timeouts, lock/serialization)."""
     if isinstance(exc, TransientError):
         return True
+    if isinstance(exc, sa.exc.TimeoutError):
+        return True  # the pool had no free connection in time: another job holds it
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
@@ -74,7 +150,7 @@ def is_transient(exc: BaseException) -> bool:
             return sqlstate.startswith(_TRANSIENT_SQLSTATES)
         if isinstance(exc, OperationalError):
             text = str(orig).lower()
-            if "locked" in text or "busy" in text:
+            if "locked" in text or "busy" in text or "interrupted" in text:
                 return True
             if "unable to open" in text:
                 return False
@@ -91,6 +167,68 @@ def translate(exc: BaseException, what: str) -> DatabaseError:
     if getattr(getattr(exc, "orig", None), "sqlstate", None) == "42P01" or "no such table" in first:
         first += " (is this node initialised? run `syncd init`)"
     return cls(f"{what}: {first}")
+
+
+# Literals a database message may quote from the row it refused ("invalid input syntax for
+# type bigint: \"12x\"", "Key (id)=(42) already exists").
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'|\([^()]*\)=\([^()]*\)")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What failed, for status and logs, without the values of any row.
+
+    A database error is named by its class and SQLSTATE, with the table, column and
+    constraint the server reports and its message with quoted literals cut out; anything
+    else by its type (and syncd's own message, which never quotes row values).
+    """
+    orig = _driver_error(exc)
+    if orig is None:
+        if isinstance(exc, SyncdError):
+            return f"{type(exc).__name__}: {redact_url(str(exc))}"
+        return type(exc).__name__
+    parts = [type(orig).__name__]
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        parts.append(f"(SQLSTATE {sqlstate})")
+    diag = getattr(orig, "diag", None)
+    primary = getattr(diag, "message_primary", None) or (str(orig).splitlines() or [""])[0]
+    parts.append(_QUOTED.sub("…", redact_url(primary)))
+    for what in ("table_name", "column_name", "constraint_name"):
+        value = getattr(diag, what, None)
+        if value:
+            parts.append(f"[{what.removesuffix('_name')} {value}]")
+    return " ".join(p for p in parts if p)
+
+
+def _driver_error(exc: BaseException | None) -> BaseException | None:
+    """The driver's own exception behind exc (through syncd's and SQLAlchemy's wrappers)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, DBAPIError):
+            orig: BaseException | None = exc.orig
+            return orig
+        if type(exc).__module__.split(".")[0] in ("psycopg", "sqlite3"):
+            return exc
+        exc = exc.__cause__
+        seen += 1
+    return None
+
+
+def row_fault(exc: BaseException) -> bool:
+    """Whether the database refused a write for the values of the row it was given.
+
+    Data exceptions (SQLSTATE class 22: out of range, too long, bad datetime) and integrity
+    violations (23: not null, unique, check) are about the row; anything else (a missing
+    column, out of memory, a refused connection) is about the hub or the batch. On SQLite,
+    integrity errors and Python values the driver cannot bind are the row's.
+    """
+    orig = _driver_error(exc)
+    if orig is None:
+        return isinstance(exc, OverflowError | ValueError | TypeError | ArithmeticError)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(("22", "23"))
+    return isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError | OverflowError)
 
 
 @contextmanager

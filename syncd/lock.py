@@ -47,6 +47,10 @@ class NodeLock:
             self._fd = fd
             return
         conn = self.engine.connect()
+        # Off the pool for good: a session lock must not go back to the pool with the
+        # connection, where another borrower would hold it without knowing, or keep it
+        # after release. Closing the detached connection ends the session and the lock.
+        conn.detach()
         got = conn.execute(
             sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(self.node_id)}
         ).scalar_one()
@@ -58,8 +62,9 @@ class NodeLock:
 
     def _message(self) -> str:
         return (
-            f"another syncd daemon is already running for node {self.node_id} "
-            f"(its lock on {self.engine.url.render_as_string(hide_password=True)} is held)"
+            f"another syncd process (a daemon or `sync --once`) is running for node "
+            f"{self.node_id}: its lock on "
+            f"{self.engine.url.render_as_string(hide_password=True)} is held"
         )
 
     def release(self) -> None:

@@ -1,8 +1,28 @@
-"""Prometheus metrics of a node: one registry per process, served on the configured port."""
+"""Prometheus metrics of a node and its HTTP endpoint: /metrics, /healthz and /readyz.
+
+Counters are kept in the process. Gauges of state — backlog, lag, per-node pending batches,
+quarantine, failures — are read from the database when Prometheus scrapes (`StatusCollector`),
+so they are live even while every cycle fails; a database that cannot be read shows as
+`syncd_database_up 0`, never as a backlog of 0.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from syncd.status import CityStatus, HubStatus
+
+# (ready, why): whether the node can do its work now, and what stops it if not.
+Readiness = Callable[[], tuple[bool, str]]
 
 
 class Metrics:
@@ -10,13 +30,21 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.backlog_rows = Gauge(
-            "syncd_backlog_rows", "Changelog rows not yet acknowledged", registry=r
-        )
-        self.lag_seconds = Gauge("syncd_lag_seconds", "Age of the oldest unsent change", registry=r)
         self.batches = Counter("syncd_batches_total", "Batches by outcome", ["outcome"], registry=r)
         self.rows = Counter(
             "syncd_rows_total", "Rows by table and outcome", ["table", "outcome"], registry=r
+        )
+        self.node_batches = Counter(
+            "syncd_node_batches_total",
+            "Hub: batches of each node by outcome (applied, refused, failed)",
+            ["node", "outcome"],
+            registry=r,
+        )
+        self.node_rows = Counter(
+            "syncd_node_rows_total",
+            "Hub: rows of each node by outcome (applied, stale, quarantined, refused)",
+            ["node", "outcome"],
+            registry=r,
         )
         self.retries = Counter(
             "syncd_retries_total", "Retried transient failures", ["task"], registry=r
@@ -24,14 +52,132 @@ class Metrics:
         self.errors = Counter(
             "syncd_errors_total", "Failed cycles by task and kind", ["task", "kind"], registry=r
         )
-        self.conflicts_open = Gauge("syncd_conflicts_open", "Open manual conflicts", registry=r)
-        self.quarantined = Gauge("syncd_quarantined_rows", "Open quarantined rows", registry=r)
+        self.cycle_failing = Gauge(
+            "syncd_cycle_failing", "1 while this node's last cycle failed", registry=r
+        )
+        self.last_success = Gauge(
+            "syncd_last_success_timestamp_seconds",
+            "Unix time of this node's last successful cycle",
+            registry=r,
+        )
         self.push_seconds = Histogram(
             "syncd_push_duration_seconds", "Push cycle duration", registry=r
         )
         self.apply_seconds = Histogram(
             "syncd_apply_duration_seconds", "Apply cycle duration", registry=r
         )
+        self._server: WSGIServer | None = None
 
-    def serve(self, port: int, address: str) -> None:
-        start_http_server(port, addr=address, registry=self.registry)
+    def watch(self, read: Callable[[], CityStatus | HubStatus]) -> None:
+        """Export the node's status as gauges, read at each scrape."""
+        self.registry.register(StatusCollector(read))
+
+    def serve(self, port: int, address: str, ready: Readiness) -> int:
+        """Serve /metrics, /healthz and /readyz on a daemon thread; returns the bound port."""
+        server = make_server(
+            address,
+            port,
+            _app(make_wsgi_app(self.registry), ready),
+            server_class=_Server,
+            handler_class=_QuietHandler,
+        )
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="syncd-http", daemon=True).start()
+        return int(server.server_port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds are not worth a log line each."""
+
+
+def _app(metrics: Any, ready: Readiness) -> Any:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            body: Iterable[bytes] = metrics(environ, start_response)
+            return body
+        if path == "/healthz":
+            return _reply(start_response, "200 OK", {"status": "alive"})
+        if path == "/readyz":
+            ok, why = ready()
+            status = "200 OK" if ok else "503 Service Unavailable"
+            return _reply(start_response, status, {"ready": ok, "reason": why})
+        return _reply(start_response, "404 Not Found", {"error": f"no such path: {path[:64]}"})
+
+    return app
+
+
+def _reply(start_response: Any, status: str, doc: dict[str, Any]) -> list[bytes]:
+    body = (json.dumps(doc, ensure_ascii=False) + "\n").encode()
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+class StatusCollector(Collector):
+    """Gauges from the node's status, read from its database at each scrape."""
+
+    def __init__(self, read: Callable[[], CityStatus | HubStatus]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterable[Any]:
+        # Nothing up front: registering must not query the database.
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            status = self._read()
+        except Exception:  # the database is unreachable: say so, and nothing stale
+            yield GaugeMetricFamily("syncd_database_up", "1 if the node's database answered", 0)
+            return
+        yield GaugeMetricFamily("syncd_database_up", "1 if the node's database answered", 1)
+        yield GaugeMetricFamily(
+            "syncd_healthy", "1 if `syncd status` finds no failure", 1 if status.healthy else 0
+        )
+        if isinstance(status, CityStatus):
+            yield from _city_gauges(status)
+        else:
+            yield from _hub_gauges(status)
+
+
+def _city_gauges(st: CityStatus) -> Iterator[GaugeMetricFamily]:
+    yield GaugeMetricFamily(
+        "syncd_backlog_rows", "Changelog rows not yet acknowledged", st.backlog_rows
+    )
+    yield GaugeMetricFamily(
+        "syncd_lag_seconds", "Age of the oldest unsent change", st.lag_seconds or 0.0
+    )
+
+
+def _hub_gauges(st: HubStatus) -> Iterator[GaugeMetricFamily]:
+    yield GaugeMetricFamily("syncd_conflicts_open", "Open manual conflicts", st.open_conflicts)
+    yield GaugeMetricFamily("syncd_quarantined_rows", "Open quarantined rows", st.quarantined)
+    families = {
+        "pending": ("syncd_node_pending_batches", "Batches received and not yet applied"),
+        "lag": ("syncd_node_lag_seconds", "Age of the node's oldest pending batch"),
+        "quarantined": ("syncd_node_quarantined_rows", "Open quarantined rows of the node"),
+        "failing": ("syncd_node_failing", "1 while the node's batches fail to apply"),
+        "failures": ("syncd_node_failures", "Failed apply attempts in a row"),
+        "silent": ("syncd_node_silent", "1 if the node has not been heard from in time"),
+    }
+    made = {k: GaugeMetricFamily(n, d, labels=["node"]) for k, (n, d) in families.items()}
+    for n in st.nodes:
+        made["pending"].add_metric([n.node_id], n.pending_batches)
+        made["lag"].add_metric([n.node_id], n.lag_seconds or 0.0)
+        made["quarantined"].add_metric([n.node_id], n.quarantined)
+        made["failing"].add_metric([n.node_id], 1 if n.failing else 0)
+        made["failures"].add_metric([n.node_id], n.failures)
+        made["silent"].add_metric([n.node_id], 1 if n.silent else 0)
+    yield from made.values()

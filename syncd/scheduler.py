@@ -8,13 +8,14 @@ waits a long interval instead of looping.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gc
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -31,9 +32,11 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from syncd.apply import ApplySummary, apply_pending
 from syncd.capture import CAPTURE_CHANNEL
-from syncd.db import create_engine, is_postgres, is_transient
+from syncd.db import cancel_running, create_engine, describe_failure, is_postgres, is_transient
 from syncd.errors import SyncdError
+from syncd.health import Health, error_record, write_error
 from syncd.inbox import NOTIFY_CHANNEL, HubInbox
 from syncd.lock import NodeLock
 from syncd.logs import get_logger
@@ -41,6 +44,7 @@ from syncd.metrics import Metrics
 from syncd.policy import Policy, load_policy
 from syncd.push import Pusher
 from syncd.settings import Settings
+from syncd.status import CityStatus, HubStatus, city_status, hub_status
 
 log = get_logger("syncd.daemon")
 APPLY_SLICE = 50
@@ -48,24 +52,27 @@ APPLY_SLICE = 50
 
 @dataclass
 class Node:
-    """The long-lived parts of a node process: engines, pusher, policy, metrics."""
+    """The long-lived parts of a node process: engines, pusher, policy, metrics, health."""
 
     settings: Settings
     policy: Policy
     engine: Engine
     metrics: Metrics
     pusher: Pusher | None = None
+    health: Health = field(default_factory=Health)
+    # Whether the database may hold a failure record to clear: unknown at start (a failure
+    # from before a restart), so the first success clears it.
+    _recorded_error: bool = True
 
     @classmethod
     def open(cls, settings: Settings, metrics: Metrics | None = None) -> Node:
         policy = load_policy(settings.policy.path)
-        engine = create_engine(settings.database.url)
+        engine = create_engine(settings.database.url, **settings.engine_options)
         node = cls(settings, policy, engine, metrics or Metrics())
         if settings.is_city:
             assert settings.hub.url is not None
-            node.pusher = Pusher(
-                settings, policy, engine, HubInbox(settings.hub.url, settings.node.id)
-            )
+            hub = HubInbox(settings.hub.url, settings.node.id, **settings.engine_options)
+            node.pusher = Pusher(settings, policy, engine, hub)
         return node
 
     def close(self) -> None:
@@ -73,58 +80,134 @@ class Node:
             self.pusher.hub.close()
         self.engine.dispose()
 
-    def cycle(self, stop: threading.Event | None = None) -> dict[str, Any]:
-        """One push (city) or apply (hub) cycle; `stop` ends it between batches."""
-        started = time.monotonic()
-        if self.pusher is not None:
-            res = self.pusher.push_once(stop=stop)
-            self.metrics.push_seconds.observe(time.monotonic() - started)
-            self.metrics.batches.labels("submitted").inc(res.batches - res.duplicates)
-            self.metrics.batches.labels("duplicate").inc(res.duplicates)
-            for table, n in res.by_table.items():
-                self.metrics.rows.labels(table, "sent").inc(n)
-            self._city_gauges()
-            return {
-                "role": "city",
-                "batches": res.batches,
-                "rows": res.rows,
-                "covered": res.covered,
-                "acked_seq": res.acked_seq,
-            }
-        from syncd.apply import apply_pending
+    def engines(self) -> list[Engine]:
+        return [self.engine] + ([self.pusher.hub.engine] if self.pusher is not None else [])
 
-        data: dict[str, Any] = {}
+    def status(self) -> CityStatus | HubStatus:
+        """This node's `syncd status`, on its own engine."""
+        if self.settings.is_city:
+            return city_status(self.settings, self.engine)
+        return hub_status(self.settings, self.engine)
+
+    def cycle(self, stop: threading.Event | None = None) -> dict[str, Any]:
+        """One push (city) or apply (hub) cycle; `stop` ends it between batches.
+
+        Its failure is recorded (`syncd.health`) before it is raised, so `status` shows it
+        while the caller retries; the next success clears it.
+        """
+        try:
+            result = self._push(stop) if self.pusher is not None else self._apply(stop)
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        self._succeeded()
+        return result
+
+    def _failed(self, exc: BaseException) -> None:
+        record = error_record(exc)
+        self.health.failed(record["message"])
+        self.metrics.cycle_failing.set(1)
+        try:
+            write_error(self.engine, self.settings.is_city, record)
+            self._recorded_error = True
+        except SyncdError as unrecorded:
+            # The node's own database is what fails: status cannot read it either, and says so.
+            log.warning("failure_not_recorded", error=str(unrecorded))
+
+    def _succeeded(self) -> None:
+        self.health.succeeded()
+        self.metrics.cycle_failing.set(0)
+        self.metrics.last_success.set_to_current_time()
+        if self._recorded_error:
+            write_error(self.engine, self.settings.is_city, None)
+            self._recorded_error = False
+
+    def _push(self, stop: threading.Event | None) -> dict[str, Any]:
+        assert self.pusher is not None
+        started = time.monotonic()
+        res = self.pusher.push_once(stop=stop)
+        self.metrics.push_seconds.observe(time.monotonic() - started)
+        self.metrics.batches.labels("submitted").inc(res.batches - res.duplicates)
+        self.metrics.batches.labels("duplicate").inc(res.duplicates)
+        for table, n in res.by_table.items():
+            self.metrics.rows.labels(table, "sent").inc(n)
+        return {
+            "role": "city",
+            "batches": res.batches,
+            "rows": res.rows,
+            "covered": res.covered,
+            "acked_seq": res.acked_seq,
+        }
+
+    def _apply(self, stop: threading.Event | None) -> dict[str, Any]:
+        started = time.monotonic()
+        parts = []
         while True:  # in slices, so a stop request is seen between batches
-            part = _as_dict(apply_pending(self.engine, self.policy, max_batches=APPLY_SLICE))
-            for k, v in part.items():
-                data[k] = data.get(k, 0) + v if isinstance(v, int | float) else v
-            if part.get("batches", 0) + part.get("batches_refused", 0) < APPLY_SLICE or (
+            part = apply_pending(
+                self.engine,
+                self.policy,
+                max_batches=APPLY_SLICE,
+                max_backoff=self.settings.sync.retry_max_wait_seconds,
+            )
+            parts.append(part)
+            self._count(part)
+            if part.batches + part.batches_refused < APPLY_SLICE or (
                 stop is not None and stop.is_set()
             ):
                 break
         self.metrics.apply_seconds.observe(time.monotonic() - started)
-        self.metrics.batches.labels("applied").inc(int(data.get("batches", 0)))
-        for outcome in ("applied", "stale", "quarantined", "refused"):
-            self.metrics.rows.labels("*", outcome).inc(int(data.get(outcome, 0)))
-        self._hub_gauges()
-        return {"role": "hub", **data}
+        return {"role": "hub", **_summed(parts)}
+
+    def _count(self, part: ApplySummary) -> None:
+        m = self.metrics
+        m.batches.labels("applied").inc(part.batches)
+        for node, counts in part.by_node.items():
+            m.node_batches.labels(node, "applied").inc(counts.get("batches", 0))
+            for outcome in ("applied", "stale", "quarantined", "refused"):
+                m.rows.labels("*", outcome).inc(counts.get(outcome, 0))
+                m.node_rows.labels(node, outcome).inc(counts.get(outcome, 0))
+        for node in part.failed:
+            m.node_batches.labels(node, "failed").inc()
 
     def trim(self) -> int:
         return self.pusher.trim() if self.pusher is not None else 0
 
-    def _city_gauges(self) -> None:
-        from syncd.status import city_status
+    def cancel_running(self) -> int:
+        """Interrupt the statements this node's jobs are running (shutdown past its grace)."""
+        return sum(cancel_running(e) for e in self.engines())
 
-        st = city_status(self.settings, self.engine)
-        self.metrics.backlog_rows.set(st.backlog_rows)
-        self.metrics.lag_seconds.set(st.lag_seconds or 0.0)
+    def ready(self) -> tuple[bool, str]:
+        """/readyz: the node's database answers and its last cycle did not fail."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+                conn.rollback()
+        except Exception as exc:
+            return False, f"database unreachable: {describe_failure(exc)}"
+        if self.health.failing:
+            return False, f"last cycle failed: {self.health.last_error}"
+        return True, "ok"
 
-    def _hub_gauges(self) -> None:
-        from syncd.status import hub_status
 
-        st = hub_status(self.settings, self.engine)
-        self.metrics.conflicts_open.set(st.open_conflicts)
-        self.metrics.quarantined.set(st.quarantined)
+def _summed(parts: list[ApplySummary]) -> dict[str, Any]:
+    """One cycle's apply slices as one summary: counts added, per-node results merged."""
+    total: dict[str, Any] = {}
+    by_node: dict[str, dict[str, int]] = {}
+    failed: dict[str, str] = {}
+    for part in parts:
+        for key, value in dataclasses.asdict(part).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+        for node, counts in part.by_node.items():
+            mine = by_node.setdefault(node, {})
+            for key, value in counts.items():
+                mine[key] = mine.get(key, 0) + value
+        failed.update(part.failed)
+    total["waiting"] = parts[-1].waiting
+    total["by_node"] = by_node
+    total["failed"] = failed
+    total["resting"] = list(parts[-1].resting)
+    return total
 
 
 def tune_gc() -> None:
@@ -136,14 +219,6 @@ def tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    return dict(obj)
 
 
 def _log_retry(job: str, metrics: Metrics) -> Callable[[RetryCallState], None]:
@@ -310,8 +385,9 @@ class Daemon:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
             if s.metrics.port is not None:
-                self.node.metrics.serve(s.metrics.port, s.metrics.address)
-                log.info("metrics_listening", port=s.metrics.port, address=s.metrics.address)
+                self.node.metrics.watch(self.node.status)
+                port = self.node.metrics.serve(s.metrics.port, s.metrics.address, self.node.ready)
+                log.info("metrics_listening", port=port, address=s.metrics.address)
             cycle = self._job("push" if s.is_city else "apply", self._cycle)
             self.scheduler.add_job(
                 cycle,
@@ -337,13 +413,30 @@ class Daemon:
                 ).start()
             log.info("daemon_started", role=s.node.role.value, interval_s=s.sync.interval_seconds)
             self.stop.wait()
-            # Waits for the job in flight: its transaction commits or rolls back, never half.
-            self.scheduler.shutdown(wait=True)
+            self._shutdown()
             log.info("daemon_stopped")
             return 0
         finally:
+            self.node.metrics.close()
             self.node.close()
             lock.release()
+
+    def _shutdown(self) -> None:
+        """Stop the scheduler within seconds, whatever its job in flight waits on.
+
+        The job gets `shutdown_grace_seconds` to finish (its transaction commits or rolls back,
+        never half); past that, the statements it runs are cancelled, which rolls its
+        transaction back and ends it with a transient error that is not retried (stop is set).
+        """
+        waiting = threading.Thread(
+            target=self.scheduler.shutdown, kwargs={"wait": True}, name="syncd-shutdown"
+        )
+        waiting.start()
+        waiting.join(self.settings.sync.shutdown_grace_seconds)
+        while waiting.is_alive():
+            asked = self.node.cancel_running()
+            log.warning("cancelling_job", statements=asked)
+            waiting.join(1.0)
 
     def _listen(self, channel: str) -> None:
         """Run the cycle on NOTIFY (a batch arrived, or a city write committed).
@@ -354,6 +447,9 @@ class Daemon:
         while not self.stop.is_set():
             try:
                 raw = self.node.engine.raw_connection()
+                # Never back to the pool: it is put in autocommit to LISTEN, and a pooled
+                # connection in autocommit would run an apply statement by statement.
+                raw.detach()
                 try:
                     dbapi: Any = raw.driver_connection
                     dbapi.autocommit = True
@@ -371,13 +467,20 @@ class Daemon:
 
 
 def sync_once(settings: Settings) -> dict[str, Any]:
-    """`syncd sync --once`: one cycle, a few retries on transient failures, then exit."""
+    """`syncd sync --once`: one cycle, a few retries on transient failures, then exit.
+
+    Under the node's lock, as the daemon runs: beside a running daemon it would submit or
+    apply the same batches at the same time (spurious refusals, failed cycles).
+    """
     node = Node.open(settings)
-    tune_gc()
+    lock = NodeLock(node.engine, settings.node.id)
     try:
+        lock.acquire()
+        tune_gc()
         result: dict[str, Any] = with_retries(node.cycle, "once", node, None, attempts=3)
         if node.pusher is not None and node.settings.sync.trim_retention_seconds == 0:
             result["trimmed"] = node.trim()
         return result
     finally:
+        lock.release()
         node.close()

@@ -30,6 +30,24 @@ nodes = sa.Table(
     sa.Column("received_seq", sa.BigInteger(), nullable=False, server_default="0"),
     sa.Column("applied_seq", sa.BigInteger(), nullable=False, server_default="0"),
     sa.Column("applied_at", sa.DateTime(), nullable=True),
+    # Apply failures of this node's batches that were not about one row (hub_0002): shown by
+    # `status` and metrics until a batch of the node applies, and retried with a backoff
+    # (retry_at) so one failing node never holds up the others.
+    sa.Column("failures", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("failing_since", sa.DateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("last_error_at", sa.DateTime(), nullable=True),
+    sa.Column("retry_at", sa.DateTime(), nullable=True),
+)
+
+# The hub daemon's own state (hub_0002), as syncd_city_state is a city's: the last failure of
+# a cycle that was not one node's (the database refusing the cycle itself), until one succeeds.
+hub_state = sa.Table(
+    "syncd_hub_state",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", JsonDoc, nullable=True),
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
 )
 
 batches = sa.Table(

@@ -73,7 +73,17 @@ class NodeSection(_Section):
 
 class DatabaseSection(_Section):
     url: str
-    lock_timeout_ms: int = Field(default=3000, gt=0)
+    lock_timeout_ms: int = Field(
+        default=3000, gt=0, description="init: how long trigger DDL waits for a busy CRM table"
+    )
+    session_lock_timeout_ms: int = Field(
+        default=10_000,
+        gt=0,
+        description="PostgreSQL: how long any syncd statement waits for a lock (then retried)",
+    )
+    statement_timeout_ms: int = Field(
+        default=600_000, gt=0, description="PostgreSQL: the longest any syncd statement may run"
+    )
 
     _url = field_validator("url")(classmethod(lambda cls, v: _check_db_url(v)))
 
@@ -112,6 +122,11 @@ class SyncSection(_Section):
         description="a NOTIFY starts a cycle at most this often after the last one began",
     )
     retry_max_wait_seconds: float = Field(default=30.0, gt=0)
+    shutdown_grace_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="on SIGTERM, how long the job in flight may finish before it is cancelled",
+    )
 
 
 class LogSection(_Section):
@@ -165,6 +180,14 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's values come in as init kwargs; the environment must win over them.
         return (env_settings, init_settings)
+
+    @property
+    def engine_options(self) -> dict[str, int]:
+        """Keyword arguments of `syncd.db.create_engine` for every engine this node opens."""
+        return {
+            "lock_timeout_ms": self.database.session_lock_timeout_ms,
+            "statement_timeout_ms": self.database.statement_timeout_ms,
+        }
 
     @property
     def is_city(self) -> bool:

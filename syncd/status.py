@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from syncd import schema_hub as h
 from syncd.canonical import loads
 from syncd.db import create_engine, is_postgres, translated, utcnow
+from syncd.health import read_error
 from syncd.push import STATE_ACKED, STATE_ERROR, STATE_PUSH, get_state
 from syncd.schema_city import changelog
 from syncd.settings import Settings
@@ -32,6 +33,9 @@ class CityStatus:
     last_error: str | None
     last_error_at: str | None
     warnings: tuple[str, ...]
+    last_error_kind: str | None = None
+    healthy: bool = True
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,12 @@ class NodeStatus:
     quarantined: int
     open_conflicts: int
     silent: bool
+    failing: bool = False
+    failures: int = 0
+    failing_since: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
+    retry_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,11 @@ class HubStatus:
     quarantined: int
     pending_batches: int
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    last_error: str | None = None
+    last_error_kind: str | None = None
+    last_error_at: str | None = None
+    healthy: bool = True
+    problems: tuple[str, ...] = ()
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -79,7 +94,11 @@ def _db_age_seconds(conn: Connection, ts: dt.datetime | None) -> float | None:
 def _connection(settings: Settings, engine: Engine | None, what: str) -> Iterator[Connection]:
     """A connection on the caller's engine (the daemon's), or on a short-lived one (the CLI)."""
     own = engine is None
-    bound = create_engine(settings.database.url) if engine is None else engine
+    bound = (
+        engine
+        if engine is not None
+        else create_engine(settings.database.url, **settings.engine_options)
+    )
     try:
         with translated(what), bound.connect() as conn:
             yield conn
@@ -105,8 +124,9 @@ def city_status(settings: Settings, engine: Engine | None = None) -> CityStatus:
             f"oldest unsent change is {lag / 3600:.1f} h old (threshold "
             f"{settings.sync.backlog_warn_seconds / 3600:.1f} h): is the hub reachable?"
         )
+    problems: tuple[str, ...] = ()
     if error.get("message"):
-        warnings.append(f"last error: {error['message']}")
+        problems = (f"last cycle failed at {error.get('at')}: {error['message']}",)
     return CityStatus(
         node_id=settings.node.id,
         role="city",
@@ -119,6 +139,9 @@ def city_status(settings: Settings, engine: Engine | None = None) -> CityStatus:
         last_error=error.get("message"),
         last_error_at=error.get("at"),
         warnings=tuple(warnings),
+        last_error_kind=error.get("kind"),
+        healthy=not problems,
+        problems=problems,
     )
 
 
@@ -157,9 +180,13 @@ def hub_status(settings: Settings, engine: Engine | None = None) -> HubStatus:
                 sa.select(sa.func.count()).where(h.conflicts.c.status == "open")
             ).scalar_one()
         )
+        hub_error = read_error(conn, is_city=False) or {}
     now = utcnow()
     out: list[NodeStatus] = []
     warnings: list[str] = []
+    problems: list[str] = []
+    if hub_error:
+        problems.append(f"last apply cycle failed at {hub_error.get('at')}: {hub_error['message']}")
     for n in nodes:
         node_id = n["node_id"]
         count, oldest = pending.get(node_id, (0, None))
@@ -170,6 +197,12 @@ def hub_status(settings: Settings, engine: Engine | None = None) -> HubStatus:
             warnings.append(
                 f"{node_id} silent: last contact {_iso(seen) or 'never'} "
                 f"(threshold {settings.sync.silent_node_seconds:.0f} s)"
+            )
+        failing = bool(n["failures"])
+        if failing:
+            problems.append(
+                f"{node_id} failing since {_iso(n['failing_since'])} ({n['failures']} tries, "
+                f"next {_iso(n['retry_at'])}): {n['last_error']}"
             )
         out.append(
             NodeStatus(
@@ -184,6 +217,12 @@ def hub_status(settings: Settings, engine: Engine | None = None) -> HubStatus:
                 quarantined=quarantined.get(node_id, 0),
                 open_conflicts=conflicts.get(node_id, 0),
                 silent=silent,
+                failing=failing,
+                failures=int(n["failures"]),
+                failing_since=_iso(n["failing_since"]),
+                last_error=n["last_error"],
+                last_error_at=_iso(n["last_error_at"]),
+                retry_at=_iso(n["retry_at"]),
             )
         )
     return HubStatus(
@@ -194,6 +233,11 @@ def hub_status(settings: Settings, engine: Engine | None = None) -> HubStatus:
         quarantined=sum(quarantined.values()),
         pending_batches=sum(c for c, _ in pending.values()),
         warnings=tuple(warnings),
+        last_error=hub_error.get("message"),
+        last_error_kind=hub_error.get("kind"),
+        last_error_at=hub_error.get("at"),
+        healthy=not problems,
+        problems=tuple(problems),
     )
 
 

@@ -680,8 +680,10 @@ def test_a_failing_batch_rolls_back_whole_and_other_nodes_go_on(
         finish(conn, head, *args)
 
     monkeypatch.setattr(apply_module, "_finish_batch", crash)
-    with pytest.raises(TransientError, match="connection lost"):
-        apply_pending(hub, POLICY)
+    summary = apply_pending(hub, POLICY, max_backoff=0)
+    assert list(summary.failed) == ["hz"]
+    assert "connection lost" in summary.failed["hz"]
+    assert summary.by_node["nb"]["applied"] == 1
     assert [s["origin_node"] for s in sources(hub)] == ["nb"]
     assert sources(hub, "loans") == []
     assert [a["node_id"] for a in actions(hub, Action.ROW_APPLIED)] == ["nb"]
@@ -691,9 +693,21 @@ def test_a_failing_batch_rolls_back_whole_and_other_nodes_go_on(
         ).all()
     assert [tuple(s) for s in statuses] == [("hz", "pending"), ("hz", "pending"), ("nb", "applied")]
 
+    with hub.connect() as conn:
+        failing = conn.execute(
+            sa.select(h.nodes.c.failures, h.nodes.c.last_error).where(h.nodes.c.node_id == "hz")
+        ).one()
+    assert failing.failures == 1
+    assert "connection lost" in failing.last_error
+
     monkeypatch.setattr(apply_module, "_finish_batch", finish)
-    assert apply_pending(hub, POLICY).batches == 2
+    assert apply_pending(hub, POLICY, max_backoff=0).batches == 2
     assert [s["phone"] for s in sources(hub) if s["origin_node"] == "hz"] == ["2"]
+    with hub.connect() as conn:
+        cleared = conn.execute(
+            sa.select(h.nodes.c.failures, h.nodes.c.last_error).where(h.nodes.c.node_id == "hz")
+        ).one()
+    assert tuple(cleared) == (0, None)
 
 
 def test_concurrent_appliers_apply_each_batch_once(pg_url: str) -> None:
