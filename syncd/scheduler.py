@@ -447,11 +447,11 @@ class Daemon:
         while not self.stop.is_set():
             try:
                 raw = self.node.engine.raw_connection()
+                dbapi: Any = raw.driver_connection
                 # Never back to the pool: it is put in autocommit to LISTEN, and a pooled
                 # connection in autocommit would run an apply statement by statement.
                 raw.detach()
                 try:
-                    dbapi: Any = raw.driver_connection
                     dbapi.autocommit = True
                     dbapi.execute(f"LISTEN {channel}")
                     log.info("listening", channel=channel)
