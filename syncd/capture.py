@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from string import Template
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from syncd.batch import UNSENDABLE, Unsendable
 from syncd.bulk import chunks
 from syncd.db import translate, translated
 from syncd.errors import DatabaseError, SchemaMismatch
@@ -352,12 +353,9 @@ class _Sqlite:
         prep = conn.dialect.identifier_preparer
         pairs = []
         for name in columns:
-            value = f"{row}.{prep.quote(name)}"
-            if table.columns[name].type is ColumnType.LIST:
-                # Lists are stored as JSON text; embed them as arrays. Text that is not JSON
-                # stays a string for the hub to reject: capture must never fail a CRM write.
-                value = f"CASE WHEN json_valid({value}) THEN json({value}) ELSE {value} END"
-            pairs.append((name, value))
+            column: sa.ColumnElement[Any] = sa.literal_column(f"{row}.{prep.quote(name)}")
+            value = sqlite_image_value(column, table.columns[name].type)
+            pairs.append((name, _sql(conn, value)))
         # SQLite functions take at most 127 arguments: a wider row is built by json_insert
         # calls that add the next columns to the object (a NULL value is a JSON null).
         first, rest = pairs[:_SQLITE_PAIRS], pairs[_SQLITE_PAIRS:]
@@ -435,6 +433,30 @@ class _Sqlite:
         return []
 
 
+def sqlite_image_value(value: sa.ColumnElement[Any], type_: ColumnType) -> sa.ColumnElement[Any]:
+    """A SQLite column's value as a capture image holds it (the triggers' and snapshot's).
+
+    json_object fails on a BLOB, and a failing trigger would fail the CRM's own write: a BLOB,
+    in any column (SQLite stores one whatever the declared type), becomes the stand-in of
+    `batch.unsendable`. Lists are stored as JSON text and embedded as arrays; text that is not
+    JSON stays a string for the hub to reject. Text that is not UTF-8 or holds a NUL character
+    is copied as it is; the pusher replaces it when it reads the image (`transport`).
+    """
+    blob = sa.func.json_object(
+        sa.literal(UNSENDABLE, sa.String()), sa.literal(Unsendable.BLOB.value, sa.String())
+    )
+    other = value
+    if type_ is ColumnType.LIST:
+        other = sa.case((sa.func.json_valid(value) == 1, sa.func.json(value)), else_=value)
+    # The simple CASE form: typeof is called once per column (this runs on every CRM write).
+    return sa.case({"blob": blob}, value=sa.func.typeof(value), else_=other)
+
+
+def _sql(conn: Connection, expr: sa.ColumnElement[Any]) -> str:
+    """An expression as SQL text with its values inline, for trigger DDL (policy names only)."""
+    return str(expr.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+
+
 def _dialect(conn: Connection) -> _Dialect:
     if conn.dialect.name == "postgresql":
         return _Postgres()
@@ -454,8 +476,7 @@ def _literal(conn: Connection, name: str) -> str:
     Policy names are plain identifiers already; live column names that the policy does not
     declare (PostgreSQL trigger arguments) need the escaping.
     """
-    literal = sa.literal(name, sa.String())
-    return str(literal.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    return _sql(conn, sa.literal(name, sa.String()))
 
 
 @contextmanager

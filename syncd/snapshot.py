@@ -24,13 +24,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.capture import CAPTURE_CHANNEL
+from syncd.capture import CAPTURE_CHANNEL, sqlite_image_value
 from syncd.crm import crm_metadata
 from syncd.db import create_engine, is_postgres, translated
 from syncd.errors import UsageError
 from syncd.logs import get_logger
 from syncd.merge import encode_value
-from syncd.policy import ColumnType, Policy, Table, load_policy
+from syncd.policy import Policy, Table, load_policy
 from syncd.push import get_state, set_state
 from syncd.schema_city import changelog
 from syncd.settings import Settings
@@ -65,14 +65,15 @@ def _ordered(policy: Policy) -> list[Table]:
 
 def _image(conn: Connection, source: sa.Table, table: Table) -> sa.ColumnElement[Any]:
     """The row image the capture trigger would write, as one SQL expression per dialect."""
+    postgres = is_postgres(conn)
     pairs: list[Any] = []
     for name in table.public_columns:
         col: Any = source.c[name]
-        if not is_postgres(conn) and table.columns[name].type is ColumnType.LIST:
-            # Lists are JSON text in SQLite: embed them as arrays, as the trigger does.
-            col = sa.case((sa.func.json_valid(col) == 1, sa.func.json(col)), else_=col)
+        if not postgres:
+            # Exactly what the trigger writes (BLOBs as stand-ins, lists as arrays).
+            col = sqlite_image_value(col, table.columns[name].type)
         pairs += [sa.literal(name, sa.String()), col]
-    if is_postgres(conn):
+    if postgres:
         return sa.func.jsonb_build_object(*pairs)
     return sa.func.json_object(*pairs)
 
