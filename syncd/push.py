@@ -18,14 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from syncd.batch import Batch, Captured, Change, coalesce, make_batch, to_change
-from syncd.canonical import loads
 from syncd.db import is_postgres, translated, utcnow
-from syncd.errors import BatchRefused
+from syncd.errors import BatchRefused, DatabaseError
 from syncd.inbox import ACCEPTED, DUPLICATE, HubInbox
 from syncd.logs import get_logger
 from syncd.policy import Policy
 from syncd.schema_city import changelog, city_state
 from syncd.settings import Settings
+from syncd.transport import decode_image
 
 log = get_logger("syncd.push")
 
@@ -86,14 +86,21 @@ class GapGuard:
 
 
 def read_changes(conn: Connection, after: int, upto: int | None, limit: int) -> list[Captured]:
-    """Changelog rows after a sequence, in order; JSON parsed with exact decimals."""
+    """Changelog rows after a sequence, in order; JSON parsed with exact decimals.
+
+    Values that cannot travel (text that is not UTF-8, a NUL character) arrive as stand-ins
+    (`syncd.transport`); a row that is not JSON at all fails naming its sequence, never its data.
+    """
+    # SQLite's JSON text holds whatever bytes the CRM wrote: read bytes, decode in Python.
+    # PostgreSQL's jsonb is valid UTF-8 without NUL, and is read as text as it always was.
+    raw = sa.LargeBinary().with_variant(sa.Text(), "postgresql")
     q = (
         sa.select(
             changelog.c.seq,
             changelog.c.table_name,
             changelog.c.op,
-            sa.cast(changelog.c.row_image, sa.Text),
-            sa.cast(changelog.c.old_filter, sa.Text),
+            sa.cast(changelog.c.row_image, raw),
+            sa.cast(changelog.c.old_filter, raw),
         )
         .where(changelog.c.seq > after)
         .order_by(changelog.c.seq)
@@ -101,10 +108,14 @@ def read_changes(conn: Connection, after: int, upto: int | None, limit: int) -> 
     )
     if upto is not None:
         q = q.where(changelog.c.seq <= upto)
-    return [
-        Captured(int(seq), table, op, loads(image), loads(old) if old else None, len(image))
-        for seq, table, op, image, old in conn.execute(q)
-    ]
+    captured = []
+    for seq, table, op, image, old in conn.execute(q):
+        try:
+            parsed = decode_image(image), decode_image(old) if old else None
+        except ValueError as exc:
+            raise DatabaseError(f"changelog row {seq} ({table}) is not a JSON document") from exc
+        captured.append(Captured(int(seq), table, op, *parsed, len(image)))
+    return captured
 
 
 def cut_batch(
