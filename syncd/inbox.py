@@ -13,6 +13,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from importlib import resources
+from string import Template
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,12 +24,17 @@ from syncd.batch import Batch
 from syncd.canonical import canonical
 from syncd.db import create_engine, is_postgres, run_script, translated, utcnow
 from syncd.errors import BatchRefused, UsageError
+from syncd.logs import get_logger
 from syncd.redact import redact_url
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REFUSED = "refused"
 NOTIFY_CHANNEL = "syncd_inbox"
+
+log = get_logger("syncd.inbox")
+# Only ${name} is a placeholder; the other groups Template requires never match.
+_PLACEHOLDER = r"\$\{(?P<braced>[a-z_]+)\}|(?P<escaped>(?!))|(?P<named>(?!))|(?P<invalid>(?!))"
 
 
 @dataclass(frozen=True)
@@ -38,11 +44,67 @@ class SubmitResult:
 
 
 def install_functions(conn: Connection) -> None:
-    """Create or refresh the hub's submission functions (PostgreSQL only)."""
+    """Create or refresh the hub's submission functions and lock PUBLIC out (PostgreSQL only).
+
+    The functions go into the current schema, where `init` made the hub's tables, and name
+    every table by it (see the file's header for why nothing may be left to search_path).
+    """
     if not is_postgres(conn):
         return
     sql = resources.files("syncd").joinpath("sql/postgresql/submit_functions.sql").read_text()
-    run_script(conn, sql)
+    run_script(conn, _SqlTemplate(sql).substitute(schema=_hub_schema(conn)))
+    restrict_public(conn)
+
+
+class _SqlTemplate(Template):
+    """`${name}` placeholders only, so PostgreSQL's `$$` quoting passes through untouched."""
+
+    # Template compiles this string in __init_subclass__; typeshed only knows the result.
+    pattern = _PLACEHOLDER  # type: ignore[assignment]
+
+
+def _hub_schema(conn: Connection) -> str:
+    """The hub's schema (current at init, normally public) as a quoted identifier."""
+    schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    return str(conn.dialect.identifier_preparer.quote_schema(str(schema)))
+
+
+def _hub_database(conn: Connection) -> str:
+    name = conn.execute(sa.text("SELECT current_database()")).scalar_one()
+    return str(conn.dialect.identifier_preparer.quote(str(name)))
+
+
+def restrict_public(conn: Connection) -> None:
+    """Take TEMP on the hub database and CREATE on the hub schema from PUBLIC (PostgreSQL).
+
+    Every role is a member of PUBLIC, which holds TEMP on a new database, so revoking TEMP from
+    a node role alone leaves it. The database's and the schema's owners keep their own rights
+    (the hub's role needs TEMP: apply stages rows in temporary tables). Only an owner (or a
+    superuser) can revoke; otherwise the grants stay and a warning names the statements.
+    """
+    db, schema = _hub_database(conn), _hub_schema(conn)
+    found = conn.execute(
+        sa.text(
+            "SELECT pg_catalog.has_database_privilege('public', d.oid, 'TEMPORARY'), "
+            "pg_catalog.pg_has_role(current_user, d.datdba, 'USAGE'), "
+            "pg_catalog.has_schema_privilege('public', s.oid, 'CREATE'), "
+            "pg_catalog.pg_has_role(current_user, s.nspowner, 'USAGE') "
+            "FROM pg_catalog.pg_database d, pg_catalog.pg_namespace s "
+            "WHERE d.datname = pg_catalog.current_database() "
+            "AND s.nspname = pg_catalog.current_schema()"
+        )
+    ).one()
+    kept = []
+    for held, may, stmt in (
+        (found[0], found[1], f"REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC"),
+        (found[2], found[3], f"REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC"),
+    ):
+        if held and may:
+            conn.exec_driver_sql(stmt)
+        elif held:
+            kept.append(stmt)
+    if kept:
+        log.warning("hub_public_privileges_kept", run_as_owner="; ".join(kept))
 
 
 class HubInbox:
@@ -338,20 +400,50 @@ def rotate_credentials(engine: Engine, hub_url: str, node_id: str) -> NodeCreden
 
 
 def _create_role(conn: Connection, role: str, password: str) -> None:
+    """A login role that may only EXECUTE the two submission functions (guarantee 3).
+
+    No attribute that reaches past them (superuser, createrole, …), NOINHERIT, no TEMP on the
+    database and no CREATE anywhere: a node cannot create a temporary table, function or
+    operator for the SECURITY DEFINER code to find. A role left from an earlier registration
+    is reused only if it holds no such attribute and belongs to no other role.
+    """
     prep = conn.dialect.identifier_preparer
     q_role = prep.quote(role)
-    q_db = prep.quote(str(conn.execute(sa.text("SELECT current_database()")).scalar_one()))
-    exists = conn.execute(
-        sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
-    ).scalar()
-    verb = "ALTER" if exists else "CREATE"
-    conn.exec_driver_sql(f"{verb} ROLE {q_role} LOGIN PASSWORD {_password_literal(conn, password)}")
+    q_db, q_schema = _hub_database(conn), _hub_schema(conn)
+    existing = conn.execute(
+        sa.text(
+            "SELECT r.rolsuper OR r.rolreplication OR r.rolbypassrls OR EXISTS "
+            "(SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid) "
+            "FROM pg_catalog.pg_roles r WHERE r.rolname = :r"
+        ),
+        {"r": role},
+    ).first()
+    pw = _password_literal(conn, password)
+    if existing is None:
+        conn.exec_driver_sql(
+            f"CREATE ROLE {q_role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+            f"NOBYPASSRLS NOINHERIT PASSWORD {pw}"
+        )
+    elif existing[0]:
+        raise UsageError(
+            f"role {role} already exists with more rights than a node may have (superuser, "
+            "replication, bypassrls or membership of another role): drop it, then add the node"
+        )
+    else:
+        conn.exec_driver_sql(
+            f"ALTER ROLE {q_role} LOGIN NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {pw}"
+        )
+    restrict_public(conn)
+    conn.exec_driver_sql(f"REVOKE CREATE, TEMPORARY ON DATABASE {q_db} FROM {q_role}")
+    conn.exec_driver_sql(f"REVOKE CREATE ON SCHEMA {q_schema} FROM {q_role}")
     conn.exec_driver_sql(f"GRANT CONNECT ON DATABASE {q_db} TO {q_role}")
-    conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {q_role}")
-    conn.exec_driver_sql(f"GRANT EXECUTE ON FUNCTION syncd_node_watermark(text) TO {q_role}")
+    conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {q_schema} TO {q_role}")
     conn.exec_driver_sql(
-        "GRANT EXECUTE ON FUNCTION syncd_submit_batch(text, bigint, bigint, text, jsonb) "
-        f"TO {q_role}"
+        f"GRANT EXECUTE ON FUNCTION {q_schema}.syncd_node_watermark(text) TO {q_role}"
+    )
+    conn.exec_driver_sql(
+        f"GRANT EXECUTE ON FUNCTION {q_schema}.syncd_submit_batch"
+        f"(text, bigint, bigint, text, jsonb) TO {q_role}"
     )
 
 
