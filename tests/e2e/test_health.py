@@ -61,7 +61,8 @@ def test_an_unreachable_hub_shows_in_status_metrics_and_readyz(tmp_path: Path) -
     assert st.returncode == 1, st.stdout + st.stderr
     doc = json.loads(st.stdout)
     assert doc["healthy"] is False
-    assert doc["last_error"] and doc["last_error_kind"] == "TransientError"
+    assert doc["last_error"]
+    assert doc["last_error_kind"] == "TransientError"
     assert doc["backlog_rows"] > 0
     assert "secret-pw" not in st.stdout + st.stderr
 
