@@ -110,12 +110,14 @@ def restrict_public(conn: Connection) -> None:
 class HubInbox:
     """A city's connection to its hub: submit batches, read the acknowledged position."""
 
-    def __init__(self, url: str, node_id: str) -> None:
+    def __init__(self, url: str, node_id: str, **engine_options: Any) -> None:
         self.node_id = node_id
+        # Two connections at most: the push cycle and the trim job each hold one at a time,
+        # and a lone connection made one wait for the other until the pool timed out.
         self.engine = (
-            create_engine(url, pool_size=1, max_overflow=0)
+            create_engine(url, pool_size=2, max_overflow=0, **engine_options)
             if url.startswith("postgresql")
-            else create_engine(url)
+            else create_engine(url, **engine_options)
         )
 
     def close(self) -> None:

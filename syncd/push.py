@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from syncd.batch import Batch, Captured, Change, coalesce, make_batch, to_change
 from syncd.db import is_postgres, translated, utcnow
 from syncd.errors import BatchRefused, DatabaseError
+from syncd.health import ERROR_KEY, put_state
 from syncd.inbox import ACCEPTED, DUPLICATE, HubInbox
 from syncd.logs import get_logger
 from syncd.policy import Policy
@@ -30,7 +31,7 @@ from syncd.transport import decode_image
 log = get_logger("syncd.push")
 
 STATE_ACKED = "acked"
-STATE_ERROR = "last_error"
+STATE_ERROR = ERROR_KEY
 STATE_PUSH = "last_push"
 
 
@@ -183,9 +184,7 @@ class Pusher:
             started = time.monotonic()
             outcome = self.hub.submit(batch)
             if outcome.status not in (ACCEPTED, DUPLICATE):
-                self.record_error(
-                    f"batch {batch.first_seq}..{batch.last_seq} refused: {outcome.reason}"
-                )
+                # Recorded by the daemon as the cycle's failure (syncd.health), like any other.
                 raise BatchRefused(
                     f"hub refused batch ({self.node_id}, {batch.last_seq}): {outcome.reason}"
                 )
@@ -221,13 +220,7 @@ class Pusher:
                 STATE_PUSH,
                 {"at": now.isoformat(), "batches": result.batches, "rows": result.rows},
             )
-            if result.batches:
-                set_state(conn, STATE_ERROR, None)
         self._recorded_acked = result.acked_seq
-
-    def record_error(self, message: str) -> None:
-        with translated("recording push state"), self.city.begin() as conn:
-            set_state(conn, STATE_ERROR, {"message": message, "at": utcnow().isoformat()})
 
     def trim(self) -> int:
         """Delete acknowledged changelog rows older than the retention; never anything else."""
@@ -251,12 +244,7 @@ def _db_now_minus(conn: Connection, seconds: float) -> Any:
 
 
 def set_state(conn: Connection, key: str, value: Any) -> None:
-    now = utcnow()
-    updated = conn.execute(
-        city_state.update().where(city_state.c.key == key).values(value=value, updated_at=now)
-    ).rowcount
-    if not updated:
-        conn.execute(city_state.insert().values(key=key, value=value, updated_at=now))
+    put_state(conn, city_state, key, value)
 
 
 def get_state(conn: Connection) -> dict[str, Any]:
