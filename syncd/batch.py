@@ -127,10 +127,18 @@ def coalesce(changes: Iterable[Change]) -> list[Change]:
     Within one batch a row's last change carries its final state: an upsert after a delete
     re-creates it, a delete after upserts removes it; intermediate versions need not travel.
     """
-    last: dict[tuple[str, tuple[Any, ...]], Change] = {}
+    last: dict[tuple[str, Any], Change] = {}
     for ch in changes:
         # Keys are built in primary-key order (to_change), so their items identify the row.
-        last[(ch.table, tuple(ch.key.items()))] = ch
+        row: tuple[str, Any] = (ch.table, tuple(ch.key.items()))
+        try:
+            hash(row)
+        except TypeError:
+            # A key value that is no scalar (a stand-in for a value the city cannot send):
+            # its canonical text identifies it. The hub quarantines the row; it must not
+            # stop the push.
+            row = (ch.table, canonical(ch.key))
+        last[row] = ch
     return sorted(last.values(), key=lambda c: c.seq)
 
 

@@ -298,3 +298,27 @@ def test_a_snapshot_of_unsendable_values_is_quarantined_and_the_rest_applies(
         assert_fix_supersedes(pair, hub)
     finally:
         hub.dispose()
+
+
+def test_a_bad_value_in_the_primary_key_does_not_wedge_the_push(pair: Pair) -> None:
+    with pair.pusher.city.begin() as conn:
+        insert(conn, "K1")
+        conn.exec_driver_sql(
+            "INSERT INTO customers (customer_id, customer_type, name, id_type, id_number,"
+            " status, created_at, updated_at) VALUES"
+            f" ({BAD_UTF8}, 'individual', '李四', 'ric', '11010519491231002X', 'active',"
+            f" '{TS}', '{TS}')"
+        )
+        insert(conn, "K3")
+    pair.pusher.push_once()
+    pair.pusher.push_once()  # again: nothing is stuck
+    hub = create_engine(pair.hub_url)
+    try:
+        apply_pending(hub, load_policy(POLICY))
+        assert applied(hub) == {"K1", "K3"}
+        (entry,) = open_entries(hub)
+        assert "customer_id" in entry["reason"]
+        assert SECRET not in entry["reason"]
+        assert unsendable_kind(entry["row_key"]["customer_id"]) is Unsendable.INVALID_UTF8
+    finally:
+        hub.dispose()
