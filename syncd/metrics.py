@@ -36,14 +36,14 @@ class Metrics:
         )
         self.node_batches = Counter(
             "syncd_node_batches_total",
-            "Hub: batches of each node by outcome (applied, refused, failed)",
-            ["node", "outcome"],
+            "Hub: batches of each city node (origin) by outcome (applied, failed)",
+            ["origin", "outcome"],
             registry=r,
         )
         self.node_rows = Counter(
             "syncd_node_rows_total",
-            "Hub: rows of each node by outcome (applied, stale, quarantined, refused)",
-            ["node", "outcome"],
+            "Hub: rows of each city node (origin) by outcome (applied, stale, quarantined, refused)",
+            ["origin", "outcome"],
             registry=r,
         )
         self.retries = Counter(
@@ -126,6 +126,36 @@ def _reply(start_response: Any, status: str, doc: dict[str, Any]) -> list[bytes]
     return [body]
 
 
+# The gauges `StatusCollector` reads at each scrape: name → help text.
+NODE_GAUGES = {
+    "syncd_database_up": "1 if the node's database answered the scrape",
+    "syncd_healthy": "1 if `syncd status` finds no failure",
+}
+CITY_GAUGES = {
+    "syncd_backlog_rows": "Changelog rows not yet acknowledged",
+    "syncd_lag_seconds": "Age of the oldest unsent change",
+}
+HUB_GAUGES = {
+    "syncd_conflicts_open": "Open manual conflicts",
+    "syncd_quarantined_rows": "Open quarantined rows",
+}
+# Hub, one series per city node, labelled `origin` (as the hub's origin_node column): the
+# scrape target's own labels already use `node` for the hub itself.
+PER_NODE_GAUGES = {
+    "syncd_node_pending_batches": "Batches received and not yet applied",
+    "syncd_node_lag_seconds": "Age of the node's oldest pending batch",
+    "syncd_node_quarantined_rows": "Open quarantined rows of the node",
+    "syncd_node_failing": "1 while the node's batches fail to apply",
+    "syncd_node_failures": "Failed apply attempts in a row",
+    "syncd_node_silent": "1 if the node has not been heard from in time",
+}
+STATUS_GAUGES = {**NODE_GAUGES, **CITY_GAUGES, **HUB_GAUGES, **PER_NODE_GAUGES}
+
+
+def _gauge(name: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, STATUS_GAUGES[name], value)
+
+
 class StatusCollector(Collector):
     """Gauges from the node's status, read from its database at each scrape."""
 
@@ -140,44 +170,32 @@ class StatusCollector(Collector):
         try:
             status = self._read()
         except Exception:  # the database is unreachable: say so, and nothing stale
-            yield GaugeMetricFamily("syncd_database_up", "1 if the node's database answered", 0)
+            yield _gauge("syncd_database_up", 0)
             return
-        yield GaugeMetricFamily("syncd_database_up", "1 if the node's database answered", 1)
-        yield GaugeMetricFamily(
-            "syncd_healthy", "1 if `syncd status` finds no failure", 1 if status.healthy else 0
-        )
+        yield _gauge("syncd_database_up", 1)
+        yield _gauge("syncd_healthy", 1 if status.healthy else 0)
         if isinstance(status, CityStatus):
-            yield from _city_gauges(status)
+            yield _gauge("syncd_backlog_rows", status.backlog_rows)
+            yield _gauge("syncd_lag_seconds", status.lag_seconds or 0.0)
         else:
-            yield from _hub_gauges(status)
+            yield _gauge("syncd_conflicts_open", status.open_conflicts)
+            yield _gauge("syncd_quarantined_rows", status.quarantined)
+            yield from _per_node(status)
 
 
-def _city_gauges(st: CityStatus) -> Iterator[GaugeMetricFamily]:
-    yield GaugeMetricFamily(
-        "syncd_backlog_rows", "Changelog rows not yet acknowledged", st.backlog_rows
-    )
-    yield GaugeMetricFamily(
-        "syncd_lag_seconds", "Age of the oldest unsent change", st.lag_seconds or 0.0
-    )
-
-
-def _hub_gauges(st: HubStatus) -> Iterator[GaugeMetricFamily]:
-    yield GaugeMetricFamily("syncd_conflicts_open", "Open manual conflicts", st.open_conflicts)
-    yield GaugeMetricFamily("syncd_quarantined_rows", "Open quarantined rows", st.quarantined)
-    families = {
-        "pending": ("syncd_node_pending_batches", "Batches received and not yet applied"),
-        "lag": ("syncd_node_lag_seconds", "Age of the node's oldest pending batch"),
-        "quarantined": ("syncd_node_quarantined_rows", "Open quarantined rows of the node"),
-        "failing": ("syncd_node_failing", "1 while the node's batches fail to apply"),
-        "failures": ("syncd_node_failures", "Failed apply attempts in a row"),
-        "silent": ("syncd_node_silent", "1 if the node has not been heard from in time"),
+def _per_node(st: HubStatus) -> Iterator[GaugeMetricFamily]:
+    made = {
+        name: GaugeMetricFamily(name, doc, labels=["origin"])
+        for name, doc in PER_NODE_GAUGES.items()
     }
-    made = {k: GaugeMetricFamily(n, d, labels=["node"]) for k, (n, d) in families.items()}
     for n in st.nodes:
-        made["pending"].add_metric([n.node_id], n.pending_batches)
-        made["lag"].add_metric([n.node_id], n.lag_seconds or 0.0)
-        made["quarantined"].add_metric([n.node_id], n.quarantined)
-        made["failing"].add_metric([n.node_id], 1 if n.failing else 0)
-        made["failures"].add_metric([n.node_id], n.failures)
-        made["silent"].add_metric([n.node_id], 1 if n.silent else 0)
+        for name, value in (
+            ("syncd_node_pending_batches", n.pending_batches),
+            ("syncd_node_lag_seconds", n.lag_seconds or 0.0),
+            ("syncd_node_quarantined_rows", n.quarantined),
+            ("syncd_node_failing", 1 if n.failing else 0),
+            ("syncd_node_failures", n.failures),
+            ("syncd_node_silent", 1 if n.silent else 0),
+        ):
+            made[name].add_metric([n.node_id], value)
     yield from made.values()

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from syncd.metrics import Metrics
+from syncd.metrics import STATUS_GAUGES, Metrics
 from syncd.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ HARDENING = {
 
 def exported_names() -> set[str]:
     """Every sample name the syncd registry can expose, whatever its labels."""
-    names: set[str] = set()
+    names: set[str] = set(STATUS_GAUGES)  # read from the database at each scrape
     for family in Metrics().registry.collect():
         names.update(family.name + suffix for suffix in SUFFIXES[family.type])
     return names
@@ -454,3 +454,25 @@ def test_trial_init_scripts_register_cities_and_hand_over_credentials(tmp_path: 
     lost = _run("hub-init.sh", hub_env)
     assert lost.returncode == 1
     assert "city-3302 is registered at the hub" in lost.stderr
+
+
+def test_promtool_passes_the_alert_rules_and_their_unit_tests() -> None:
+    """`promtool check rules` and `promtool test rules`: the rules parse and fire as written.
+
+    .ci/run installs promtool (Debian's prometheus package); CI fails without it. A developer
+    machine without it skips, with the reason in pytest's summary.
+    """
+    import os
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is not installed: .ci/run installs Debian's prometheus")
+        pytest.skip("promtool not installed (apt-get install prometheus); CI runs this")
+    for args in (["check", "rules", str(ALERTS)], ["test", "rules", str(ALERT_TESTS)]):
+        done = subprocess.run(
+            [promtool, *args], capture_output=True, text=True, check=False, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr

@@ -150,9 +150,9 @@ def test_a_failing_node_waits_while_the_others_apply(hub: Engine) -> None:
     metrics = Metrics()
     metrics.watch(lambda: hub_status(hub_settings(str(hub.url)), hub))
     text = generate_latest(metrics.registry).decode()
-    assert 'syncd_node_failing{node="hz"} 1.0' in text
-    assert 'syncd_node_failing{node="nb"} 0.0' in text
-    assert 'syncd_node_pending_batches{node="hz"} 2.0' in text
+    assert 'syncd_node_failing{origin="hz"} 1.0' in text
+    assert 'syncd_node_failing{origin="nb"} 0.0' in text
+    assert 'syncd_node_pending_batches{origin="hz"} 2.0' in text
     assert "syncd_healthy 0.0" in text
 
     # Within its backoff the node is left alone: nothing is tried, nothing counted again.
