@@ -42,7 +42,7 @@ class Metrics:
         )
         self.node_rows = Counter(
             "syncd_node_rows_total",
-            "Hub: rows of each city node (origin) by outcome (applied, stale, quarantined, refused)",
+            "Hub: rows of each city node (origin) by outcome (applied, stale, quarantined, ...)",
             ["origin", "outcome"],
             registry=r,
         )
