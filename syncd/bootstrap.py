@@ -32,7 +32,7 @@ def init_node(settings: Settings, policy: Policy | None = None) -> InitReport:
     existing triggers. Everything happens in one transaction, so a failed init changes nothing.
     """
     policy = policy or load_policy(settings.policy.path)
-    engine = create_engine(settings.database.url)
+    engine = create_engine(settings.database.url, **settings.engine_options)
     try:
         if settings.is_city:
             return _init_city(settings, policy, engine)
@@ -76,7 +76,7 @@ def _init_hub(settings: Settings, policy: Policy, engine: Engine) -> InitReport:
 def check_node(settings: Settings) -> list[crm.SchemaProblem]:
     """`schema check`: every problem between the policy and the live database."""
     policy = load_policy(settings.policy.path)
-    engine = create_engine(settings.database.url)
+    engine = create_engine(settings.database.url, **settings.engine_options)
     try:
         with translated("schema check"), engine.connect() as conn:
             if settings.is_city:

@@ -17,9 +17,6 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from string import Template
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -28,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from syncd.batch import UNSENDABLE, Unsendable
 from syncd.bulk import chunks
-from syncd.db import translate, translated
+from syncd.db import sql_template, translate, translated
 from syncd.errors import DatabaseError, SchemaMismatch
 from syncd.policy import ColumnType, Policy, Table
 from syncd.schema_city import changelog
@@ -49,8 +46,6 @@ FUNCTION = "syncd_capture"
 FUNCTION_SUFFIX = "_fn"
 _MAX_IDENT = 63
 _LOCK_NOT_AVAILABLE = "55P03"
-# Only ${name} is a placeholder; the other groups Template requires never match.
-_PLACEHOLDER = r"\$\{(?P<braced>[a-z_]+)\}|(?P<escaped>(?!))|(?P<named>(?!))|(?P<invalid>(?!))"
 
 
 @dataclass(frozen=True)
@@ -84,23 +79,6 @@ class _Trigger:
     ddl: str
     signature: str
     function: _Function | None = None
-
-
-class _SqlTemplate(Template):
-    """`${name}` placeholders only, so PostgreSQL's `$tag$` quoting passes through untouched."""
-
-    # Template compiles this string in __init_subclass__; typeshed only knows the result.
-    pattern = _PLACEHOLDER  # type: ignore[assignment]
-
-
-@cache
-def _template(dialect: str, name: str) -> _SqlTemplate:
-    text = resources.files("syncd").joinpath("sql", dialect, name).read_text(encoding="utf-8")
-    # The leading comment documents the file; the catalog should hold only the statement.
-    lines = text.strip().splitlines()
-    while lines and lines[0].startswith("--"):
-        lines.pop(0)
-    return _SqlTemplate("\n".join(lines))
 
 
 def trigger_name(table: str, suffix: str = "") -> str:
@@ -174,7 +152,7 @@ class _Postgres:
 
     def _function_ddl(self, conn: Connection, table: Table) -> str:
         public = table.public_columns
-        return _template("postgresql", "capture_function.sql").substitute(
+        return sql_template("postgresql", "capture_function.sql").substitute(
             function=conn.dialect.identifier_preparer.quote(function_name(table.name)),
             changelog=self._changelog(conn),
             table=_literal(conn, table.name),
@@ -240,7 +218,7 @@ class _Postgres:
             ]
         key = _quoted_key(conn, table)
         key_name = trigger_name(table.name, KEY_SUFFIX)
-        key_ddl = _template("postgresql", "capture_key_trigger.sql").substitute(
+        key_ddl = sql_template("postgresql", "capture_key_trigger.sql").substitute(
             trigger=prep.quote(key_name),
             table=prep.quote(table.name),
             key_columns=", ".join(key),
@@ -249,7 +227,7 @@ class _Postgres:
             function=prep.quote(function.name),
         )
         notify_name = trigger_name(table.name, NOTIFY_SUFFIX)
-        notify_ddl = _template("postgresql", "capture_notify_trigger.sql").substitute(
+        notify_ddl = sql_template("postgresql", "capture_notify_trigger.sql").substitute(
             trigger=prep.quote(notify_name),
             table=prep.quote(table.name),
             function=prep.quote(function.name),
@@ -276,7 +254,7 @@ class _Postgres:
     ) -> _Trigger:
         prep = conn.dialect.identifier_preparer
         name = trigger_name(table.name, suffix)
-        ddl = _template("postgresql", "capture_trigger.sql").substitute(
+        ddl = sql_template("postgresql", "capture_trigger.sql").substitute(
             trigger=prep.quote(name),
             events=events,
             table=prep.quote(table.name),
@@ -395,7 +373,7 @@ class _Sqlite:
             )
             old_filter = f"CASE WHEN {changed} THEN {obj} END"
         name = trigger_name(table.name, suffix)
-        ddl = _template("sqlite", "capture_trigger.sql").substitute(
+        ddl = sql_template("sqlite", "capture_trigger.sql").substitute(
             trigger=prep.quote(name),
             event=event,
             table=prep.quote(table.name),

@@ -9,6 +9,9 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
+from importlib import resources
+from string import Template
 from typing import Any
 
 import sqlalchemy as sa
@@ -238,6 +241,31 @@ def translated(what: str) -> Iterator[None]:
         yield
     except (DBAPIError, sa.exc.SQLAlchemyError, OSError) as exc:
         raise translate(exc, what) from exc
+
+
+# Only ${name} is a placeholder; the other groups Template requires never match.
+_PLACEHOLDER = r"\$\{(?P<braced>[a-z_]+)\}|(?P<escaped>(?!))|(?P<named>(?!))|(?P<invalid>(?!))"
+
+
+class SqlTemplate(Template):
+    """`${name}` placeholders only, so PostgreSQL's `$tag$` quoting passes through untouched."""
+
+    # Template compiles this string in __init_subclass__; typeshed only knows the result.
+    pattern = _PLACEHOLDER  # type: ignore[assignment]
+
+
+@cache
+def sql_template(dialect: str, name: str) -> SqlTemplate:
+    """A SQL file shipped in `syncd/sql/<dialect>/`, its leading comment block cut.
+
+    The comment documents the file; a catalog that keeps a trigger's or function's text (and
+    a fingerprint of it) should hold only the statement.
+    """
+    text = resources.files("syncd").joinpath("sql", dialect, name).read_text(encoding="utf-8")
+    lines = text.strip().splitlines()
+    while lines and lines[0].startswith("--"):
+        lines.pop(0)
+    return SqlTemplate("\n".join(lines))
 
 
 def run_script(conn: Connection, script: str) -> None:

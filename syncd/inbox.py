@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from importlib import resources
-from string import Template
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from syncd import schema_hub as h
 from syncd.batch import Batch
 from syncd.canonical import canonical
-from syncd.db import create_engine, is_postgres, run_script, translated, utcnow
+from syncd.db import create_engine, is_postgres, run_script, sql_template, translated, utcnow
 from syncd.errors import BatchRefused, UsageError
 from syncd.logs import get_logger
 from syncd.redact import redact_url
@@ -33,8 +31,6 @@ REFUSED = "refused"
 NOTIFY_CHANNEL = "syncd_inbox"
 
 log = get_logger("syncd.inbox")
-# Only ${name} is a placeholder; the other groups Template requires never match.
-_PLACEHOLDER = r"\$\{(?P<braced>[a-z_]+)\}|(?P<escaped>(?!))|(?P<named>(?!))|(?P<invalid>(?!))"
 
 
 @dataclass(frozen=True)
@@ -51,16 +47,9 @@ def install_functions(conn: Connection) -> None:
     """
     if not is_postgres(conn):
         return
-    sql = resources.files("syncd").joinpath("sql/postgresql/submit_functions.sql").read_text()
-    run_script(conn, _SqlTemplate(sql).substitute(schema=_hub_schema(conn)))
+    sql = sql_template("postgresql", "submit_functions.sql")
+    run_script(conn, sql.substitute(schema=_hub_schema(conn)))
     restrict_public(conn)
-
-
-class _SqlTemplate(Template):
-    """`${name}` placeholders only, so PostgreSQL's `$$` quoting passes through untouched."""
-
-    # Template compiles this string in __init_subclass__; typeshed only knows the result.
-    pattern = _PLACEHOLDER  # type: ignore[assignment]
 
 
 def _hub_schema(conn: Connection) -> str:

@@ -131,7 +131,7 @@ def snapshot(
     ):
         public = ", ".join(t.name for t in policy.public_tables)
         raise UsageError(f"--table {table_name!r} is not a public table (public: {public})")
-    engine = create_engine(settings.database.url)
+    engine = create_engine(settings.database.url, **settings.engine_options)
     try:
         return _run(engine, policy, table_name, chunk_rows, progress)
     finally:
@@ -195,7 +195,7 @@ def _run(
 
 def reset(settings: Settings) -> None:
     """Forget snapshot progress, so the next `snapshot` loads every table again."""
-    engine = create_engine(settings.database.url)
+    engine = create_engine(settings.database.url, **settings.engine_options)
     try:
         with translated("snapshot reset"), engine.begin() as conn:
             for name in get_state(conn):
