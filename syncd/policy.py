@@ -107,8 +107,13 @@ class Condition(_Model):
 
 
 class CheckKind(StrEnum):
+    """A check of an identity number; each also gives the number's canonical form."""
+
     CN_RIC = "cn_ric"
     CN_USCC = "cn_uscc"
+    CN_HMT_PERMIT = "cn_hmt_permit"
+    CN_FOREIGN_PERMANENT = "cn_foreign_permanent"
+    PASSPORT = "passport"
 
 
 class FieldCheck(_Model):

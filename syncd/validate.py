@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,9 +33,6 @@ from syncd.policy import Column, ColumnType, Policy, Table
 from syncd.rowfilter import evaluate_condition, passes
 
 _INPUT_PREVIEW = 40
-# One customer's number comes back from every city and with every edit: remember recent
-# answers (checks.py remembers stdnum's region lookups across numbers as well).
-_check = functools.lru_cache(maxsize=1 << 16)(check_value)
 _NAME_MAX = 63
 
 
@@ -166,15 +162,18 @@ def _reason(exc: ValidationError) -> str:
     return "; ".join(dict.fromkeys(_describe(e) for e in exc.errors(include_url=False)))
 
 
-def _check_fields(table: Table, values: Mapping[str, Any]) -> str | None:
+def _check_fields(table: Table, values: dict[str, Any]) -> str | None:
+    """Run the policy's checks; a passing value is replaced by its canonical form, so the
+    identity the hub stores and merges on is the normalised one."""
     problems: list[str] = []
     for check in table.checks:
         if check.when is not None and evaluate_condition(check.when, values) is not True:
             continue
-        value = values.get(check.column)
-        problem = (_check if isinstance(value, str) else check_value)(check.check, value)
+        canonical, problem = check_value(check.check, values.get(check.column))
         if problem is not None:
             problems.append(f"{check.column}: {problem}")
+        elif canonical is not None:
+            values[check.column] = canonical
     return "; ".join(problems) or None
 
 
@@ -233,7 +232,7 @@ def validate_value(table: Table, column: str, text: str) -> tuple[Any, str | Non
     for check in table.checks:
         # A conditional check needs the rest of the row, which a lone value does not have.
         if check.column == column and check.when is None:
-            problem = check_value(check.check, value)
+            value, problem = check_value(check.check, value)
             if problem is not None:
                 return None, f"{column}: {problem}"
     return value, None
