@@ -3,7 +3,13 @@
 Pure: one pydantic model per public table, built once from the policy and cached, so a row is
 validated by pydantic-core alone. The city is not trusted: `classify` re-checks sovereignty
 (table, columns, row filter) before any value is looked at, then every value is checked again,
-and a failing row gets one reason that names its column(s) for the quarantine.
+and a failing row gets one reason that names its column(s) and the rule for the quarantine —
+never the value: reasons go into the append-only audit log, which keeps them forever.
+
+`classify` never raises: whatever is wrong with one row, that row gets a verdict and the rest
+of its batch applies. Bounds of the column types (int64, numeric precision, string length, the
+dates both PostgreSQL and SQLite store, no NUL or lone surrogate in text) are checked here, so
+the database never refuses a valid row.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -27,35 +34,80 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from syncd.batch import DELETE, UPSERT
+from syncd.batch import DELETE, UPSERT, Unsendable, unsendable_kind
 from syncd.checks import check_value
-from syncd.policy import Column, ColumnType, Policy, Table
+from syncd.policy import IDENT_RE, Column, ColumnType, Policy, Table
 from syncd.rowfilter import evaluate_condition, passes
 
-_INPUT_PREVIEW = 40
 _NAME_MAX = 63
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# PostgreSQL text cannot hold NUL. A lone surrogate cannot be encoded to UTF-8 either; any
+# pattern makes pydantic-core read the string as UTF-8, which refuses it (`string_unicode`).
+# Both checks run in Rust: this is the hot path.
+_STORABLE_TEXT = StringConstraints(pattern=r"^[^\x00]*$")
+_UNSENDABLE_WORDS = {
+    Unsendable.BLOB: "binary data",
+    Unsendable.INVALID_UTF8: "text that is not UTF-8",
+    Unsendable.NUL: "a NUL character",
+}
+# Reasons by pydantic error type, for the errors whose own message shows the input.
+_MESSAGES = {
+    "string_pattern_mismatch": "holds a NUL character, which the database cannot store",
+    "string_unicode": "holds text that is not valid Unicode (a lone surrogate)",
+}
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:
     # The hub stores naive UTC: an offset given by a city is honoured, then dropped.
     if value.tzinfo is not None:
-        return value.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            return value.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:
+            # 0001-01-01T00:00+08:00 is in year 0 in UTC, which no database stores.
+            raise ValueError("in UTC, outside the years 1 to 9999") from None
+    return value
+
+
+def _int_input(value: Any) -> Any:
+    """A JSON number (a Decimal here) as an int, cheaply, before pydantic converts it.
+
+    pydantic-core turns 1e999999999 into a billion-digit integer and 1e-999999999 into a
+    fraction with such a denominator: either stalls the hub for one row.
+    """
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        if value and value.adjusted() > 18:
+            raise ValueError("outside the 64-bit integer range")
+        whole = value.to_integral_value()
+        if whole != value:
+            raise ValueError("not a whole number")
+        return int(whole)
     return value
 
 
 def _decimal_checker(precision: int, scale: int) -> AfterValidator:
-    """Exact fit into NUMERIC(precision, scale), then quantized so both dialects store one text."""
+    """Exact fit into NUMERIC(precision, scale), then quantized so both dialects store one text.
+
+    In a context of the column's precision that traps rounding: the default context rounds to
+    28 digits (a NUMERIC(38) value would fail or lose digits), and any decimal exception is a
+    reason here, never an error of the batch.
+    """
     quantum = decimal.Decimal(1).scaleb(-scale)
     int_digits = precision - scale
+    context = decimal.Context(
+        prec=precision, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow]
+    )
 
     def check(value: decimal.Decimal) -> decimal.Decimal:
-        exponent = value.normalize().as_tuple().exponent
-        places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-        if places > scale:
-            raise ValueError(f"more than {scale} decimal places")
-        if value != 0 and value.adjusted() >= int_digits:
+        if not value.is_finite():
+            raise ValueError("must be a finite number")
+        if value and value.adjusted() >= int_digits:
             raise ValueError(f"more than {int_digits} digits before the decimal point")
-        return value.quantize(quantum)
+        try:
+            return value.quantize(quantum, context=context)
+        except decimal.Inexact:
+            raise ValueError(f"more than {scale} decimal places") from None
+        except decimal.DecimalException:
+            raise ValueError(f"does not fit NUMERIC({precision}, {scale})") from None
 
     return AfterValidator(check)
 
@@ -78,10 +130,13 @@ def column_type(col: Column) -> Any:
         if col.choices is not None:
             return cast(Any, Literal)[col.choices]
         if t is ColumnType.STRING:
-            return Annotated[str, StringConstraints(max_length=col.length or 255)]
-        return str
+            return Annotated[str, StringConstraints(max_length=col.length or 255), _STORABLE_TEXT]
+        return Annotated[str, _STORABLE_TEXT]
     if t is ColumnType.INTEGER:
-        return Annotated[int, Field(**limits)]
+        # BIGINT's range, narrowed by the policy's own bounds.
+        limits["ge"] = max(limits.get("ge", _INT64_MIN), _INT64_MIN)
+        limits["le"] = min(limits.get("le", _INT64_MAX), _INT64_MAX)
+        return Annotated[int, BeforeValidator(_int_input), Field(**limits)]
     if t is ColumnType.DECIMAL:
         return Annotated[
             decimal.Decimal,
@@ -94,7 +149,7 @@ def column_type(col: Column) -> Any:
         return dt.date
     if t is ColumnType.TIMESTAMP:
         return Annotated[dt.datetime, AfterValidator(_naive_utc)]
-    return list[str]
+    return list[Annotated[str, _STORABLE_TEXT]]
 
 
 def _model(table: Table, columns: tuple[str, ...], required: frozenset[str]) -> type[BaseModel]:
@@ -142,20 +197,20 @@ def _validators(table: Table) -> _Validators:
     return made
 
 
-def _preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _INPUT_PREVIEW else text[: _INPUT_PREVIEW - 1] + "…"
-
-
 def _describe(err: ErrorDetails) -> str:
+    """One error as `column: rule`. Never the input: pydantic's messages name the rule alone,
+    except the pattern's (the pattern is ours, but its message is replaced all the same)."""
     column = ".".join(str(p) for p in err["loc"]) or "(row)"
     kind = err["type"]
+    stand_in = unsendable_kind(err.get("input"))
+    if stand_in is not None:
+        return f"{column}: the city could not send this value ({_UNSENDABLE_WORDS[stand_in]})"
     if kind == "missing" or (err.get("input") is None and kind != "extra_forbidden"):
         return f"{column}: must not be null"
     if kind == "extra_forbidden":
         return f"{column}: not a column of this table"
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{column}: {msg[:1].lower()}{msg[1:]} (got {_preview(err.get('input'))})"
+    msg = _MESSAGES.get(kind) or err["msg"].removeprefix("Value error, ")
+    return f"{column}: {msg[:1].lower()}{msg[1:]}"
 
 
 def _reason(exc: ValidationError) -> str:
@@ -225,7 +280,7 @@ def validate_value(table: Table, column: str, text: str) -> tuple[Any, str | Non
         try:
             raw = json.loads(text)
         except ValueError:
-            return None, f"{column}: expected a JSON array of strings (got {_preview(text)})"
+            return None, f"{column}: expected a JSON array of strings"
     value, problem = decode_value(table, column, raw)
     if problem is not None:
         return None, problem
@@ -311,10 +366,16 @@ class Verdict:
         return tuple(self.key[c] for c in self.table.primary_key)
 
 
+def _city_name(name: str) -> str:
+    """A table or column name sent by the city, fit for a reason: a declared-looking name as
+    it is, anything else cut short and quoted by repr, which escapes NUL and lone surrogates
+    (a name can smuggle neither a value nor an unstorable character into the log)."""
+    return name if IDENT_RE.match(name) else repr(name[:_NAME_MAX])
+
+
 def _column_refusal(table: Table, names: Iterable[str], what: str) -> str | None:
     excluded = sorted(n for n in names if n in table.exclude)
-    # Names come from the city: cut them short, so a name cannot smuggle a value into the log.
-    undeclared = sorted(n[:_NAME_MAX] for n in names if n not in table.columns)
+    undeclared = sorted(_city_name(n) for n in names if n not in table.columns)
     parts = []
     if excluded:
         parts.append(f"{', '.join(excluded)} excluded from {table.name} by the policy")
@@ -342,7 +403,13 @@ def _sovereignty(policy: Policy, change: Change) -> str | None:
         refusal = _column_refusal(table, change.row, "row_data")
         if refusal is not None:
             return refusal
-    if change.op == UPSERT and change.row is not None and not passes(table.filter, change.row):
+    if (
+        change.op == UPSERT
+        and change.row is not None
+        # A stand-in in a filter column cannot be judged; validation quarantines the row.
+        and not any(unsendable_kind(change.row.get(c)) for c in table.filter_columns)
+        and not passes(table.filter, change.row)
+    ):
         return f"row fails the row filter of {table.name} ({', '.join(table.filter_columns)})"
     return None
 
@@ -381,13 +448,24 @@ def _same_key(table: Table, change: Change) -> bool:
 
 
 def classify(policy: Policy, change: Change) -> Verdict:
-    """Sovereignty first (refused rows are never stored), then types and checks."""
-    refusal = _sovereignty(policy, change)
-    table = policy.tables.get(change.table)
+    """Sovereignty first (refused rows are never stored), then types and checks.
+
+    Never raises: an unexpected error on one row is that row's verdict (refused if it struck
+    before the row was known to be public, else invalid), named by its class alone — its
+    message could quote the value.
+    """
+    table = policy.tables.get(change.table) if isinstance(change.table, str) else None
+    try:
+        refusal = _sovereignty(policy, change)
+    except Exception as exc:  # one row must never stop the batch
+        return Verdict(change, table, refused=f"could not check the row ({type(exc).__name__})")
     if refusal is not None:
         return Verdict(change, table, refused=refusal)
     assert table is not None
-    verdict, problem = _typed(table, change)
+    try:
+        verdict, problem = _typed(table, change)
+    except Exception as exc:  # one row must never stop the batch
+        return Verdict(change, table, invalid=f"could not validate the row ({type(exc).__name__})")
     if verdict is None:
         return Verdict(change, table, invalid=problem or "invalid row")
     return verdict

@@ -94,17 +94,13 @@ def test_retry_applies_a_row_the_new_policy_accepts(hub: Engine) -> None:
     # Under the same policy nothing changes, and the reason is reported.
     result = retry_outcome(hub, POLICY)
     assert result.retried == ()
-    assert result.still_invalid[first] == (
-        "risk_level: input should be less than or equal to 5 (got 8)"
-    )
+    assert result.still_invalid[first] == "risk_level: input should be less than or equal to 5"
     assert [e["status"] for e in entries(hub)] == ["open", "open"]
 
     looser = relaxed_policy(risk_level={"type": "integer", "min": 1, "max": 10})
     result = retry_outcome(hub, looser)
     assert result.retried == (first,)
-    assert result.still_invalid == {
-        second: "risk_level: input should be less than or equal to 10 (got 12)"
-    }
+    assert result.still_invalid == {second: "risk_level: input should be less than or equal to 10"}
     assert [(s["customer_id"], s["risk_level"]) for s in sources(hub)] == [("c1", 8)]
     assert golden_of(hub, LI)["risk_level"] == 8
     assert [e["status"] for e in entries(hub)] == ["retried", "open"]
