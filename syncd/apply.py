@@ -512,12 +512,14 @@ def load_changes(conn: Connection, batch_id: int) -> list[tuple[int, Change]]:
 
 
 def _refuse_batch(
-    conn: Connection, head: _Head, computed: str, audit: AuditWriter, now: dt.datetime
+    conn: Connection,
+    head: _Head,
+    audit: AuditWriter,
+    now: dt.datetime,
+    reason: str,
+    computed: str | None = None,
 ) -> None:
-    reason = (
-        f"stored batch does not match its checksum {head.checksum} (recomputed {computed}): "
-        "it was altered after it was received"
-    )
+    """Mark a batch the hub cannot trust refused, and audit why; its node goes on."""
     conn.execute(
         h.batches.update()
         .where(h.batches.c.batch_id == head.batch_id)
@@ -532,10 +534,34 @@ def _refuse_batch(
             "first_seq": head.first_seq,
             "last_seq": head.last_seq,
             "checksum": head.checksum,
-            "recomputed": computed,
+            **({"recomputed": computed} if computed is not None else {}),
             "reason": reason,
         },
     )
+
+
+def _verify(conn: Connection, head: _Head) -> tuple[list[tuple[int, Change]] | None, str, str]:
+    """The batch's changes if they match its checksum, else None, the reason and the sum.
+
+    A stored row Python cannot decode (an integer of more than 4,300 digits, which no syncd
+    city can encode) leaves the batch unverifiable: it is refused like an altered one.
+    """
+    try:
+        changes = load_changes(conn, head.batch_id)
+    except ValueError as exc:
+        reason = (
+            f"a row of the stored batch cannot be decoded ({type(exc).__name__}), so the "
+            "batch cannot be checked against its checksum"
+        )
+        return None, reason, ""
+    computed = checksum(head.node_id, head.first_seq, head.last_seq, [c.wire() for _, c in changes])
+    if computed != head.checksum:
+        reason = (
+            f"stored batch does not match its checksum {head.checksum} (recomputed {computed}): "
+            "it was altered after it was received"
+        )
+        return None, reason, computed
+    return changes, "", computed
 
 
 def _scrub_refused(
@@ -622,14 +648,11 @@ def _apply_batch_once(
         head = _head(conn, batch_id)
         if head is None or head.status != PENDING or _has_earlier(conn, head):
             return None
-        changes = load_changes(conn, batch_id)
         audit = AuditWriter(conn)
         now = utcnow()
-        computed = checksum(
-            head.node_id, head.first_seq, head.last_seq, [c.wire() for _, c in changes]
-        )
-        if computed != head.checksum:
-            _refuse_batch(conn, head, computed, audit, now)
+        changes, why, computed = _verify(conn, head)
+        if changes is None:
+            _refuse_batch(conn, head, audit, now, why, computed or None)
             audit.flush()
             return REFUSED
         writer = RowWriter(conn, policy, audit, now)

@@ -8,6 +8,7 @@ constraint, a trigger naming a missing table), never by patching syncd.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
@@ -252,3 +253,47 @@ def test_the_listen_connection_never_returns_to_the_pool(tmp_path: Path, pg_url:
                 assert conn.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
     finally:
         daemon.node.close()
+
+
+def test_an_undecodable_stored_batch_is_refused_and_the_node_goes_on(hub: Engine) -> None:
+    """An integer of 5,000 digits: valid JSON to the database, beyond what Python decodes
+    by default (and beyond what any syncd city can encode). Such a batch cannot be checked
+    against its checksum: it is refused and audited, and the node's next batch applies."""
+    huge = "9" * 5000
+    row = f'{{"customer_id": "c1", "risk_level": {huge}}}'
+    with hub.begin() as conn:
+        batch_id = conn.execute(
+            h.batches.insert()
+            .values(
+                node_id="hz",
+                first_seq=1,
+                last_seq=1,
+                row_count=1,
+                checksum="0" * 64,
+                received_at=dt.datetime(2026, 3, 1),
+                status="pending",
+            )
+            .returning(h.batches.c.batch_id)
+        ).scalar_one()
+        cast = "CAST(:d AS jsonb)" if is_postgres(conn) else ":d"
+        conn.execute(
+            sa.text(
+                "INSERT INTO syncd_inbox_row (batch_id, ord, seq, table_name, op, row_key,"
+                f" row_data) VALUES (:b, 0, 1, 'customers', 'upsert', {cast.replace(':d', ':k')},"
+                f" {cast})"
+            ),
+            {"b": batch_id, "k": '{"customer_id": "c1"}', "d": row},
+        )
+        conn.execute(h.nodes.update().where(h.nodes.c.node_id == "hz").values(received_seq=1))
+    submit(hub, "hz", [up(2, "customers", customer("c2", ZHANG))])
+    summary = apply_pending(hub, POLICY)
+    assert summary.failed == {}
+    assert (summary.batches_refused, summary.batches) == (1, 1)
+    assert [s["customer_id"] for s in sources(hub)] == ["c2"]
+    with hub.connect() as conn:
+        refused = conn.execute(
+            sa.select(h.batches.c.stats).where(h.batches.c.batch_id == batch_id)
+        ).scalar_one()
+        assert "cannot be decoded" in refused["reason"]
+        assert huge[:20] not in refused["reason"]
+        assert verify(conn).ok
