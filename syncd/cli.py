@@ -998,7 +998,8 @@ def _one_format(as_json: bool, as_csv: bool) -> None:
 def report_customer(
     id_number: Annotated[str, typer.Option("--id-number", help="the customer's ID number")],
     id_type: Annotated[
-        str | None, typer.Option("--id-type", help="ric, uscc or passport (if ambiguous)")
+        str | None,
+        typer.Option("--id-type", help="e.g. ric or passport (if ambiguous)"),
     ] = None,
     as_json: JsonOpt = False,
     as_csv: Annotated[

@@ -62,8 +62,9 @@ from sqlalchemy.schema import ExecutableDDLElement
 from sqlalchemy.sql.compiler import DDLCompiler
 
 from syncd import schema_hub
+from syncd.checks import check_value, normalise
 from syncd.errors import UsageError
-from syncd.policy import Policy
+from syncd.policy import CheckKind, Policy
 from syncd.settings import ReportSection
 
 CUSTOMERS = "customers"
@@ -532,6 +533,17 @@ def _policy_views(conn: sa.Connection, policy: Policy) -> _Views:
 # --- customer 360 --------------------------------------------------------------------------
 
 
+def _stored_forms(id_number: str) -> list[str]:
+    """The forms a number typed by a person may be stored under: as typed, normalised (full
+    width, spaces, case) and canonical under each identity rule (15 digits upgraded to 18)."""
+    forms = {id_number, normalise(id_number)}
+    for kind in CheckKind:
+        canonical, problem = check_value(kind, id_number)
+        if problem is None and isinstance(canonical, str):
+            forms.add(canonical)
+    return sorted(forms)
+
+
 def customer_360(
     conn: sa.Connection, policy: Policy, id_number: str, id_type: str | None = None
 ) -> dict[str, Any]:
@@ -542,7 +554,7 @@ def customer_360(
     """
     views = _policy_views(conn, policy)
     golden = views.golden
-    query = sa.select(golden).where(golden.c.id_number == id_number, _live(golden))
+    query = sa.select(golden).where(golden.c.id_number.in_(_stored_forms(id_number)), _live(golden))
     if id_type is not None:
         query = query.where(golden.c.id_type == id_type)
     found = [dict(r) for r in conn.execute(query.order_by(golden.c.id_type)).mappings()]

@@ -390,6 +390,15 @@ def test_customer_360_across_two_cities(hub: sa.Engine, policy: Policy) -> None:
     }
 
 
+def test_customer_360_finds_a_number_as_a_person_types_it(hub: sa.Engine, policy: Policy) -> None:
+    """Full-width digits, spaces and a lowercase check digit: the stored (normalised) number."""
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in ZHANG[:6])
+    typed = f" {full_width} {ZHANG[6:14]}-{ZHANG[14:].lower()} "
+    with hub.connect() as conn:
+        view = reports.customer_360(conn, policy, typed)
+    assert view["golden"]["id_number"] == ZHANG
+
+
 def test_customer_360_ignores_deleted_sources(hub: sa.Engine, policy: Policy) -> None:
     with hub.connect() as conn:
         view = reports.customer_360(conn, policy, LI, "ric")
