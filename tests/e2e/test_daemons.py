@@ -105,15 +105,24 @@ def test_hub_outage_backlog_grows_then_drains(tmp_path: Path, pg_url_factory: An
         writer = cluster.writer("city-3301", SEED + 1, 3.0)
         assert writer.wait(60) == 0
 
+        def status() -> tuple[int, dict[str, Any]]:
+            out = run_syncd(city_conf, "status", "--json")
+            return out.returncode, json.loads(out.stdout)
+
         def backlog() -> int:
-            out = run_syncd(city_conf, "status", "--json", check=True)
-            return int(json.loads(out.stdout)["backlog_rows"])
+            return int(status()[1]["backlog_rows"])
 
         wait_for(lambda: backlog() > 0, 20, "a backlog during the outage")
         time.sleep(3)  # several retry rounds: the daemon must stay up and keep retrying
         assert city.running
+        code, during = status()  # the outage shows, and status says the node is unhealthy
+        assert code == 1
+        assert during["healthy"] is False
+        assert "Connection refused" in during["last_error"]
         proxy.restore()
         wait_for(lambda: backlog() == 0, 60, "the backlog to drain after the outage")
+        wait_for(lambda: status()[0] == 0, 20, "status to clear after the outage")
+        assert status()[1]["last_error"] is None
         assert city.stop() == 0
         assert hub.stop() == 0
         cluster.drain()
