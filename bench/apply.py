@@ -47,16 +47,16 @@ from common import (
     write_config,
 )
 
-from syncd import logs
-from syncd import schema_hub as h
-from syncd.apply import apply_pending
-from syncd.batch import UPSERT, Batch, Change, coalesce, make_batch
 from syncd.bootstrap import init_node
-from syncd.db import create_engine
-from syncd.inbox import ACCEPTED, HubInbox, register_node
-from syncd.policy import Policy, Table
-from syncd.scheduler import tune_gc
-from syncd.settings import load_settings
+from syncd.core import logs
+from syncd.core.batch import UPSERT, Batch, Change, coalesce, make_batch
+from syncd.core.policy import Policy, Table
+from syncd.core.settings import load_settings
+from syncd.daemon.scheduler import tune_gc
+from syncd.hub.apply import apply_pending
+from syncd.hub.inbox import ACCEPTED, HubInbox, register_node
+from syncd.store import hub_tables as h
+from syncd.store.db import create_engine
 
 GOAL = 0.25
 
@@ -247,7 +247,7 @@ def run(args: argparse.Namespace, url: str) -> None:
         conf = write_config(Path(tmp) / "hub.toml", "hub-33", "hub", url)
         settings = load_settings(conf)
     init_node(settings)
-    from syncd.policy import load_policy
+    from syncd.core.policy import load_policy
 
     policy = load_policy(settings.policy.path)
     table = policy.tables["customers"]

@@ -29,12 +29,12 @@ import sqlalchemy as sa
 import yaml
 from psycopg import sql
 
-from syncd.capture import install_triggers
-from syncd.crm import create_crm_schema, crm_metadata
-from syncd.db import create_engine
-from syncd.policy import Policy, parse_policy
-from syncd.schema_city import changelog
-from syncd.schema_city import metadata as city_metadata
+from syncd.city.capture import install_triggers
+from syncd.city.crm import create_crm_schema, crm_metadata
+from syncd.core.policy import Policy, parse_policy
+from syncd.store.city_tables import changelog
+from syncd.store.city_tables import metadata as city_metadata
+from syncd.store.db import create_engine
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -132,7 +132,7 @@ def database_url(admin: str, name: str) -> str:
 
 
 def _role_tag(dbname: str) -> str:
-    # syncd.inbox.role_name_for: node roles are suffixed with a hash of the hub database name.
+    # syncd.hub.inbox.role_name_for: node roles are suffixed with a hash of the hub database name.
     return hashlib.sha256(dbname.encode()).hexdigest()[:6]
 
 
@@ -495,9 +495,9 @@ def fill_city(url: str, spec: DataSpec, cities: Sequence[str]) -> dict[str, int]
 
     Several cities' rows may go into one database (the native side of bench/compare.py).
     """
-    from syncd.crm import create_crm_schema
-    from syncd.db import create_engine
-    from syncd.policy import load_policy
+    from syncd.city.crm import create_crm_schema
+    from syncd.core.policy import load_policy
+    from syncd.store.db import create_engine
 
     policy = load_policy(POLICY_PATH)
     engine = create_engine(sa_url(url))
@@ -522,7 +522,7 @@ def public_table(policy: Any, name: str, new_name: str | None = None) -> Any:
     """A CRM table with only its public columns (what leaves the city), keeping the key."""
     import sqlalchemy as sa
 
-    from syncd.crm import crm_metadata
+    from syncd.city.crm import crm_metadata
 
     source = crm_metadata(policy).tables[name]
     public = policy.tables[name].public_columns
@@ -538,7 +538,7 @@ def public_table(policy: Any, name: str, new_name: str | None = None) -> Any:
 
 
 def create_tables(url: str, tables: Iterable[Any]) -> None:
-    from syncd.db import create_engine
+    from syncd.store.db import create_engine
 
     engine = create_engine(sa_url(url))
     try:

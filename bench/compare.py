@@ -64,7 +64,7 @@ from common import (
 )
 from psycopg import sql
 
-from syncd.policy import Condition, FilterOp, Policy, load_policy
+from syncd.core.policy import Condition, FilterOp, Policy, load_policy
 
 HERE = Path(__file__).resolve().parent
 COMMON_PG = {"fsync": "off", "max_wal_size": "'4GB'", "shared_buffers": "'256MB'"}
@@ -588,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"({spec.shared:.0%} shared identities) with children; "
           f"{args.transactions * args.tx_rows:,} updates in {args.transactions:,} transactions; "
           f"{args.samples} latency samples")  # fmt: skip
-    from syncd import logs
+    from syncd.core import logs
 
     logs.configure("console", "warning")
     started = time.monotonic()

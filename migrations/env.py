@@ -13,7 +13,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy import MetaData
 
-from syncd import schema_city, schema_hub
+from syncd.store import city_tables as schema_city
+from syncd.store import hub_tables as schema_hub
 
 VERSION_TABLE = "syncd_alembic_version"
 
@@ -36,7 +37,7 @@ def include_object(
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        from syncd.db import create_engine
+        from syncd.store.db import create_engine
 
         url = config.get_main_option("sqlalchemy.url")
         assert url, "pass a connection through config.attributes or set sqlalchemy.url"

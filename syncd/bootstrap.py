@@ -6,10 +6,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from syncd import capture, crm, inbox, migrate, reports, schema_hub
-from syncd.db import create_engine, translated
-from syncd.policy import Policy, load_policy
-from syncd.settings import Settings
+from syncd.city import capture, crm
+from syncd.core.policy import Policy, load_policy
+from syncd.core.settings import Settings
+from syncd.hub import inbox, reports
+from syncd.store import hub_tables as schema_hub
+from syncd.store import migrate
+from syncd.store.db import create_engine, translated
 
 
 @dataclass(frozen=True)

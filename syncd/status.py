@@ -11,13 +11,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from syncd import schema_hub as h
-from syncd.canonical import loads
-from syncd.db import create_engine, is_postgres, translated, utcnow
-from syncd.health import read_error
-from syncd.push import STATE_ACKED, STATE_ERROR, STATE_PUSH, get_state
-from syncd.schema_city import changelog
-from syncd.settings import Settings
+from syncd.city.push import STATE_ACKED, STATE_ERROR, STATE_PUSH, get_state
+from syncd.core.canonical import loads
+from syncd.core.settings import Settings
+from syncd.store import hub_tables as h
+from syncd.store.city_tables import changelog
+from syncd.store.db import create_engine, is_postgres, translated, utcnow
+from syncd.store.health import read_error
 
 
 @dataclass(frozen=True)

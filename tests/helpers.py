@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from syncd.settings import Settings, load_settings
+from syncd.core.settings import Settings, load_settings
 from tests.conftest import POLICY, REPO
 
 SYNCD = str(Path(sys.executable).parent / "syncd")

@@ -14,11 +14,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from syncd import schema_hub as h
-from syncd.db import create_engine
-from syncd.policy import Policy, load_policy
-from syncd.rowfilter import passes
-from syncd.validate import validate_row
+from syncd.core.policy import Policy, load_policy
+from syncd.core.rowfilter import passes
+from syncd.core.validate import validate_row
+from syncd.store import hub_tables as h
+from syncd.store.db import create_engine
 from tests.conftest import POLICY, REPO
 from tests.helpers import SYNCD, run_syncd, write_config
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd.db import create_engine
+from syncd.store.db import create_engine
 from tests.e2e.cluster import Cluster, wait_for
 from tests.e2e.proxy import Proxy
 from tests.helpers import run_syncd

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from syncd.policy import load_policy
+from syncd.core.policy import load_policy
 from tests.conftest import POLICY, REPO
 from tests.helpers import run_syncd
 

@@ -15,9 +15,9 @@ import time
 import sqlalchemy as sa
 from stdnum.cn import ric
 
-from syncd.crm import crm_metadata
-from syncd.db import create_engine
-from syncd.policy import load_policy
+from syncd.city.crm import crm_metadata
+from syncd.core.policy import load_policy
+from syncd.store.db import create_engine
 from tests.conftest import POLICY
 
 REGIONS = ["330102", "330106", "330203", "330302", "330402"]

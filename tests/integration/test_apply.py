@@ -17,13 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from stdnum.cn import ric
 
-from syncd import schema_hub as h
-from syncd.apply import BATCH_DUPLICATE, REFUSED_ROW, ApplySummary, apply_pending, orphans
-from syncd.audit import Action, query, verify
-from syncd.batch import DELETE, UPSERT, Change, make_batch
-from syncd.bulk import golden_table, source_table
-from syncd.db import create_engine
-from syncd.policy import Policy, load_policy
+from syncd.core.batch import DELETE, UPSERT, Change, make_batch
+from syncd.core.policy import Policy, load_policy
+from syncd.hub.apply import BATCH_DUPLICATE, REFUSED_ROW, ApplySummary, apply_pending, orphans
+from syncd.hub.audit import Action, query, verify
+from syncd.store import hub_tables as h
+from syncd.store.bulk import golden_table, source_table
+from syncd.store.db import create_engine
 from tests.conftest import POLICY as POLICY_PATH
 
 POLICY = load_policy(POLICY_PATH)
@@ -188,7 +188,7 @@ def actions(engine: Engine, action: str) -> list[dict[str, Any]]:
 
 
 def open_conflicts(engine: Engine) -> list[dict[str, Any]]:
-    from syncd.conflicts import list_conflicts
+    from syncd.hub.conflicts import list_conflicts
 
     with engine.connect() as conn:
         return list_conflicts(conn)
@@ -270,7 +270,7 @@ def test_bad_national_id_is_quarantined_and_the_rest_applies(hub: Engine) -> Non
     assert sorted(s["customer_id"] for s in sources(hub)) == ["c1"]
     assert [ln["loan_id"] for ln in sources(hub, "loans")] == ["l2"]
 
-    from syncd.quarantine import list_entries
+    from syncd.hub.quarantine import list_entries
 
     with hub.connect() as conn:
         entries = list_entries(conn)
@@ -622,7 +622,7 @@ def test_nothing_pending_is_a_no_op(hub: Engine) -> None:
 
 
 def test_validate_row_types_and_reasons() -> None:
-    from syncd.validate import validate_key, validate_row, validate_value
+    from syncd.core.validate import validate_key, validate_row, validate_value
 
     customers = POLICY.table("customers")
     typed, reason = validate_row(
@@ -666,8 +666,8 @@ def test_validate_row_types_and_reasons() -> None:
 def test_a_failing_batch_rolls_back_whole_and_other_nodes_go_on(
     hub: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import syncd.apply as apply_module
-    from syncd.errors import TransientError
+    import syncd.hub.apply as apply_module
+    from syncd.core.errors import TransientError
 
     two_cities(hub)
     submit(hub, "hz", [up(1, "customers", customer("a", LI)), up(2, "loans", loan("l1", "a"))])

@@ -22,14 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from syncd import schema_hub as h
-from syncd.apply import apply_pending
-from syncd.batch import UNSENDABLE, Change, make_batch
-from syncd.bulk import source_table
-from syncd.db import is_postgres
-from syncd.inbox import HubInbox, install_functions
-from syncd.policy import Table
-from syncd.validate import validate_row
+from syncd.core.batch import UNSENDABLE, Change, make_batch
+from syncd.core.policy import Table
+from syncd.core.validate import validate_row
+from syncd.hub.apply import apply_pending
+from syncd.hub.inbox import HubInbox, install_functions
+from syncd.store import hub_tables as h
+from syncd.store.bulk import source_table
+from syncd.store.db import is_postgres
 from tests.integration.test_apply import (
     POLICY,
     WANG,

@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.audit import (
+from syncd.core.errors import UsageError
+from syncd.hub.audit import (
     COLUMNS,
     GENESIS_HASH,
     Action,
@@ -29,9 +30,8 @@ from syncd.audit import (
     query,
     verify,
 )
-from syncd.db import create_engine, is_postgres
-from syncd.errors import UsageError
-from syncd.schema_hub import audit
+from syncd.store.db import create_engine, is_postgres
+from syncd.store.hub_tables import audit
 
 T0 = dt.datetime(2025, 3, 1, 8, 0, 0)
 

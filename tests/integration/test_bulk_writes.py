@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from syncd.audit import AuditWriter, query, verify
-from syncd.bulk import upsert
-from syncd.db import create_engine
-from syncd.schema_hub import audit
-from syncd.sqltypes import ExactDecimal, JsonDoc
+from syncd.hub.audit import AuditWriter, query, verify
+from syncd.store.bulk import upsert
+from syncd.store.db import create_engine
+from syncd.store.hub_tables import audit
+from syncd.store.sqltypes import ExactDecimal, JsonDoc
 
 AWKWARD = ["tab\there", "line\nbreak\r\n", "back\\slash", "\\N", "", '张三 ‘quoted’ "x"', "a,b;c|d"]
 

@@ -15,19 +15,19 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from syncd.capture import (
+from syncd.city.capture import (
     CAPTURE_CHANNEL,
     CaptureReport,
     install_triggers,
     trigger_name,
     verify_triggers,
 )
-from syncd.crm import SchemaProblem, check_schema, create_crm_schema
-from syncd.db import create_engine
-from syncd.errors import DatabaseError, SchemaMismatch
-from syncd.policy import Policy, load_policy, parse_policy
-from syncd.schema_city import changelog
-from syncd.schema_city import metadata as city_metadata
+from syncd.city.crm import SchemaProblem, check_schema, create_crm_schema
+from syncd.core.errors import DatabaseError, SchemaMismatch
+from syncd.core.policy import Policy, load_policy, parse_policy
+from syncd.store.city_tables import changelog
+from syncd.store.city_tables import metadata as city_metadata
+from syncd.store.db import create_engine
 from tests.conftest import POLICY
 
 PUBLIC = ("customers", "deposit_accounts", "loans", "intermediary_business")

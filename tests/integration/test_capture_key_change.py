@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd import schema_hub as h
-from syncd.apply import apply_pending
-from syncd.batch import DELETE, UPSERT, Captured, to_change
-from syncd.capture import KEY_SUFFIX, CaptureReport, trigger_name
-from syncd.crm import SchemaProblem, create_crm_schema
-from syncd.db import create_engine
-from syncd.policy import Policy, load_policy, parse_policy
-from syncd.push import cut_batch, read_changes
-from syncd.schema_city import changelog
-from syncd.schema_city import metadata as city_metadata
+from syncd.city.capture import KEY_SUFFIX, CaptureReport, trigger_name
+from syncd.city.crm import SchemaProblem, create_crm_schema
+from syncd.city.push import cut_batch, read_changes
+from syncd.core.batch import DELETE, UPSERT, Captured, to_change
+from syncd.core.policy import Policy, load_policy, parse_policy
+from syncd.hub.apply import apply_pending
+from syncd.store import hub_tables as h
+from syncd.store.city_tables import changelog
+from syncd.store.city_tables import metadata as city_metadata
+from syncd.store.db import create_engine
 from tests.conftest import POLICY
 from tests.e2e.cluster import Cluster
 from tests.integration.test_capture import (

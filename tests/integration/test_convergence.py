@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from syncd.apply import apply_pending
-from syncd.batch import Change
-from syncd.bulk import golden_table, source_table
-from syncd.conflicts import list_conflicts
+from syncd.core.batch import Change
+from syncd.hub.apply import apply_pending
+from syncd.hub.conflicts import list_conflicts
+from syncd.store.bulk import golden_table, source_table
 from tests.integration.test_apply import (
     LI,
     POLICY,

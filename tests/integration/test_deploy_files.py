@@ -1,7 +1,7 @@
 """deploy/: every YAML and JSON file parses, and everything it names exists.
 
 Metric names in the Grafana dashboard and the Prometheus alert rules are checked against the
-registry of `syncd.metrics.Metrics` (with the suffixes Prometheus gives samples), the compose
+registry of `syncd.daemon.metrics.Metrics` (with the suffixes Prometheus gives samples), the compose
 node configs load as syncd settings and are scraped where prometheus.yml says, the systemd units
 run `syncd --config FILE run` with the stop and restart settings the daemon relies on, and the
 compose trial's init scripts really register cities and hand them their credentials.
@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from syncd.metrics import STATUS_GAUGES, Metrics
-from syncd.settings import load_settings
+from syncd.core.settings import load_settings
+from syncd.daemon.metrics import STATUS_GAUGES, Metrics
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

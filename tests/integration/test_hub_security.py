@@ -24,8 +24,8 @@ import pytest
 from psycopg import errors, sql
 from sqlalchemy.engine import make_url
 
-from syncd.batch import UPSERT, Batch, Change, make_batch
-from syncd.canonical import canonical
+from syncd.core.batch import UPSERT, Batch, Change, make_batch
+from syncd.core.canonical import canonical
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.helpers import run_syncd, write_config
 

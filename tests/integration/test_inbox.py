@@ -14,12 +14,12 @@ import pytest
 import sqlalchemy as sa
 from psycopg import sql
 
-from syncd import schema_hub as h
-from syncd.batch import UPSERT, Change, make_batch
 from syncd.bootstrap import init_node
-from syncd.db import create_engine
-from syncd.errors import BatchRefused
-from syncd.inbox import ACCEPTED, DUPLICATE, REFUSED, HubInbox, register_node
+from syncd.core.batch import UPSERT, Change, make_batch
+from syncd.core.errors import BatchRefused
+from syncd.hub.inbox import ACCEPTED, DUPLICATE, REFUSED, HubInbox, register_node
+from syncd.store import hub_tables as h
+from syncd.store.db import create_engine
 from tests.conftest import PG_ADMIN
 from tests.helpers import run_syncd, settings_for, write_config
 

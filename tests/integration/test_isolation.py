@@ -20,15 +20,15 @@ import sqlalchemy as sa
 from prometheus_client import generate_latest
 from sqlalchemy.engine import Engine
 
-from syncd import schema_hub as h
-from syncd.apply import apply_pending
-from syncd.audit import verify
-from syncd.bulk import source_table
-from syncd.db import create_engine, describe_failure, is_postgres, is_transient
-from syncd.metrics import Metrics
-from syncd.quarantine import list_entries
-from syncd.settings import Settings
+from syncd.core.settings import Settings
+from syncd.daemon.metrics import Metrics
+from syncd.hub.apply import apply_pending
+from syncd.hub.audit import verify
+from syncd.hub.quarantine import list_entries
 from syncd.status import hub_status
+from syncd.store import hub_tables as h
+from syncd.store.bulk import source_table
+from syncd.store.db import create_engine, describe_failure, is_postgres, is_transient
 from tests.integration.test_apply import (
     LI,
     POLICY,
@@ -219,7 +219,7 @@ def test_a_connection_in_autocommit_goes_back_to_the_pool_transactional(pg_url: 
 
 
 def test_the_listen_connection_never_returns_to_the_pool(tmp_path: Path, pg_url: str) -> None:
-    from syncd.scheduler import Daemon
+    from syncd.daemon.scheduler import Daemon
     from tests.helpers import run_syncd, write_config
 
     conf = write_config(tmp_path / "hub.toml", "hub-33", "hub", pg_url)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from syncd import migrate
 from syncd.bootstrap import init_node
-from syncd.db import create_engine
-from syncd.inbox import register_node
-from syncd.schema_city import changelog
+from syncd.hub.inbox import register_node
 from syncd.status import city_status, hub_status
+from syncd.store import migrate
+from syncd.store.city_tables import changelog
+from syncd.store.db import create_engine
 from tests.conftest import POLICY
 from tests.helpers import run_syncd, settings_for, write_config
 

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd import schema_hub as h
 from syncd.bootstrap import init_node
-from syncd.canonical import loads
-from syncd.crm import crm_metadata
-from syncd.db import create_engine
-from syncd.inbox import HubInbox, register_node
-from syncd.policy import load_policy
-from syncd.push import Pusher
-from syncd.schema_city import changelog
-from syncd.settings import Settings
+from syncd.city.crm import crm_metadata
+from syncd.city.push import Pusher
+from syncd.core.canonical import loads
+from syncd.core.policy import load_policy
+from syncd.core.settings import Settings
+from syncd.hub.inbox import HubInbox, register_node
+from syncd.store import hub_tables as h
+from syncd.store.city_tables import changelog
+from syncd.store.db import create_engine
 from tests.conftest import POLICY
 from tests.helpers import settings_for, write_config
 

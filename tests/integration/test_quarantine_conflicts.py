@@ -10,12 +10,12 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Engine
 
-from syncd import conflicts, quarantine
-from syncd import schema_hub as h
-from syncd.apply import apply_pending
-from syncd.audit import Action, verify
-from syncd.errors import UsageError
-from syncd.policy import Policy, parse_policy
+from syncd.core.errors import UsageError
+from syncd.core.policy import Policy, parse_policy
+from syncd.hub import conflicts, quarantine
+from syncd.hub.apply import apply_pending
+from syncd.hub.audit import Action, verify
+from syncd.store import hub_tables as h
 from tests.conftest import POLICY as POLICY_PATH
 from tests.integration.test_apply import (
     LI,

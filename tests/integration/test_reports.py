@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd import reports, schema_hub
-from syncd.db import create_engine
-from syncd.errors import UsageError
-from syncd.policy import Policy, load_policy
-from syncd.settings import ReportSection
+from syncd.core.errors import UsageError
+from syncd.core.policy import Policy, load_policy
+from syncd.core.settings import ReportSection
+from syncd.hub import reports
+from syncd.store import hub_tables as schema_hub
+from syncd.store.db import create_engine
 from tests.conftest import POLICY, REPO
 from tests.helpers import run_syncd
 

@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd import snapshot as snap
-from syncd.batch import Captured, to_change
 from syncd.bootstrap import init_node
-from syncd.canonical import loads
-from syncd.crm import create_crm_schema
-from syncd.db import create_engine
-from syncd.errors import UsageError
-from syncd.policy import load_policy
-from syncd.schema_city import changelog
+from syncd.city import snapshot as snap
+from syncd.city.crm import create_crm_schema
+from syncd.core.batch import Captured, to_change
+from syncd.core.canonical import loads
+from syncd.core.errors import UsageError
+from syncd.core.policy import load_policy
+from syncd.store.city_tables import changelog
+from syncd.store.db import create_engine
 from tests.conftest import POLICY
 from tests.helpers import run_syncd, settings_for, write_config
 
@@ -159,9 +159,9 @@ def test_pg_snapshot_with_concurrent_writers_loses_and_reorders_nothing(
     import random
     import threading
 
-    from syncd.apply import apply_pending
-    from syncd.inbox import HubInbox, register_node
-    from syncd.push import Pusher
+    from syncd.city.push import Pusher
+    from syncd.hub.apply import apply_pending
+    from syncd.hub.inbox import HubInbox, register_node
     from tests.e2e.cluster import Cluster
 
     city_url, hub_url = pg_url_factory(), pg_url_factory()

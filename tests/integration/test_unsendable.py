@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd import quarantine
-from syncd import snapshot as snap
-from syncd.apply import apply_pending
-from syncd.batch import Unsendable, unsendable, unsendable_kind
 from syncd.bootstrap import init_node
-from syncd.capture import TRIGGER_PREFIX, verify_triggers
-from syncd.db import create_engine
-from syncd.policy import load_policy
-from syncd.push import read_changes
-from syncd.schema_city import changelog
+from syncd.city import snapshot as snap
+from syncd.city.capture import TRIGGER_PREFIX, verify_triggers
+from syncd.city.push import read_changes
+from syncd.core.batch import Unsendable, unsendable, unsendable_kind
+from syncd.core.policy import load_policy
+from syncd.hub import quarantine
+from syncd.hub.apply import apply_pending
+from syncd.store.city_tables import changelog
+from syncd.store.db import create_engine
 from tests.conftest import POLICY
 from tests.helpers import run_syncd, settings_for, write_config
 from tests.integration.test_apply import sources

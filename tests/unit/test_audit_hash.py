@@ -12,7 +12,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from syncd.audit import (
+from syncd.core.errors import UsageError
+from syncd.hub.audit import (
     COLUMNS,
     GENESIS_HASH,
     HASHED_FIELDS,
@@ -22,8 +23,7 @@ from syncd.audit import (
     hashed_body,
     parse_anchor,
 )
-from syncd.errors import UsageError
-from syncd.schema_hub import audit
+from syncd.store.hub_tables import audit
 
 ENTRY: dict[str, Any] = {
     "entry_id": 1,

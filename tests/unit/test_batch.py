@@ -9,8 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.batch import DELETE, UPSERT, Captured, Change, checksum, coalesce, make_batch, to_change
-from syncd.policy import Policy, load_policy
+from syncd.core.batch import (
+    DELETE,
+    UPSERT,
+    Captured,
+    Change,
+    checksum,
+    coalesce,
+    make_batch,
+    to_change,
+)
+from syncd.core.policy import Policy, load_policy
 from tests.conftest import POLICY
 
 

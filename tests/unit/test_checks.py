@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stdnum.cn import ric
 
-from syncd import checks
-from syncd.checks import check_value, normalise
-from syncd.policy import CheckKind
+from syncd.core import checks
+from syncd.core.checks import check_value, normalise
+from syncd.core.policy import CheckKind
 
 
 def mod11_2(body: str) -> str:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from stdnum import numdb
 from stdnum.cn import ric
 
-from syncd.checks import check_value
-from syncd.policy import CheckKind
+from syncd.core.checks import check_value
+from syncd.core.policy import CheckKind
 
 # Valid counties, counties that exist only for some years (110103 until 2010, 110111 from
 # 1986, 330102 from 1983), a province without that county and an unknown province.

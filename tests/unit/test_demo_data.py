@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum.cn import ric, uscc
 
-from syncd.demo_data import (
+from syncd.core.demo_data import (
     AS_OF,
     CITIES,
     INVALID_ID_REASONS,
@@ -29,7 +29,7 @@ from syncd.demo_data import (
     minimum_customers,
     national_id,
 )
-from syncd.policy import Column, ColumnType, load_policy
+from syncd.core.policy import Column, ColumnType, load_policy
 
 POLICY = load_policy(Path(__file__).resolve().parents[2] / "schemas" / "crm.yaml")
 PUBLIC_CHILDREN = ("deposit_accounts", "loans", "intermediary_business")

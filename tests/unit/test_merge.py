@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from syncd.merge import (
+from syncd.core.merge import (
     FieldDecision,
     MergeResult,
     Resolution,
@@ -21,7 +21,7 @@ from syncd.merge import (
     same_candidates,
     values_equal,
 )
-from syncd.policy import MergeRule, Table, load_policy, parse_policy
+from syncd.core.policy import MergeRule, Table, load_policy, parse_policy
 
 POLICY = Path(__file__).resolve().parents[2] / "schemas" / "crm.yaml"
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.merge import MergeResult, Resolution, Source, merge_golden
-from syncd.policy import parse_policy
+from syncd.core.merge import MergeResult, Resolution, Source, merge_golden
+from syncd.core.policy import parse_policy
 
 # Every rule, over every ordered type, in one identity table. Small value domains on purpose:
 # ties, agreements and equal-but-differently-written Decimals are what break naive merges.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.merge import Resolution, Source, _merge_sources, _plan, merge_golden, merge_values
+from syncd.core.merge import Resolution, Source, _merge_sources, _plan, merge_golden, merge_values
 from tests.unit.test_merge_properties import TABLE, same, sources
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from syncd.errors import PolicyError
-from syncd.policy import MergeRule, load_policy, parse_policy
+from syncd.core.errors import PolicyError
+from syncd.core.policy import MergeRule, load_policy, parse_policy
 
 REF = Path(__file__).resolve().parents[2] / "schemas" / "crm.yaml"
 

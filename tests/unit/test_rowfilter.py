@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.policy import Condition, FilterOp
-from syncd.rowfilter import Transition, passes, transition
+from syncd.core.policy import Condition, FilterOp
+from syncd.core.rowfilter import Transition, passes, transition
 
 STATUS = ["prospect", "active", "dormant", "closed"]
 SQL_OPS = {

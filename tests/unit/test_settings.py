@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from syncd.errors import ConfigError
-from syncd.redact import redact_url
-from syncd.settings import Role, load_settings
+from syncd.core.errors import ConfigError
+from syncd.core.redact import redact_url
+from syncd.core.settings import Role, load_settings
 
 CITY = """
 [node]

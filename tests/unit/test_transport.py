@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.batch import Unsendable, unsendable
-from syncd.canonical import canonical
-from syncd.transport import decode_image
+from syncd.core.batch import Unsendable, unsendable
+from syncd.core.canonical import canonical
+from syncd.core.transport import decode_image
 
 # Text as a CRM could hold it and JSON could carry it: no NUL, no lone surrogates.
 sendable_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"))

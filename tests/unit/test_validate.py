@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from stdnum.cn import ric
 
-from syncd import validate
-from syncd.batch import UNSENDABLE, UPSERT, Unsendable, unsendable
-from syncd.policy import Table, load_policy, parse_policy
-from syncd.validate import Change, classify, decode_value, validate_key, validate_row
+from syncd.core import validate
+from syncd.core.batch import UNSENDABLE, UPSERT, Unsendable, unsendable
+from syncd.core.policy import Table, load_policy, parse_policy
+from syncd.core.validate import Change, classify, decode_value, validate_key, validate_row
 
 CRM = load_policy(Path(__file__).resolve().parents[2] / "schemas" / "crm.yaml")
 CUSTOMERS = CRM.table("customers")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from syncd.sqltypes import JsonDoc
+from syncd.store.sqltypes import JsonDoc
 
 revision = "city_0001"
 down_revision = None

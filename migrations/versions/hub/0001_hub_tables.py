@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from syncd.sqltypes import JsonDoc
+from syncd.store.sqltypes import JsonDoc
 
 revision = "hub_0001"
 down_revision = None
@@ -128,7 +128,7 @@ def upgrade() -> None:
     op.create_index("ix_syncd_audit_node", "syncd_audit", ["node_id", "entry_id"])
     op.create_index("ix_syncd_audit_key", "syncd_audit", ["table_name", "row_key"])
     if op.get_bind().dialect.name == "postgresql":
-        from syncd.audit import install_append_only
+        from syncd.hub.audit import install_append_only
 
         install_append_only(op.get_bind())
 

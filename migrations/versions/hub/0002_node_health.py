@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from syncd.sqltypes import JsonDoc
+from syncd.store.sqltypes import JsonDoc
 
 revision = "hub_0002"
 down_revision = "hub_0001"

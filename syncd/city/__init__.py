@@ -1,0 +1,1 @@
+"""What runs at a city: capture, push, snapshot, the CRM schema."""

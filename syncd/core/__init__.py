@@ -1,0 +1,1 @@
+"""Pure logic: no SQLAlchemy, no I/O."""

@@ -1,0 +1,268 @@
+"""The node config: one typed, frozen object built once from a TOML file and `SYNCD_…` variables.
+
+Precedence, highest first: `SYNCD_<SECTION>__<KEY>` environment variables, the TOML file,
+the defaults below. Relative paths in the file (the policy path, a SQLite database path) are
+resolved against the directory of the config file, so a config can travel with its data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from syncd.core.errors import ConfigError
+from syncd.core.redact import redact_url
+
+ENV_PREFIX = "SYNCD_"
+NODE_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}\Z")  # \Z: `$` would accept a trailing newline
+
+
+class Role(StrEnum):
+    CITY = "city"
+    HUB = "hub"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_db_url(value: str) -> str:
+    try:
+        url = make_url(value)
+    except ArgumentError as exc:
+        raise ValueError(f"not a SQLAlchemy URL ({redact_url(value)})") from exc
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(
+            f"unsupported database {url.get_backend_name()!r}: use sqlite:/// or postgresql+psycopg://"
+        )
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() not in ("psycopg",):
+        raise ValueError("PostgreSQL URLs must use the psycopg 3 driver: postgresql+psycopg://")
+    return value
+
+
+class NodeSection(_Section):
+    id: str
+    role: Role
+    city_code: str | None = Field(
+        default=None, description="the city code this node serves (e.g. 3301); city nodes only"
+    )
+    parent: str | None = Field(default=None, description="hub above this hub, for hierarchies")
+
+    @field_validator("id")
+    @classmethod
+    def _node_id(cls, value: str) -> str:
+        if not NODE_ID_RE.match(value):
+            raise ValueError(
+                "must be lowercase letters, digits and '-', starting with a letter (e.g. city-3301)"
+            )
+        return value
+
+
+class DatabaseSection(_Section):
+    url: str
+    lock_timeout_ms: int = Field(
+        default=3000, gt=0, description="init: how long trigger DDL waits for a busy CRM table"
+    )
+    session_lock_timeout_ms: int = Field(
+        default=10_000,
+        gt=0,
+        description="PostgreSQL: how long any syncd statement waits for a lock (then retried)",
+    )
+    statement_timeout_ms: int = Field(
+        default=600_000, gt=0, description="PostgreSQL: the longest any syncd statement may run"
+    )
+
+    _url = field_validator("url")(classmethod(lambda cls, v: _check_db_url(v)))
+
+
+class HubSection(_Section):
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_db_url(value)
+
+
+class PolicySection(_Section):
+    path: Path = Path("schemas/crm.yaml")
+
+
+class CrmSection(_Section):
+    create_schema: bool = False
+
+
+class SyncSection(_Section):
+    interval_seconds: float = Field(default=1.0, gt=0)
+    batch_rows: int = Field(default=5000, gt=0)
+    batch_bytes: int = Field(default=8_000_000, gt=1024)
+    trim_interval_seconds: float = Field(default=60.0, gt=0)
+    trim_retention_seconds: float = Field(
+        default=0.0, ge=0, description="keep acknowledged changelog rows this long before trimming"
+    )
+    backlog_warn_seconds: float = Field(default=3600.0, gt=0)
+    silent_node_seconds: float = Field(default=900.0, gt=0)
+    gap_wait_seconds: float = Field(default=0.5, ge=0)
+    wake_min_interval_seconds: float = Field(
+        default=0.2,
+        ge=0,
+        description="a NOTIFY starts a cycle at most this often after the last one began",
+    )
+    retry_max_wait_seconds: float = Field(default=30.0, gt=0)
+    shutdown_grace_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="on SIGTERM, how long the job in flight may finish before it is cancelled",
+    )
+
+
+class LogSection(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class MetricsSection(_Section):
+    port: int | None = Field(default=None, ge=0, le=65535, description="unset: no endpoint")
+    address: str = "127.0.0.1"
+
+
+class ReportSection(_Section):
+    weight_deposit: float = Field(default=1.0, ge=0)
+    weight_loan: float = Field(default=0.5, ge=0)
+    weight_fee: float = Field(default=20.0, ge=0)
+    tier_key_pct: float = Field(default=5.0, gt=0, le=100)
+    tier_high_pct: float = Field(default=15.0, ge=0, le=100)
+    tier_medium_pct: float = Field(default=30.0, ge=0, le=100)
+
+
+class Settings(BaseSettings):
+    """Everything a node needs; built by `load_settings`, never at import."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    node: NodeSection
+    database: DatabaseSection
+    hub: HubSection = HubSection()
+    policy: PolicySection = PolicySection()
+    crm: CrmSection = CrmSection()
+    sync: SyncSection = SyncSection()
+    log: LogSection = LogSection()
+    metrics: MetricsSection = MetricsSection()
+    report: ReportSection = ReportSection()
+    config_path: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values come in as init kwargs; the environment must win over them.
+        return (env_settings, init_settings)
+
+    @property
+    def engine_options(self) -> dict[str, int]:
+        """Keyword arguments of `syncd.store.db.create_engine` for every engine this node opens."""
+        return {
+            "lock_timeout_ms": self.database.session_lock_timeout_ms,
+            "statement_timeout_ms": self.database.statement_timeout_ms,
+        }
+
+    @property
+    def is_city(self) -> bool:
+        return self.node.role is Role.CITY
+
+    @property
+    def is_hub(self) -> bool:
+        return self.node.role is Role.HUB
+
+
+def _resolve_relative(data: dict[str, Any], base: Path) -> None:
+    policy = data.get("policy")
+    if isinstance(policy, dict) and isinstance(policy.get("path"), str):
+        p = Path(policy["path"])
+        if not p.is_absolute():
+            policy["path"] = str(base / p)
+    for section in ("database", "hub"):
+        sec = data.get(section)
+        if isinstance(sec, dict) and isinstance(sec.get("url"), str):
+            sec["url"] = _absolute_sqlite(sec["url"], base)
+
+
+def _absolute_sqlite(url: str, base: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rest = url[len(prefix) :]
+        if rest and rest != ":memory:":
+            return prefix + str(base / rest)
+    return url
+
+
+def _key_of(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def load_settings(path: Path | str | None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read the node config: the TOML file at `path` (or `$SYNCD_CONFIG`) plus the environment."""
+    if path is None:
+        env_path = os.environ.get("SYNCD_CONFIG")
+        path = Path(env_path) if env_path else None
+    data: dict[str, Any] = {}
+    source = "environment"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from exc
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(source, "(syntax)", f"not valid TOML: {exc}") from exc
+        _resolve_relative(data, path.resolve().parent)
+        data["config_path"] = str(path.resolve())
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        data.setdefault(section, {})[name] = value
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _key_of(err["loc"])
+        reason = err["msg"]
+        if err["type"] == "missing":
+            reason = "required key is missing"
+        elif err["type"] == "extra_forbidden":
+            reason = "unknown key"
+        raise ConfigError(source, key, reason) from None
+    if settings.is_city and settings.hub.url is None:
+        raise ConfigError(source, "hub.url", "a city node needs the hub's database URL")
+    if settings.is_city and settings.node.city_code is None:
+        digits = re.findall(r"\d+", settings.node.id)
+        if digits:
+            settings = settings.model_copy(
+                update={"node": settings.node.model_copy(update={"city_code": digits[-1]})}
+            )
+    return settings

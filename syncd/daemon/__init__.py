@@ -1,0 +1,1 @@
+"""The long-running node process: scheduler, node lock, metrics and health endpoints."""

@@ -1,0 +1,492 @@
+"""The daemon: APScheduler jobs (push or apply, trim), retries, wake-ups and clean shutdown.
+
+`sync --once` and `run` share one cycle function per role, so the daemon runs exactly the code
+paths the tests and the demo run. Transient failures (network, timeouts, deadlocks) are
+retried with exponential backoff and jitter; bad input (a refused batch) is reported and
+waits a long interval instead of looping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import gc
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Engine
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
+
+from syncd.city.capture import CAPTURE_CHANNEL
+from syncd.city.push import Pusher
+from syncd.core.errors import SyncdError
+from syncd.core.logs import get_logger
+from syncd.core.policy import Policy, load_policy
+from syncd.core.settings import Settings
+from syncd.daemon.lock import NodeLock
+from syncd.daemon.metrics import Metrics
+from syncd.hub.apply import ApplySummary, apply_pending
+from syncd.hub.inbox import NOTIFY_CHANNEL, HubInbox
+from syncd.status import CityStatus, HubStatus, city_status, hub_status
+from syncd.store.db import (
+    cancel_running,
+    create_engine,
+    describe_failure,
+    is_postgres,
+    is_transient,
+)
+from syncd.store.health import Health, error_record, write_error
+
+log = get_logger("syncd.daemon")
+APPLY_SLICE = 50
+
+
+@dataclass
+class Node:
+    """The long-lived parts of a node process: engines, pusher, policy, metrics, health."""
+
+    settings: Settings
+    policy: Policy
+    engine: Engine
+    metrics: Metrics
+    pusher: Pusher | None = None
+    health: Health = field(default_factory=Health)
+    # Whether the database may hold a failure record to clear: unknown at start (a failure
+    # from before a restart), so the first success clears it.
+    _recorded_error: bool = True
+
+    @classmethod
+    def open(cls, settings: Settings, metrics: Metrics | None = None) -> Node:
+        policy = load_policy(settings.policy.path)
+        engine = create_engine(settings.database.url, **settings.engine_options)
+        node = cls(settings, policy, engine, metrics or Metrics())
+        if settings.is_city:
+            assert settings.hub.url is not None
+            hub = HubInbox(settings.hub.url, settings.node.id, **settings.engine_options)
+            node.pusher = Pusher(settings, policy, engine, hub)
+        return node
+
+    def close(self) -> None:
+        if self.pusher is not None:
+            self.pusher.hub.close()
+        self.engine.dispose()
+
+    def engines(self) -> list[Engine]:
+        return [self.engine] + ([self.pusher.hub.engine] if self.pusher is not None else [])
+
+    def status(self) -> CityStatus | HubStatus:
+        """This node's `syncd status`, on its own engine."""
+        if self.settings.is_city:
+            return city_status(self.settings, self.engine)
+        return hub_status(self.settings, self.engine)
+
+    def cycle(self, stop: threading.Event | None = None) -> dict[str, Any]:
+        """One push (city) or apply (hub) cycle; `stop` ends it between batches.
+
+        Its failure is recorded (`syncd.store.health`) before it is raised, so `status` shows it
+        while the caller retries; the next success clears it.
+        """
+        try:
+            result = self._push(stop) if self.pusher is not None else self._apply(stop)
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        self._succeeded()
+        return result
+
+    def _failed(self, exc: BaseException) -> None:
+        record = error_record(exc)
+        self.health.failed(record["message"])
+        self.metrics.cycle_failing.set(1)
+        try:
+            write_error(self.engine, self.settings.is_city, record)
+            self._recorded_error = True
+        except SyncdError as unrecorded:
+            # The node's own database is what fails: status cannot read it either, and says so.
+            log.warning("failure_not_recorded", error=str(unrecorded))
+
+    def _succeeded(self) -> None:
+        self.health.succeeded()
+        self.metrics.cycle_failing.set(0)
+        self.metrics.last_success.set_to_current_time()
+        if self._recorded_error:
+            write_error(self.engine, self.settings.is_city, None)
+            self._recorded_error = False
+
+    def _push(self, stop: threading.Event | None) -> dict[str, Any]:
+        assert self.pusher is not None
+        started = time.monotonic()
+        res = self.pusher.push_once(stop=stop)
+        self.metrics.push_seconds.observe(time.monotonic() - started)
+        self.metrics.batches.labels("submitted").inc(res.batches - res.duplicates)
+        self.metrics.batches.labels("duplicate").inc(res.duplicates)
+        for table, n in res.by_table.items():
+            self.metrics.rows.labels(table, "sent").inc(n)
+        return {
+            "role": "city",
+            "batches": res.batches,
+            "rows": res.rows,
+            "covered": res.covered,
+            "acked_seq": res.acked_seq,
+        }
+
+    def _apply(self, stop: threading.Event | None) -> dict[str, Any]:
+        started = time.monotonic()
+        parts = []
+        while True:  # in slices, so a stop request is seen between batches
+            part = apply_pending(
+                self.engine,
+                self.policy,
+                max_batches=APPLY_SLICE,
+                max_backoff=self.settings.sync.retry_max_wait_seconds,
+            )
+            parts.append(part)
+            self._count(part)
+            if part.batches + part.batches_refused < APPLY_SLICE or (
+                stop is not None and stop.is_set()
+            ):
+                break
+        self.metrics.apply_seconds.observe(time.monotonic() - started)
+        return {"role": "hub", **_summed(parts)}
+
+    def _count(self, part: ApplySummary) -> None:
+        m = self.metrics
+        m.batches.labels("applied").inc(part.batches)
+        for node, counts in part.by_node.items():
+            m.node_batches.labels(node, "applied").inc(counts.get("batches", 0))
+            for outcome in ("applied", "stale", "quarantined", "refused"):
+                m.rows.labels("*", outcome).inc(counts.get(outcome, 0))
+                m.node_rows.labels(node, outcome).inc(counts.get(outcome, 0))
+        for node in part.failed:
+            m.node_batches.labels(node, "failed").inc()
+
+    def trim(self) -> int:
+        return self.pusher.trim() if self.pusher is not None else 0
+
+    def cancel_running(self) -> int:
+        """Interrupt the statements this node's jobs are running (shutdown past its grace)."""
+        return sum(cancel_running(e) for e in self.engines())
+
+    def ready(self) -> tuple[bool, str]:
+        """/readyz: the node's database answers and its last cycle did not fail."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+                conn.rollback()
+        except Exception as exc:
+            return False, f"database unreachable: {describe_failure(exc)}"
+        if self.health.failing:
+            return False, f"last cycle failed: {self.health.last_error}"
+        return True, "ok"
+
+
+def _summed(parts: list[ApplySummary]) -> dict[str, Any]:
+    """One cycle's apply slices as one summary: counts added, per-node results merged."""
+    total: dict[str, Any] = {}
+    by_node: dict[str, dict[str, int]] = {}
+    failed: dict[str, str] = {}
+    for part in parts:
+        for key, value in dataclasses.asdict(part).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+        for node, counts in part.by_node.items():
+            mine = by_node.setdefault(node, {})
+            for key, value in counts.items():
+                mine[key] = mine.get(key, 0) + value
+        failed.update(part.failed)
+    total["waiting"] = parts[-1].waiting
+    total["by_node"] = by_node
+    total["failed"] = failed
+    total["resting"] = list(parts[-1].resting)
+    return total
+
+
+def tune_gc() -> None:
+    """Fewer garbage collections in a long-lived node process.
+
+    Apply and push allocate many short-lived dicts per row; with the default thresholds the
+    collector ran often enough to cost about a fifth of apply time. Objects made at startup
+    (policy, metadata, modules) are frozen out of its scans.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
+def _log_retry(job: str, metrics: Metrics) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        metrics.retries.labels(job).inc()
+        log.warning(
+            "retrying",
+            job=job,
+            attempt=state.attempt_number,
+            next_wait_s=round(wait, 2),
+            error=str(exc),
+        )
+
+    return before_sleep
+
+
+def with_retries(
+    fn: Callable[[], Any],
+    job: str,
+    node: Node,
+    stop: threading.Event | None,
+    attempts: int | None = None,
+) -> Any:
+    """Run fn, retrying transient failures with capped exponential backoff and jitter."""
+    cfg = node.settings.sync
+    stop_cond: Any = (
+        stop_after_attempt(attempts) if attempts else stop_when_event_set(stop or threading.Event())
+    )
+    retrying = Retrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_exponential_jitter(initial=0.5, max=cfg.retry_max_wait_seconds, jitter=1.0),
+        stop=stop_cond,
+        sleep=(stop.wait if stop is not None else time.sleep),  # type: ignore[arg-type]
+        before_sleep=_log_retry(job, node.metrics),
+        reraise=True,
+    )
+    return retrying(fn)
+
+
+class Daemon:
+    """`syncd run`: schedule the node's jobs until SIGTERM/SIGINT, then stop cleanly."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = threading.Event()
+        self.wakes = 0
+        self.handled = 0
+        self.wake_lock = threading.Lock()
+        self.cycle_running = False
+        self.node = Node.open(settings)
+        self.scheduler = BackgroundScheduler(
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=dt.UTC,
+        )
+        self.paused_until = 0.0
+        self.round_started = 0.0
+
+    def _job(self, name: str, fn: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            # Context variables do not cross into the scheduler's worker threads.
+            structlog.contextvars.bind_contextvars(node=self.settings.node.id)
+            if self.stop.is_set() or time.monotonic() < self.paused_until:
+                return
+            try:
+                with_retries(fn, name, self.node, self.stop)
+            except SyncdError as exc:
+                if is_transient(exc):
+                    return  # only reached on shutdown: the retry loop was interrupted
+                # Bad input is not retried in a loop: report it, wait, serve what we can.
+                self.node.metrics.errors.labels(name, type(exc).__name__).inc()
+                self.paused_until = time.monotonic() + self.settings.sync.retry_max_wait_seconds
+                log.error(
+                    "cycle_failed",
+                    job=name,
+                    error=str(exc),
+                    kind=type(exc).__name__,
+                    paused_s=self.settings.sync.retry_max_wait_seconds,
+                )
+            except Exception as exc:
+                self.node.metrics.errors.labels(name, type(exc).__name__).inc()
+                log.exception("cycle_crashed", job=name, error=str(exc))
+
+        return run
+
+    def _on_skipped(self, event: JobEvent) -> None:
+        """A run skipped because the last one was still finishing: run again if woken since.
+
+        The scheduler counts a job instance as running until just after our function returns;
+        a wake-up in that instant is skipped by it, so it is rescheduled here.
+        """
+        if event.job_id != "cycle":
+            return
+        with self.wake_lock:
+            outstanding = not self.cycle_running and self.wakes != self.handled
+        if outstanding:
+            self._run_woken(minimum=0.05)
+
+    def _cycle(self) -> None:
+        """The main job: cycles again while wake-ups arrived during the previous round.
+
+        A wake-up counted before a round starts is covered by that round (its batch was
+        committed before the NOTIFY, so the round's read of the inbox sees it); one counted
+        later makes the loop go round once more. The count is read and the running state
+        left under the lock `wake` takes, so no wake-up falls between the two.
+        """
+        with self.wake_lock:
+            self.cycle_running = True
+        try:
+            while True:
+                with self.wake_lock:
+                    seen = self.wakes
+                self.round_started = time.monotonic()
+                self.node.cycle(self.stop)
+                with self.wake_lock:
+                    if self.wakes == seen or self.stop.is_set():
+                        self.cycle_running = False
+                        self.handled = seen
+                        return
+                # Woken meanwhile: go round again, but not sooner than the wake spacing, so
+                # a burst of commits travels as one batch rather than one batch each.
+                self.stop.wait(self._spacing_left())
+        except BaseException:
+            with self.wake_lock:
+                self.cycle_running = False
+            raise
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        self.stop.set()
+
+    def wake(self) -> None:
+        """Run the main job now (a batch arrived at the hub, or a city write committed).
+
+        A wake-up during a cycle must not be lost: the batch may have arrived after the cycle
+        read the inbox, and the scheduler would skip a second instance of the job. So wake-ups
+        are counted, and a running cycle goes round again if the count moved while it ran.
+        """
+        with self.wake_lock:
+            self.wakes += 1
+            if self.cycle_running:
+                return
+        self._run_woken()
+
+    def _spacing_left(self) -> float:
+        """Seconds until a wake-up may start a round: `wake_min_interval` after the last began."""
+        start = self.round_started + self.settings.sync.wake_min_interval_seconds
+        return max(0.0, start - time.monotonic())
+
+    def _run_woken(self, minimum: float = 0.0) -> None:
+        """Schedule the main job as soon as the wake spacing allows (and not before minimum)."""
+        job = self.scheduler.get_job("cycle")
+        if job is not None:
+            delay = max(minimum, self._spacing_left())
+            job.modify(next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
+
+    def run(self) -> int:
+        s = self.settings
+        lock = NodeLock(self.node.engine, s.node.id)
+        lock.acquire()
+        tune_gc()
+        try:
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+            if s.metrics.port is not None:
+                self.node.metrics.watch(self.node.status)
+                port = self.node.metrics.serve(s.metrics.port, s.metrics.address, self.node.ready)
+                log.info("metrics_listening", port=port, address=s.metrics.address)
+            cycle = self._job("push" if s.is_city else "apply", self._cycle)
+            self.scheduler.add_job(
+                cycle,
+                "interval",
+                seconds=s.sync.interval_seconds,
+                id="cycle",
+                next_run_time=dt.datetime.now(dt.UTC),
+            )
+            if s.is_city:
+                self.scheduler.add_job(
+                    self._job("trim", self.node.trim),
+                    "interval",
+                    seconds=s.sync.trim_interval_seconds,
+                    id="trim",
+                )
+            self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
+            self.scheduler.start()
+            if is_postgres(self.node.engine):
+                # The hub hears the submit function, a city its own capture triggers.
+                channel = NOTIFY_CHANNEL if s.is_hub else CAPTURE_CHANNEL
+                threading.Thread(
+                    target=self._listen, args=(channel,), name="syncd-listen", daemon=True
+                ).start()
+            log.info("daemon_started", role=s.node.role.value, interval_s=s.sync.interval_seconds)
+            self.stop.wait()
+            self._shutdown()
+            log.info("daemon_stopped")
+            return 0
+        finally:
+            self.node.metrics.close()
+            self.node.close()
+            lock.release()
+
+    def _shutdown(self) -> None:
+        """Stop the scheduler within seconds, whatever its job in flight waits on.
+
+        The job gets `shutdown_grace_seconds` to finish (its transaction commits or rolls back,
+        never half); past that, the statements it runs are cancelled, which rolls its
+        transaction back and ends it with a transient error that is not retried (stop is set).
+        """
+        waiting = threading.Thread(
+            target=self.scheduler.shutdown, kwargs={"wait": True}, name="syncd-shutdown"
+        )
+        waiting.start()
+        waiting.join(self.settings.sync.shutdown_grace_seconds)
+        while waiting.is_alive():
+            asked = self.node.cancel_running()
+            log.warning("cancelling_job", statements=asked)
+            waiting.join(1.0)
+
+    def _listen(self, channel: str) -> None:
+        """Run the cycle on NOTIFY (a batch arrived, or a city write committed).
+
+        Polling at the interval stays the fallback, and covers a lost connection too.
+        """
+        structlog.contextvars.bind_contextvars(node=self.settings.node.id)
+        while not self.stop.is_set():
+            try:
+                raw = self.node.engine.raw_connection()
+                dbapi: Any = raw.driver_connection
+                # Never back to the pool: it is put in autocommit to LISTEN, and a pooled
+                # connection in autocommit would run an apply statement by statement.
+                raw.detach()
+                try:
+                    dbapi.autocommit = True
+                    dbapi.execute(f"LISTEN {channel}")
+                    log.info("listening", channel=channel)
+                    while not self.stop.is_set():
+                        for _ in dbapi.notifies(timeout=1.0, stop_after=1):
+                            log.debug("woken", channel=channel)
+                            self.wake()
+                finally:
+                    raw.close()
+            except Exception as exc:
+                log.warning("listen_failed", error=str(exc))
+                self.stop.wait(self.settings.sync.retry_max_wait_seconds)
+
+
+def sync_once(settings: Settings) -> dict[str, Any]:
+    """`syncd sync --once`: one cycle, a few retries on transient failures, then exit.
+
+    Under the node's lock, as the daemon runs: beside a running daemon it would submit or
+    apply the same batches at the same time (spurious refusals, failed cycles).
+    """
+    node = Node.open(settings)
+    lock = NodeLock(node.engine, settings.node.id)
+    try:
+        lock.acquire()
+        tune_gc()
+        result: dict[str, Any] = with_retries(node.cycle, "once", node, None, attempts=3)
+        if node.pusher is not None and node.settings.sync.trim_retention_seconds == 0:
+            result["trimmed"] = node.trim()
+        return result
+    finally:
+        lock.release()
+        node.close()

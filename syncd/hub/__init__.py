@@ -1,0 +1,1 @@
+"""What runs at the hub: inbox, apply, golden records, quarantine, conflicts, audit, reports."""

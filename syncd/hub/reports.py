@@ -1,0 +1,758 @@
+"""Manager reports on the hub: customer 360, city summary, value tiers, cross-city credit exposure.
+
+Every report is also a SQL view on the hub, so psql and BI tools see what `syncd report` shows.
+`install_views` creates them (`syncd init` on a hub calls it); each is rebuilt from SQLAlchemy Core
+and compiled for the hub's dialect, so one definition serves SQLite and PostgreSQL.
+
+Views (all rows are *live*: source, golden and child rows whose ``_deleted`` is false):
+
+``report_customer_link``
+    golden_id, id_type, id_number, origin_node, city_code, customer_id — one row per city's
+    source record of a golden customer: how (origin_node, customer_id) maps to a golden record.
+``report_customer_deposit_accounts``, ``report_customer_loans``,
+``report_customer_intermediary_business``
+    golden_id, id_type, id_number, city_code, origin_node, then the child table's public
+    columns — the child rows attributed to a golden customer (the products in `report customer`).
+    Children whose parent is missing at the hub appear in no customer view.
+``report_city_summary``
+    node_id, city_code, customers, deposit_balance, loan_balance, loan_normal,
+    loan_special_mention, loan_substandard, loan_doubtful, loan_loss, overdue_loan_balance,
+    fee_income, last_applied_at, last_seen_at — one row per node (registered, or origin of any
+    row). City totals count every live row of the city, orphans (children whose parent is
+    missing) included. ``customers`` counts live source customer rows.
+``report_customer_value_base``
+    golden_id, id_type, id_number, name, cities, city_count, deposit_balance, loan_balance,
+    fee_income — province-wide sums per live golden customer. Weights and tiers are config, not
+    schema: `customer_value` applies them in Python on top of this view.
+``report_credit_exposure``
+    golden_id, id_type, id_number, name, loan_cities, loan_city_count, loan_count, loan_balance,
+    multi_city, max_overdue_days, worst_five_class, overdue, non_performing — one row per golden
+    customer with at least one attributed live loan. The ``--min`` threshold is applied by
+    `credit_exposure`, not by the view.
+
+A customer 360 in psql: the golden row from ``customers``, each city's version from
+``src_customers`` joined to ``report_customer_link`` on (origin_node, customer_id), products
+from the three ``report_customer_*`` views, all filtered by id_number.
+
+``cities`` and ``loan_cities`` are comma-separated node ids (sorted on PostgreSQL; in no
+guaranteed order on SQLite; the functions below always return sorted lists).
+
+Money: sums are exact NUMERIC on PostgreSQL. SQLite stores decimals as text, so its views cast
+to REAL, sum and round to 2 places; the functions return ``Decimal`` quantized to 0.01 on both.
+Amounts are summed as recorded, whatever their currency.
+
+The reports need the reference CRM's tables and columns (`REQUIRED`); on a hub whose policy
+lacks any of them `install_views` installs nothing and says so by returning no view names.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import math
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import ExecutableDDLElement
+from sqlalchemy.sql.compiler import DDLCompiler
+
+from syncd.core.checks import check_value, normalise
+from syncd.core.errors import UsageError
+from syncd.core.policy import CheckKind, Policy
+from syncd.core.settings import ReportSection
+from syncd.store import hub_tables as schema_hub
+
+CUSTOMERS = "customers"
+DEPOSITS = "deposit_accounts"
+LOANS = "loans"
+FEES = "intermediary_business"
+
+# The five-class loan categories (五级分类), best to worst; the index + 1 is the severity.
+FIVE_CLASSES = ("normal", "special_mention", "substandard", "doubtful", "loss")
+NON_PERFORMING = frozenset({"substandard", "doubtful", "loss"})
+
+# What the reports read, per public table: (table, columns).
+REQUIRED: Mapping[str, tuple[str, ...]] = {
+    CUSTOMERS: ("id_type", "id_number", "name"),
+    DEPOSITS: ("balance",),
+    LOANS: ("balance", "five_class", "overdue_days"),
+    FEES: ("fee_income",),
+}
+
+LINK_VIEW = "report_customer_link"
+CITY_VIEW = "report_city_summary"
+VALUE_VIEW = "report_customer_value_base"
+EXPOSURE_VIEW = "report_credit_exposure"
+
+TIERS = ("key", "high", "medium", "standard")
+WARN_MULTI_CITY = "multi_city"
+WARN_OVERDUE = "overdue"
+WARN_NON_PERFORMING = "non_performing"
+
+_CENT = Decimal("0.01")
+
+
+def child_view_name(table: str) -> str:
+    """The view of one child table's rows attributed to golden customers."""
+    return f"report_customer_{table}"
+
+
+# --- DDL -----------------------------------------------------------------------------------
+
+
+class _CreateView(ExecutableDDLElement):
+    def __init__(self, name: str, select: sa.Select[Any], *, replace: bool) -> None:
+        self.name = name
+        self.select = select
+        self.replace = replace
+
+
+class _DropView(ExecutableDDLElement):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@compiles(_CreateView)
+def _compile_create_view(element: _CreateView, compiler: DDLCompiler, **kw: Any) -> str:
+    # A view's text is stored, not executed with parameters: every constant must be inline.
+    body = compiler.sql_compiler.process(element.select, literal_binds=True)
+    verb = "CREATE OR REPLACE VIEW" if element.replace else "CREATE VIEW"
+    return f"{verb} {compiler.preparer.quote(element.name)} AS {body}"
+
+
+@compiles(_DropView)
+def _compile_drop_view(element: _DropView, compiler: DDLCompiler, **kw: Any) -> str:
+    return f"DROP VIEW IF EXISTS {compiler.preparer.quote(element.name)}"
+
+
+def missing_inputs(policy: Policy) -> list[str]:
+    """What the reports need that the policy does not declare public (empty: all there)."""
+    problems: list[str] = []
+    for name, columns in REQUIRED.items():
+        table = policy.tables.get(name)
+        if table is None or not table.is_public:
+            problems.append(f"public table {name!r}")
+            continue
+        problems += [f"column {name}.{c}" for c in columns if c not in table.public_columns]
+        if name == CUSTOMERS:
+            if set(table.identity) != {"id_type", "id_number"}:
+                problems.append("identity [id_type, id_number] of customers")
+        elif table.parent is None or table.parent.table != CUSTOMERS:
+            problems.append(f"parent customers of {name}")
+    return problems
+
+
+def install_views(conn: sa.Connection, policy: Policy) -> tuple[str, ...]:
+    """Create or replace every report view; returns their names (none if inputs are missing)."""
+    if missing_inputs(policy):
+        return ()
+    views = _Views(policy, sqlite=conn.dialect.name == "sqlite")
+    defs = views.definitions()
+    for name, select in defs.items():
+        if conn.dialect.name == "postgresql":
+            _replace_pg_view(conn, name, select)
+        else:
+            conn.execute(_DropView(name))
+            conn.execute(_CreateView(name, select, replace=False))
+    return tuple(defs)
+
+
+def _replace_pg_view(conn: sa.Connection, name: str, select: sa.Select[Any]) -> None:
+    # CREATE OR REPLACE keeps grants and dependent views, but cannot drop or rename columns
+    # (a policy change did that): then drop and create, without CASCADE, so a BI view built on
+    # ours makes this fail loudly instead of vanishing.
+    try:
+        with conn.begin_nested():
+            conn.execute(_CreateView(name, select, replace=True))
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42P16":  # invalid_table_definition
+            raise
+        conn.execute(_DropView(name))
+        conn.execute(_CreateView(name, select, replace=False))
+
+
+# --- view definitions ----------------------------------------------------------------------
+
+
+def _live(table: sa.FromClause) -> sa.ColumnElement[bool]:
+    return table.c["_deleted"] == sa.false()
+
+
+class _Views:
+    """The SELECT behind each view, for one policy and dialect."""
+
+    def __init__(self, policy: Policy, *, sqlite: bool) -> None:
+        self.policy = policy
+        self.sqlite = sqlite
+        self.md = schema_hub.policy_metadata(policy)
+        customers = policy.table(CUSTOMERS)
+        self.identity = customers.identity
+        self.golden = self.md.tables[CUSTOMERS]
+        self.src = self.md.tables[schema_hub.source_table_name(customers)]
+        self.nodes = schema_hub.nodes
+        self.children = tuple(
+            t.name
+            for t in policy.public_tables
+            if t.parent is not None and t.parent.table == CUSTOMERS
+        )
+
+    def definitions(self) -> dict[str, sa.Select[Any]]:
+        defs: dict[str, sa.Select[Any]] = {LINK_VIEW: self.link()}
+        for child in self.children:
+            defs[child_view_name(child)] = self.customer_children(child)
+        defs[CITY_VIEW] = self.city_summary()
+        defs[VALUE_VIEW] = self.value_base()
+        defs[EXPOSURE_VIEW] = self.exposure()
+        return defs
+
+    # Money: NUMERIC sums are exact on PostgreSQL; SQLite keeps decimals as text, so cast.
+    def money_sum(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        if self.sqlite:
+            total = sa.func.sum(sa.cast(expr, sa.Float()), type_=sa.Float())
+            return sa.func.round(total, 2, type_=sa.Float())
+        return sa.func.sum(expr)
+
+    def zero(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.func.coalesce(expr, 0, type_=expr.type)
+
+    def names(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """Comma-separated distinct values of expr; callers feed distinct rows."""
+        if self.sqlite:
+            return sa.func.group_concat(expr, sa.literal(","), type_=sa.String())
+        ordered = postgresql.aggregate_order_by(sa.literal(","), expr)
+        return sa.func.string_agg(expr, ordered, type_=sa.String())
+
+    def link(self) -> sa.Select[Any]:
+        src, golden, nodes = self.src, self.golden, self.nodes
+        customers = self.policy.table(CUSTOMERS)
+        on = sa.and_(*(src.c[k] == golden.c[k] for k in self.identity))
+        return (
+            sa.select(
+                golden.c[schema_hub.GOLDEN_ID],
+                *(golden.c[k] for k in self.identity),
+                src.c[schema_hub.ORIGIN],
+                nodes.c.city_code,
+                *(src.c[k] for k in customers.primary_key),
+            )
+            .select_from(
+                src.join(golden, on).outerjoin(nodes, nodes.c.node_id == src.c[schema_hub.ORIGIN])
+            )
+            .where(_live(src), _live(golden))
+        )
+
+    def attributed(self, child: str) -> tuple[sa.Table, sa.Subquery, sa.ColumnElement[bool]]:
+        """The child table, the link subquery, and the join condition between them."""
+        table = self.md.tables[child]
+        parent = self.policy.table(child).parent
+        assert parent is not None
+        link = self.link().subquery(f"link_{child}")
+        on = sa.and_(
+            table.c[schema_hub.ORIGIN] == link.c[schema_hub.ORIGIN],
+            *(table.c[c] == link.c[p] for c, p in parent.columns.items()),
+        )
+        return table, link, on
+
+    def customer_children(self, child: str) -> sa.Select[Any]:
+        table, link, on = self.attributed(child)
+        head = [link.c[schema_hub.GOLDEN_ID], *(link.c[k] for k in self.identity)]
+        head.append(link.c.city_code)
+        taken = {c.key for c in head}
+        own = [table.c[schema_hub.ORIGIN]] + [
+            table.c[c] for c in self.policy.table(child).public_columns if c not in taken
+        ]
+        return sa.select(*head, *own).select_from(table.join(link, on)).where(_live(table))
+
+    def city_summary(self) -> sa.Select[Any]:
+        nodes, src = self.nodes, self.src
+        deposits, loans, fees = (self.md.tables[n] for n in (DEPOSITS, LOANS, FEES))
+        origin = schema_hub.ORIGIN
+        every = sa.union(
+            sa.select(nodes.c.node_id.label("node_id")),
+            *(sa.select(t.c[origin].label("node_id")) for t in (src, deposits, loans, fees)),
+        ).subquery("every_node")
+        cust = (
+            sa.select(src.c[origin], sa.func.count().label("customers"))
+            .where(_live(src))
+            .group_by(src.c[origin])
+            .subquery("cust")
+        )
+        dep = (
+            sa.select(deposits.c[origin], self.money_sum(deposits.c.balance).label("balance"))
+            .where(_live(deposits))
+            .group_by(deposits.c[origin])
+            .subquery("dep")
+        )
+        loan_cols = [self.money_sum(loans.c.balance).label("balance")]
+        loan_cols += [
+            self.money_sum(sa.case((loans.c.five_class == fc, loans.c.balance))).label(fc)
+            for fc in FIVE_CLASSES
+        ]
+        loan_cols.append(
+            self.money_sum(sa.case((loans.c.overdue_days > 0, loans.c.balance))).label("overdue")
+        )
+        loan = (
+            sa.select(loans.c[origin], *loan_cols)
+            .where(_live(loans))
+            .group_by(loans.c[origin])
+            .subquery("loan")
+        )
+        fee = (
+            sa.select(fees.c[origin], self.money_sum(fees.c.fee_income).label("fee_income"))
+            .where(_live(fees))
+            .group_by(fees.c[origin])
+            .subquery("fee")
+        )
+        return sa.select(
+            every.c.node_id,
+            nodes.c.city_code,
+            self.zero(cust.c.customers).label("customers"),
+            self.zero(dep.c.balance).label("deposit_balance"),
+            self.zero(loan.c.balance).label("loan_balance"),
+            *(self.zero(loan.c[fc]).label(f"loan_{fc}") for fc in FIVE_CLASSES),
+            self.zero(loan.c.overdue).label("overdue_loan_balance"),
+            self.zero(fee.c.fee_income).label("fee_income"),
+            nodes.c.applied_at.label("last_applied_at"),
+            nodes.c.last_seen_at,
+        ).select_from(
+            every.outerjoin(nodes, nodes.c.node_id == every.c.node_id)
+            .outerjoin(cust, cust.c[origin] == every.c.node_id)
+            .outerjoin(dep, dep.c[origin] == every.c.node_id)
+            .outerjoin(loan, loan.c[origin] == every.c.node_id)
+            .outerjoin(fee, fee.c[origin] == every.c.node_id)
+        )
+
+    def per_customer_sum(self, child: str, column: str) -> sa.Subquery:
+        table, link, on = self.attributed(child)
+        gid = link.c[schema_hub.GOLDEN_ID]
+        return (
+            sa.select(gid, self.money_sum(table.c[column]).label("total"))
+            .select_from(table.join(link, on))
+            .where(_live(table))
+            .group_by(gid)
+            .subquery(f"sum_{child}")
+        )
+
+    def value_base(self) -> sa.Select[Any]:
+        golden = self.golden
+        gid = golden.c[schema_hub.GOLDEN_ID]
+        link = self.link().subquery("link")
+        pairs = (
+            sa.select(link.c[schema_hub.GOLDEN_ID], link.c[schema_hub.ORIGIN])
+            .distinct()
+            .subquery("customer_city")
+        )
+        cities = (
+            sa.select(
+                pairs.c[schema_hub.GOLDEN_ID],
+                self.names(pairs.c[schema_hub.ORIGIN]).label("cities"),
+                sa.func.count().label("city_count"),
+            )
+            .group_by(pairs.c[schema_hub.GOLDEN_ID])
+            .subquery("cities")
+        )
+        dep = self.per_customer_sum(DEPOSITS, "balance")
+        loan = self.per_customer_sum(LOANS, "balance")
+        fee = self.per_customer_sum(FEES, "fee_income")
+        return (
+            sa.select(
+                gid,
+                *(golden.c[k] for k in self.identity),
+                golden.c.name,
+                cities.c.cities,
+                self.zero(cities.c.city_count).label("city_count"),
+                self.zero(dep.c.total).label("deposit_balance"),
+                self.zero(loan.c.total).label("loan_balance"),
+                self.zero(fee.c.total).label("fee_income"),
+            )
+            .select_from(
+                golden.outerjoin(cities, cities.c[schema_hub.GOLDEN_ID] == gid)
+                .outerjoin(dep, dep.c[schema_hub.GOLDEN_ID] == gid)
+                .outerjoin(loan, loan.c[schema_hub.GOLDEN_ID] == gid)
+                .outerjoin(fee, fee.c[schema_hub.GOLDEN_ID] == gid)
+            )
+            .where(_live(golden))
+        )
+
+    def exposure(self) -> sa.Select[Any]:
+        golden = self.golden
+        loans, link, on = self.attributed(LOANS)
+        lgid = link.c[schema_hub.GOLDEN_ID]
+        severity = sa.case(
+            *((loans.c.five_class == fc, i + 1) for i, fc in enumerate(FIVE_CLASSES)), else_=0
+        )
+        per = (
+            sa.select(
+                lgid,
+                sa.func.count(sa.distinct(loans.c[schema_hub.ORIGIN])).label("loan_city_count"),
+                sa.func.count().label("loan_count"),
+                self.money_sum(loans.c.balance).label("loan_balance"),
+                sa.func.max(loans.c.overdue_days).label("max_overdue_days"),
+                sa.func.max(severity).label("severity"),
+            )
+            .select_from(loans.join(link, on))
+            .where(_live(loans))
+            .group_by(lgid)
+            .subquery("per_customer")
+        )
+        pairs = (
+            sa.select(lgid, loans.c[schema_hub.ORIGIN])
+            .select_from(loans.join(link, on))
+            .where(_live(loans))
+            .distinct()
+            .subquery("loan_city")
+        )
+        cities = (
+            sa.select(
+                pairs.c[schema_hub.GOLDEN_ID],
+                self.names(pairs.c[schema_hub.ORIGIN]).label("loan_cities"),
+            )
+            .group_by(pairs.c[schema_hub.GOLDEN_ID])
+            .subquery("loan_cities")
+        )
+        gid = golden.c[schema_hub.GOLDEN_ID]
+        worst = sa.case(*((per.c.severity == i + 1, fc) for i, fc in enumerate(FIVE_CLASSES)))
+        return (
+            sa.select(
+                gid,
+                *(golden.c[k] for k in self.identity),
+                golden.c.name,
+                cities.c.loan_cities,
+                per.c.loan_city_count,
+                per.c.loan_count,
+                per.c.loan_balance,
+                (per.c.loan_city_count >= 2).label("multi_city"),
+                per.c.max_overdue_days,
+                worst.label("worst_five_class"),
+                (per.c.max_overdue_days > 0).label("overdue"),
+                (per.c.severity >= FIVE_CLASSES.index("substandard") + 1).label("non_performing"),
+            )
+            .select_from(
+                golden.join(per, per.c[schema_hub.GOLDEN_ID] == gid).outerjoin(
+                    cities, cities.c[schema_hub.GOLDEN_ID] == gid
+                )
+            )
+            .where(_live(golden))
+        )
+
+
+# The views as the report functions read them. Money columns stay untyped: NUMERIC arrives as
+# Decimal on PostgreSQL and REAL as float on SQLite, and `_money` makes both a Decimal.
+_CITY_MONEY = (
+    "deposit_balance",
+    "loan_balance",
+    *(f"loan_{fc}" for fc in FIVE_CLASSES),
+    "overdue_loan_balance",
+    "fee_income",
+)
+_city_view = sa.table(
+    CITY_VIEW,
+    sa.column("node_id"),
+    sa.column("city_code"),
+    sa.column("customers"),
+    *(sa.column(c) for c in _CITY_MONEY),
+    sa.column("last_applied_at", sa.DateTime()),
+    sa.column("last_seen_at", sa.DateTime()),
+)
+_value_view = sa.table(
+    VALUE_VIEW,
+    *(
+        sa.column(c)
+        for c in (
+            "golden_id",
+            "id_type",
+            "id_number",
+            "name",
+            "cities",
+            "city_count",
+            "deposit_balance",
+            "loan_balance",
+            "fee_income",
+        )
+    ),
+)
+_exposure_view = sa.table(
+    EXPOSURE_VIEW,
+    *(
+        sa.column(c)
+        for c in (
+            "golden_id",
+            "id_type",
+            "id_number",
+            "name",
+            "loan_cities",
+            "loan_city_count",
+            "loan_count",
+            "loan_balance",
+        )
+    ),
+    sa.column("multi_city", sa.Boolean()),
+    sa.column("max_overdue_days"),
+    sa.column("worst_five_class"),
+    sa.column("overdue", sa.Boolean()),
+    sa.column("non_performing", sa.Boolean()),
+)
+
+
+# --- values --------------------------------------------------------------------------------
+
+
+def _money(value: Any) -> Decimal:
+    if value is None:
+        return Decimal("0.00")
+    if isinstance(value, float):
+        # SQLite's REAL sums: already rounded to 2 places in SQL; repr is the shortest exact form.
+        value = repr(round(value, 2))
+    return Decimal(value).quantize(_CENT, rounding=decimal.ROUND_HALF_UP)
+
+
+def _split(names: str | None) -> list[str]:
+    return sorted(n for n in (names or "").split(",") if n)
+
+
+def _comparable(value: Any) -> Any:
+    """A hashable form of a column value; list columns compare as sets (merged by union)."""
+    if isinstance(value, list | tuple):
+        return json.dumps(sorted(json.dumps(v, sort_keys=True, default=str) for v in value))
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
+
+
+def _policy_views(conn: sa.Connection, policy: Policy) -> _Views:
+    problems = missing_inputs(policy)
+    if problems:
+        raise UsageError("the reports need " + ", ".join(problems) + " in the hub's policy")
+    return _Views(policy, sqlite=conn.dialect.name == "sqlite")
+
+
+# --- customer 360 --------------------------------------------------------------------------
+
+
+def _stored_forms(id_number: str) -> list[str]:
+    """The forms a number typed by a person may be stored under: as typed, normalised (full
+    width, spaces, case) and canonical under each identity rule (15 digits upgraded to 18)."""
+    forms = {id_number, normalise(id_number)}
+    for kind in CheckKind:
+        canonical, problem = check_value(kind, id_number)
+        if problem is None and isinstance(canonical, str):
+            forms.add(canonical)
+    return sorted(forms)
+
+
+def customer_360(
+    conn: sa.Connection, policy: Policy, id_number: str, id_type: str | None = None
+) -> dict[str, Any]:
+    """One golden customer: the golden record, each city's version, differences, products.
+
+    Raises UsageError if no live golden customer has this ID number (and type), or if the number
+    is held under several ID types and none was given.
+    """
+    views = _policy_views(conn, policy)
+    golden = views.golden
+    query = sa.select(golden).where(golden.c.id_number.in_(_stored_forms(id_number)), _live(golden))
+    if id_type is not None:
+        query = query.where(golden.c.id_type == id_type)
+    found = [dict(r) for r in conn.execute(query.order_by(golden.c.id_type)).mappings()]
+    if not found:
+        typed = "" if id_type is None else f" and id_type {id_type!r}"
+        raise UsageError(f"no customer with id_number {id_number!r}{typed}")
+    if len(found) > 1:
+        types = ", ".join(str(r["id_type"]) for r in found)
+        raise UsageError(
+            f"id_number {id_number!r} belongs to {len(found)} customers (id types: {types}); "
+            "give --id-type"
+        )
+    record = found[0]
+    gid = record[schema_hub.GOLDEN_ID]
+    sources = _sources(conn, views, record)
+    products = {child: _children(conn, views, child, gid) for child in (DEPOSITS, LOANS, FEES)}
+    cities = {s[schema_hub.ORIGIN] for s in sources}
+    for rows in products.values():
+        cities.update(r[schema_hub.ORIGIN] for r in rows)
+    return {
+        "golden": record,
+        "sources": sources,
+        "differences": _differences(views, sources),
+        "deposits": products[DEPOSITS],
+        "loans": products[LOANS],
+        "intermediary_business": products[FEES],
+        "cities": sorted(cities),
+        "totals": {
+            "deposit_balance": _money(sum(_money(r["balance"]) for r in products[DEPOSITS])),
+            "loan_balance": _money(sum(_money(r["balance"]) for r in products[LOANS])),
+            "fee_income": _money(sum(_money(r["fee_income"]) for r in products[FEES])),
+        },
+    }
+
+
+def _sources(conn: sa.Connection, views: _Views, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    src, nodes = views.src, views.nodes
+    customers = views.policy.table(CUSTOMERS)
+    query = (
+        sa.select(
+            src.c[schema_hub.ORIGIN],
+            nodes.c.city_code,
+            *(src.c[c] for c in customers.public_columns),
+            src.c["_seq"],
+            src.c["_applied_at"],
+        )
+        .select_from(src.outerjoin(nodes, nodes.c.node_id == src.c[schema_hub.ORIGIN]))
+        .where(_live(src), *(src.c[k] == record[k] for k in views.identity))
+        .order_by(src.c[schema_hub.ORIGIN])
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def _differences(views: _Views, sources: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Columns whose values differ between the cities' versions, with each city's value.
+
+    The city-local key, the identity and the change timestamp are left out: they differ (or
+    agree) by construction.
+    """
+    customers = views.policy.table(CUSTOMERS)
+    skip = {*customers.primary_key, *customers.identity, customers.updated_at}
+    diffs: list[dict[str, Any]] = []
+    for column in customers.public_columns:
+        if column in skip:
+            continue
+        values = {s[schema_hub.ORIGIN]: s[column] for s in sources}
+        if len({_comparable(v) for v in values.values()}) > 1:
+            diffs.append({"column": column, "values": values})
+    return diffs
+
+
+def _children(conn: sa.Connection, views: _Views, child: str, gid: Any) -> list[dict[str, Any]]:
+    # The view's own SELECT, run against the tables: same rows, with the columns' real types.
+    select = views.customer_children(child)
+    columns = select.selected_columns
+    key = views.policy.table(child).primary_key
+    query = select.where(columns[schema_hub.GOLDEN_ID] == gid).order_by(
+        columns[schema_hub.ORIGIN], *(columns[k] for k in key)
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+# --- city summary --------------------------------------------------------------------------
+
+
+def city_summary(conn: sa.Connection) -> list[dict[str, Any]]:
+    """Per node: live customers, deposits, loans by five-class category, overdue, fees, sync."""
+    view = _city_view
+    rows = conn.execute(sa.select(view).order_by(view.c.node_id)).mappings()
+    result = []
+    for r in rows:
+        row = dict(r)
+        row["customers"] = int(row["customers"])
+        for k in _CITY_MONEY:
+            row[k] = _money(row[k])
+        result.append(row)
+    return result
+
+
+# --- customer value ------------------------------------------------------------------------
+
+
+def customer_value(
+    conn: sa.Connection, report: ReportSection, top: int | None = None
+) -> list[dict[str, Any]]:
+    """Contribution (贡献度) per golden customer, ranked, with its value tier.
+
+    contribution = deposit_balance × weight_deposit + loan_balance × weight_loan
+    + fee_income × weight_fee, over every city, rounded half-up to 0.01.
+
+    Ranks are competition ranks (1, 2, 2, 4): tied customers share the best rank of their group,
+    so ties never split across tiers. With N customers and cumulative shares key, key + high,
+    key + high + medium (percent), a customer of rank r is in the first tier whose
+    ceil(N × share / 100) is at least r; ceil keeps at least one key customer whenever N > 0.
+    A customer whose contribution is zero is 'standard' whatever its rank. Tiers are computed
+    over all customers before `top` keeps the first rows.
+    """
+    if top is not None and top < 1:
+        raise UsageError(f"--top: must be at least 1, got {top}")
+    view = _value_view
+    weights = {
+        "deposit_balance": Decimal(str(report.weight_deposit)),
+        "loan_balance": Decimal(str(report.weight_loan)),
+        "fee_income": Decimal(str(report.weight_fee)),
+    }
+    rows: list[dict[str, Any]] = []
+    for r in conn.execute(sa.select(view)).mappings():
+        row = dict(r)
+        row["cities"] = _split(row["cities"])
+        row["city_count"] = int(row["city_count"])
+        for k in weights:
+            row[k] = _money(row[k])
+        row["contribution"] = _money(sum(row[k] * w for k, w in weights.items()))
+        rows.append(row)
+    rows.sort(key=lambda x: (-x["contribution"], x[schema_hub.GOLDEN_ID]))
+    _assign_tiers(rows, report)
+    return rows if top is None else rows[:top]
+
+
+def _assign_tiers(rows: list[dict[str, Any]], report: ReportSection) -> None:
+    """Set rank and tier on rows sorted by contribution, best first (see customer_value)."""
+    n = len(rows)
+    shares = [Decimal(str(report.tier_key_pct))]
+    shares.append(shares[-1] + Decimal(str(report.tier_high_pct)))
+    shares.append(shares[-1] + Decimal(str(report.tier_medium_pct)))
+    # Decimal keeps 20 × 15 / 100 at exactly 3, where floats would ceil 3.0000000000000004 to 4.
+    limits = [min(n, math.ceil(n * s / 100)) for s in shares]
+    rank = 0
+    previous: Decimal | None = None
+    for position, row in enumerate(rows, start=1):
+        if row["contribution"] != previous:
+            rank, previous = position, row["contribution"]
+        row["rank"] = rank
+        tier = next((t for t, limit in zip(TIERS[:3], limits, strict=True) if rank <= limit), None)
+        row["tier"] = "standard" if tier is None or row["contribution"] <= 0 else tier
+
+
+# --- credit exposure -----------------------------------------------------------------------
+
+
+def credit_exposure(conn: sa.Connection, min_amount: Decimal = Decimal(0)) -> list[dict[str, Any]]:
+    """Customers to watch: cross-city credit of at least min_amount, overdue or non-performing.
+
+    A customer with live loans is listed if (loans in 2+ cities and total loan balance >=
+    min_amount) or any loan is overdue (overdue_days > 0) or any loan is substandard, doubtful
+    or loss; `warnings` names which of multi_city, overdue, non_performing apply. Worst first:
+    by five-class severity, then overdue days, then balance.
+    """
+    if not min_amount.is_finite() or min_amount < 0:
+        raise UsageError(f"--min: must be a non-negative amount, got {min_amount}")
+    view = _exposure_view
+    listed: list[dict[str, Any]] = []
+    for r in conn.execute(sa.select(view)).mappings():
+        row = dict(r)
+        row["loan_cities"] = _split(row["loan_cities"])
+        row["loan_balance"] = _money(row["loan_balance"])
+        for flag in ("multi_city", "overdue", "non_performing"):
+            row[flag] = bool(row[flag])
+        warnings = []
+        if row["multi_city"] and row["loan_balance"] >= min_amount:
+            warnings.append(WARN_MULTI_CITY)
+        if row["overdue"]:
+            warnings.append(WARN_OVERDUE)
+        if row["non_performing"]:
+            warnings.append(WARN_NON_PERFORMING)
+        if warnings:
+            row["warnings"] = warnings
+            listed.append(row)
+    listed.sort(
+        key=lambda x: (
+            -_severity(x["worst_five_class"]),
+            -x["max_overdue_days"],
+            -x["loan_balance"],
+            x[schema_hub.GOLDEN_ID],
+        )
+    )
+    return listed
+
+
+def _severity(five_class: str | None) -> int:
+    return FIVE_CLASSES.index(five_class) + 1 if five_class in FIVE_CLASSES else 0

@@ -1,0 +1,1 @@
+"""The storage layer: engines, the dialect differences, table definitions, bulk SQL."""

@@ -1,0 +1,40 @@
+"""syncd's own tables on a city database, managed by Alembic (`migrations/`)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from syncd.store.sqltypes import JsonDoc
+
+metadata = sa.MetaData()
+
+# One row per captured change, appended by the capture triggers in the writer's transaction.
+# row_image: the new row (I/U) or the old row (D), without excluded columns.
+# old_filter: on U of a filtered table, the old values of the filter columns.
+changelog = sa.Table(
+    "syncd_changelog",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("table_name", sa.String(63), nullable=False),
+    sa.Column("op", sa.String(1), nullable=False),
+    sa.Column("row_image", JsonDoc, nullable=False),
+    sa.Column("old_filter", JsonDoc, nullable=True),
+    sa.Column(
+        "captured_at", sa.DateTime(), nullable=False, server_default=sa.func.current_timestamp()
+    ),
+    sqlite_autoincrement=True,
+)
+
+# Key/value state of the city side: last acknowledged sequence, last error, snapshot progress.
+city_state = sa.Table(
+    "syncd_city_state",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", JsonDoc, nullable=True),
+    sa.Column("updated_at", sa.DateTime(), nullable=False),
+)
