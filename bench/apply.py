@@ -47,7 +47,7 @@ from common import (
     write_config,
 )
 
-from syncd.bootstrap import init_node
+from syncd.app import init_node
 from syncd.core import logs
 from syncd.core.batch import UPSERT, Batch, Change, coalesce, make_batch
 from syncd.core.policy import Policy, Table

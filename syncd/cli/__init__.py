@@ -154,7 +154,7 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
 @app.command()
 def init(as_json: JsonOpt = False) -> None:
     """Create/upgrade this node's tables and, on a city, install capture triggers."""
-    from syncd.bootstrap import init_node
+    from syncd.app import init_node
 
     report = call(lambda: init_node(settings()))
     if as_json:
@@ -182,7 +182,7 @@ def init(as_json: JsonOpt = False) -> None:
 @schema_app.command("check")
 def schema_check(as_json: JsonOpt = False) -> None:
     """Validate the policy against the live database; exit 2 listing every problem."""
-    from syncd.bootstrap import check_node as check
+    from syncd.app import check_node as check
 
     problems = call(lambda: check(settings()))
     if as_json:
@@ -277,12 +277,12 @@ def demo_cmd(
 
 def _show_demo(result: Any) -> None:
     """Print what the hub holds after the demo, with the same functions the commands use."""
+    from syncd.app import read_city_status, read_hub_status
     from syncd.core.settings import load_settings
     from syncd.hub import audit, conflicts, quarantine, reports
-    from syncd.status import city_status, hub_status
 
     hub = load_settings(result.hub_config)
-    st = hub_status(hub)
+    st = read_hub_status(hub)
     out.rule("node status")
     print_table(
         "hub-33",
@@ -304,7 +304,7 @@ def _show_demo(result: Any) -> None:
         ["node", "backlog rows", "last acked seq", "last error"],
         [
             (cs.node_id, cs.backlog_rows, cs.last_acked_seq, cs.last_error or "")
-            for cs in (city_status(load_settings(p)) for p in result.city_configs.values())
+            for cs in (read_city_status(load_settings(p)) for p in result.city_configs.values())
         ],
     )
     from syncd.store.db import create_engine
@@ -523,7 +523,7 @@ def status_cmd(as_json: JsonOpt = False) -> None:
 
     Exits 1 when the node is unhealthy: a failed cycle, or (hub) a node whose batches fail.
     """
-    from syncd.status import node_status
+    from syncd.app import node_status
 
     st = call(lambda: node_status(settings()))
     if as_json:
@@ -535,7 +535,7 @@ def status_cmd(as_json: JsonOpt = False) -> None:
 
 
 def _print_status(st: Any) -> None:
-    from syncd.status import CityStatus
+    from syncd.city.status import CityStatus
 
     if isinstance(st, CityStatus):
         lag = "-" if st.lag_seconds is None else f"{st.lag_seconds:.1f} s"

@@ -40,3 +40,8 @@ def canonical(obj: object) -> str:
 def loads(text: str | bytes) -> Any:
     """Parse JSON keeping decimal numbers exact (money never goes through float)."""
     return json.loads(text, parse_float=decimal.Decimal)
+
+
+def iso_seconds(value: dt.datetime | None) -> str | None:
+    """A stored timestamp as ISO text to the second, for status and reports."""
+    return value.isoformat(timespec="seconds") if value else None

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from syncd.bootstrap import init_node
+from syncd.app import init_node
 from syncd.city.crm import crm_metadata
 from syncd.core import demo_data
 from syncd.core.errors import SyncdError, UsageError

@@ -19,7 +19,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from syncd.status import CityStatus, HubStatus
+from syncd.city.push import PushResult
+from syncd.city.status import CityStatus
+from syncd.hub.apply import ApplySummary
+from syncd.hub.status import HubStatus
 
 # (ready, why): whether the node can do its work now, and what stops it if not.
 Readiness = Callable[[], tuple[bool, str]]
@@ -67,6 +70,37 @@ class Metrics:
             "syncd_apply_duration_seconds", "Apply cycle duration", registry=r
         )
         self._server: WSGIServer | None = None
+
+    # --- app.Observer: what each cycle of the node did -------------------------------------
+
+    def pushed(self, result: PushResult, seconds: float) -> None:
+        self.push_seconds.observe(seconds)
+        self.batches.labels("submitted").inc(result.batches - result.duplicates)
+        self.batches.labels("duplicate").inc(result.duplicates)
+        for table, n in result.by_table.items():
+            self.rows.labels(table, "sent").inc(n)
+
+    def applied(self, part: ApplySummary) -> None:
+        self.batches.labels("applied").inc(part.batches)
+        for node, counts in part.by_node.items():
+            self.node_batches.labels(node, "applied").inc(counts.get("batches", 0))
+            for outcome in ("applied", "stale", "quarantined", "refused"):
+                self.rows.labels("*", outcome).inc(counts.get(outcome, 0))
+                self.node_rows.labels(node, outcome).inc(counts.get(outcome, 0))
+        for node in part.failed:
+            self.node_batches.labels(node, "failed").inc()
+
+    def apply_finished(self, seconds: float) -> None:
+        self.apply_seconds.observe(seconds)
+
+    def cycle_failed(self) -> None:
+        self.cycle_failing.set(1)
+
+    def cycle_succeeded(self) -> None:
+        self.cycle_failing.set(0)
+        self.last_success.set_to_current_time()
+
+    # --- exposition ---------------------------------------------------------------------------
 
     def watch(self, read: Callable[[], CityStatus | HubStatus]) -> None:
         """Export the node's status as gauges, read at each scrape."""

@@ -8,21 +8,18 @@ waits a long interval instead of looping.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import gc
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy.engine import Engine
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -32,188 +29,17 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from syncd.app import Node
 from syncd.city.capture import CAPTURE_CHANNEL
-from syncd.city.push import Pusher
 from syncd.core.errors import SyncdError
 from syncd.core.logs import get_logger
-from syncd.core.policy import Policy, load_policy
 from syncd.core.settings import Settings
 from syncd.daemon.lock import NodeLock
 from syncd.daemon.metrics import Metrics
-from syncd.hub.apply import ApplySummary, apply_pending
-from syncd.hub.inbox import NOTIFY_CHANNEL, HubInbox
-from syncd.status import CityStatus, HubStatus, city_status, hub_status
-from syncd.store.db import (
-    cancel_running,
-    create_engine,
-    describe_failure,
-    is_postgres,
-    is_transient,
-)
-from syncd.store.health import Health, error_record, write_error
+from syncd.hub.inbox import NOTIFY_CHANNEL
+from syncd.store.db import is_postgres, is_transient
 
 log = get_logger("syncd.daemon")
-APPLY_SLICE = 50
-
-
-@dataclass
-class Node:
-    """The long-lived parts of a node process: engines, pusher, policy, metrics, health."""
-
-    settings: Settings
-    policy: Policy
-    engine: Engine
-    metrics: Metrics
-    pusher: Pusher | None = None
-    health: Health = field(default_factory=Health)
-    # Whether the database may hold a failure record to clear: unknown at start (a failure
-    # from before a restart), so the first success clears it.
-    _recorded_error: bool = True
-
-    @classmethod
-    def open(cls, settings: Settings, metrics: Metrics | None = None) -> Node:
-        policy = load_policy(settings.policy.path)
-        engine = create_engine(settings.database.url, **settings.engine_options)
-        node = cls(settings, policy, engine, metrics or Metrics())
-        if settings.is_city:
-            assert settings.hub.url is not None
-            hub = HubInbox(settings.hub.url, settings.node.id, **settings.engine_options)
-            node.pusher = Pusher(settings, policy, engine, hub)
-        return node
-
-    def close(self) -> None:
-        if self.pusher is not None:
-            self.pusher.hub.close()
-        self.engine.dispose()
-
-    def engines(self) -> list[Engine]:
-        return [self.engine] + ([self.pusher.hub.engine] if self.pusher is not None else [])
-
-    def status(self) -> CityStatus | HubStatus:
-        """This node's `syncd status`, on its own engine."""
-        if self.settings.is_city:
-            return city_status(self.settings, self.engine)
-        return hub_status(self.settings, self.engine)
-
-    def cycle(self, stop: threading.Event | None = None) -> dict[str, Any]:
-        """One push (city) or apply (hub) cycle; `stop` ends it between batches.
-
-        Its failure is recorded (`syncd.store.health`) before it is raised, so `status` shows it
-        while the caller retries; the next success clears it.
-        """
-        try:
-            result = self._push(stop) if self.pusher is not None else self._apply(stop)
-        except Exception as exc:
-            self._failed(exc)
-            raise
-        self._succeeded()
-        return result
-
-    def _failed(self, exc: BaseException) -> None:
-        record = error_record(exc)
-        self.health.failed(record["message"])
-        self.metrics.cycle_failing.set(1)
-        try:
-            write_error(self.engine, self.settings.is_city, record)
-            self._recorded_error = True
-        except SyncdError as unrecorded:
-            # The node's own database is what fails: status cannot read it either, and says so.
-            log.warning("failure_not_recorded", error=str(unrecorded))
-
-    def _succeeded(self) -> None:
-        self.health.succeeded()
-        self.metrics.cycle_failing.set(0)
-        self.metrics.last_success.set_to_current_time()
-        if self._recorded_error:
-            write_error(self.engine, self.settings.is_city, None)
-            self._recorded_error = False
-
-    def _push(self, stop: threading.Event | None) -> dict[str, Any]:
-        assert self.pusher is not None
-        started = time.monotonic()
-        res = self.pusher.push_once(stop=stop)
-        self.metrics.push_seconds.observe(time.monotonic() - started)
-        self.metrics.batches.labels("submitted").inc(res.batches - res.duplicates)
-        self.metrics.batches.labels("duplicate").inc(res.duplicates)
-        for table, n in res.by_table.items():
-            self.metrics.rows.labels(table, "sent").inc(n)
-        return {
-            "role": "city",
-            "batches": res.batches,
-            "rows": res.rows,
-            "covered": res.covered,
-            "acked_seq": res.acked_seq,
-        }
-
-    def _apply(self, stop: threading.Event | None) -> dict[str, Any]:
-        started = time.monotonic()
-        parts = []
-        while True:  # in slices, so a stop request is seen between batches
-            part = apply_pending(
-                self.engine,
-                self.policy,
-                max_batches=APPLY_SLICE,
-                max_backoff=self.settings.sync.retry_max_wait_seconds,
-            )
-            parts.append(part)
-            self._count(part)
-            if part.batches + part.batches_refused < APPLY_SLICE or (
-                stop is not None and stop.is_set()
-            ):
-                break
-        self.metrics.apply_seconds.observe(time.monotonic() - started)
-        return {"role": "hub", **_summed(parts)}
-
-    def _count(self, part: ApplySummary) -> None:
-        m = self.metrics
-        m.batches.labels("applied").inc(part.batches)
-        for node, counts in part.by_node.items():
-            m.node_batches.labels(node, "applied").inc(counts.get("batches", 0))
-            for outcome in ("applied", "stale", "quarantined", "refused"):
-                m.rows.labels("*", outcome).inc(counts.get(outcome, 0))
-                m.node_rows.labels(node, outcome).inc(counts.get(outcome, 0))
-        for node in part.failed:
-            m.node_batches.labels(node, "failed").inc()
-
-    def trim(self) -> int:
-        return self.pusher.trim() if self.pusher is not None else 0
-
-    def cancel_running(self) -> int:
-        """Interrupt the statements this node's jobs are running (shutdown past its grace)."""
-        return sum(cancel_running(e) for e in self.engines())
-
-    def ready(self) -> tuple[bool, str]:
-        """/readyz: the node's database answers and its last cycle did not fail."""
-        try:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-                conn.rollback()
-        except Exception as exc:
-            return False, f"database unreachable: {describe_failure(exc)}"
-        if self.health.failing:
-            return False, f"last cycle failed: {self.health.last_error}"
-        return True, "ok"
-
-
-def _summed(parts: list[ApplySummary]) -> dict[str, Any]:
-    """One cycle's apply slices as one summary: counts added, per-node results merged."""
-    total: dict[str, Any] = {}
-    by_node: dict[str, dict[str, int]] = {}
-    failed: dict[str, str] = {}
-    for part in parts:
-        for key, value in dataclasses.asdict(part).items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                total[key] = total.get(key, 0) + value
-        for node, counts in part.by_node.items():
-            mine = by_node.setdefault(node, {})
-            for key, value in counts.items():
-                mine[key] = mine.get(key, 0) + value
-        failed.update(part.failed)
-    total["waiting"] = parts[-1].waiting
-    total["by_node"] = by_node
-    total["failed"] = failed
-    total["resting"] = list(parts[-1].resting)
-    return total
 
 
 def tune_gc() -> None:
@@ -246,12 +72,13 @@ def _log_retry(job: str, metrics: Metrics) -> Callable[[RetryCallState], None]:
 def with_retries(
     fn: Callable[[], Any],
     job: str,
-    node: Node,
+    settings: Settings,
+    metrics: Metrics,
     stop: threading.Event | None,
     attempts: int | None = None,
 ) -> Any:
     """Run fn, retrying transient failures with capped exponential backoff and jitter."""
-    cfg = node.settings.sync
+    cfg = settings.sync
     stop_cond: Any = (
         stop_after_attempt(attempts) if attempts else stop_when_event_set(stop or threading.Event())
     )
@@ -260,7 +87,7 @@ def with_retries(
         wait=wait_exponential_jitter(initial=0.5, max=cfg.retry_max_wait_seconds, jitter=1.0),
         stop=stop_cond,
         sleep=(stop.wait if stop is not None else time.sleep),  # type: ignore[arg-type]
-        before_sleep=_log_retry(job, node.metrics),
+        before_sleep=_log_retry(job, metrics),
         reraise=True,
     )
     return retrying(fn)
@@ -276,7 +103,9 @@ class Daemon:
         self.handled = 0
         self.wake_lock = threading.Lock()
         self.cycle_running = False
+        self.metrics = Metrics()
         self.node = Node.open(settings)
+        self.node.observer = self.metrics
         self.scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=dt.UTC,
@@ -291,12 +120,12 @@ class Daemon:
             if self.stop.is_set() or time.monotonic() < self.paused_until:
                 return
             try:
-                with_retries(fn, name, self.node, self.stop)
+                with_retries(fn, name, self.settings, self.metrics, self.stop)
             except SyncdError as exc:
                 if is_transient(exc):
                     return  # only reached on shutdown: the retry loop was interrupted
                 # Bad input is not retried in a loop: report it, wait, serve what we can.
-                self.node.metrics.errors.labels(name, type(exc).__name__).inc()
+                self.metrics.errors.labels(name, type(exc).__name__).inc()
                 self.paused_until = time.monotonic() + self.settings.sync.retry_max_wait_seconds
                 log.error(
                     "cycle_failed",
@@ -306,7 +135,7 @@ class Daemon:
                     paused_s=self.settings.sync.retry_max_wait_seconds,
                 )
             except Exception as exc:
-                self.node.metrics.errors.labels(name, type(exc).__name__).inc()
+                self.metrics.errors.labels(name, type(exc).__name__).inc()
                 log.exception("cycle_crashed", job=name, error=str(exc))
 
         return run
@@ -391,8 +220,8 @@ class Daemon:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
             if s.metrics.port is not None:
-                self.node.metrics.watch(self.node.status)
-                port = self.node.metrics.serve(s.metrics.port, s.metrics.address, self.node.ready)
+                self.metrics.watch(self.node.status)
+                port = self.metrics.serve(s.metrics.port, s.metrics.address, self.node.ready)
                 log.info("metrics_listening", port=port, address=s.metrics.address)
             cycle = self._job("push" if s.is_city else "apply", self._cycle)
             self.scheduler.add_job(
@@ -423,7 +252,7 @@ class Daemon:
             log.info("daemon_stopped")
             return 0
         finally:
-            self.node.metrics.close()
+            self.metrics.close()
             self.node.close()
             lock.release()
 
@@ -479,11 +308,15 @@ def sync_once(settings: Settings) -> dict[str, Any]:
     apply the same batches at the same time (spurious refusals, failed cycles).
     """
     node = Node.open(settings)
+    metrics = Metrics()
+    node.observer = metrics
     lock = NodeLock(node.engine, settings.node.id)
     try:
         lock.acquire()
         tune_gc()
-        result: dict[str, Any] = with_retries(node.cycle, "once", node, None, attempts=3)
+        result: dict[str, Any] = with_retries(
+            node.cycle, "once", settings, metrics, None, attempts=3
+        )
         if node.pusher is not None and node.settings.sync.trim_retention_seconds == 0:
             result["trimmed"] = node.trim()
         return result

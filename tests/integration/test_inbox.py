@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from psycopg import sql
 
-from syncd.bootstrap import init_node
+from syncd.app import init_node
 from syncd.core.batch import UPSERT, Change, make_batch
 from syncd.core.errors import BatchRefused
 from syncd.hub.inbox import ACCEPTED, DUPLICATE, REFUSED, HubInbox, register_node

@@ -25,7 +25,7 @@ from syncd.daemon.metrics import Metrics
 from syncd.hub.apply import apply_pending
 from syncd.hub.audit import verify
 from syncd.hub.quarantine import list_entries
-from syncd.status import hub_status
+from syncd.hub.status import hub_status
 from syncd.store import hub_tables as h
 from syncd.store.bulk import source_table
 from syncd.store.db import create_engine, describe_failure, is_postgres, is_transient

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from syncd.bootstrap import init_node
+from syncd.app import init_node
+from syncd.app import read_city_status as city_status
+from syncd.app import read_hub_status as hub_status
 from syncd.hub.inbox import register_node
-from syncd.status import city_status, hub_status
 from syncd.store import migrate
 from syncd.store.city_tables import changelog
 from syncd.store.db import create_engine

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd.bootstrap import init_node
+from syncd.app import init_node
 from syncd.city.crm import crm_metadata
 from syncd.city.push import Pusher
 from syncd.core.canonical import loads

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd.bootstrap import init_node
+from syncd.app import init_node
 from syncd.city import snapshot as snap
 from syncd.city.crm import create_crm_schema
 from syncd.core.batch import Captured, to_change

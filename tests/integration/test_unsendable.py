@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd.bootstrap import init_node
+from syncd.app import init_node
 from syncd.city import snapshot as snap
 from syncd.city.capture import TRIGGER_PREFIX, verify_triggers
 from syncd.city.push import read_changes

@@ -1,41 +1,18 @@
-"""`syncd status`: what ops need to see that sync is alive — backlog, lag, last contact, errors."""
+"""`syncd status` at the hub: per node position, pending batches, lag, quarantine, failures."""
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.city.push import STATE_ACKED, STATE_ERROR, STATE_PUSH, get_state
-from syncd.core.canonical import loads
+from syncd.core.canonical import iso_seconds, loads
 from syncd.core.settings import Settings
 from syncd.store import hub_tables as h
-from syncd.store.city_tables import changelog
-from syncd.store.db import create_engine, is_postgres, translated, utcnow
+from syncd.store.db import translated, utcnow
 from syncd.store.health import read_error
-
-
-@dataclass(frozen=True)
-class CityStatus:
-    node_id: str
-    role: str
-    backlog_rows: int
-    lag_seconds: float | None
-    oldest_unsent_at: str | None
-    last_acked_seq: int
-    last_acked_at: str | None
-    last_push_at: str | None
-    last_error: str | None
-    last_error_at: str | None
-    warnings: tuple[str, ...]
-    last_error_kind: str | None = None
-    healthy: bool = True
-    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,76 +52,6 @@ class HubStatus:
     problems: tuple[str, ...] = ()
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") if value else None
-
-
-def _db_age_seconds(conn: Connection, ts: dt.datetime | None) -> float | None:
-    """Age of a timestamp the database wrote, measured on the database's clock."""
-    if ts is None:
-        return None
-    now_sql = "SELECT now()::timestamp" if is_postgres(conn) else "SELECT datetime('now')"
-    now = conn.execute(sa.text(now_sql)).scalar_one()
-    if isinstance(now, str):
-        now = dt.datetime.fromisoformat(now)
-    return max(0.0, float((now - ts).total_seconds()))
-
-
-@contextmanager
-def _connection(settings: Settings, engine: Engine | None, what: str) -> Iterator[Connection]:
-    """A connection on the caller's engine (the daemon's), or on a short-lived one (the CLI)."""
-    own = engine is None
-    bound = (
-        engine
-        if engine is not None
-        else create_engine(settings.database.url, **settings.engine_options)
-    )
-    try:
-        with translated(what), bound.connect() as conn:
-            yield conn
-    finally:
-        if own:
-            bound.dispose()
-
-
-def city_status(settings: Settings, engine: Engine | None = None) -> CityStatus:
-    with _connection(settings, engine, "reading city status") as conn:
-        state = get_state(conn)
-        acked = (state.get(STATE_ACKED) or {}).get("seq", 0)
-        backlog, oldest = conn.execute(
-            sa.select(sa.func.count(), sa.func.min(changelog.c.captured_at)).where(
-                changelog.c.seq > acked
-            )
-        ).one()
-        lag = _db_age_seconds(conn, oldest)
-    error = state.get(STATE_ERROR) or {}
-    warnings = []
-    if lag is not None and lag > settings.sync.backlog_warn_seconds:
-        warnings.append(
-            f"oldest unsent change is {lag / 3600:.1f} h old (threshold "
-            f"{settings.sync.backlog_warn_seconds / 3600:.1f} h): is the hub reachable?"
-        )
-    problems: tuple[str, ...] = ()
-    if error.get("message"):
-        problems = (f"last cycle failed at {error.get('at')}: {error['message']}",)
-    return CityStatus(
-        node_id=settings.node.id,
-        role="city",
-        backlog_rows=int(backlog),
-        lag_seconds=None if lag is None else round(lag, 3),
-        oldest_unsent_at=_iso(oldest),
-        last_acked_seq=int(acked),
-        last_acked_at=(state.get(STATE_ACKED) or {}).get("at"),
-        last_push_at=(state.get(STATE_PUSH) or {}).get("at"),
-        last_error=error.get("message"),
-        last_error_at=error.get("at"),
-        warnings=tuple(warnings),
-        last_error_kind=error.get("kind"),
-        healthy=not problems,
-        problems=problems,
-    )
-
-
 def _per_node_counts(conn: Connection) -> tuple[dict[str, Any], dict[str, int], dict[str, int]]:
     pending = {
         n: (int(c), oldest)
@@ -171,8 +78,9 @@ def _per_node_counts(conn: Connection) -> tuple[dict[str, Any], dict[str, int], 
     return pending, quarantined, conflicts
 
 
-def hub_status(settings: Settings, engine: Engine | None = None) -> HubStatus:
-    with _connection(settings, engine, "reading hub status") as conn:
+def hub_status(settings: Settings, engine: Engine) -> HubStatus:
+    """The hub's status and each node's, read on the hub's engine."""
+    with translated("reading hub status"), engine.connect() as conn:
         nodes = list(conn.execute(sa.select(h.nodes).order_by(h.nodes.c.node_id)).mappings())
         pending, quarantined, conflicts = _per_node_counts(conn)
         total_conflicts = int(
@@ -195,23 +103,23 @@ def hub_status(settings: Settings, engine: Engine | None = None) -> HubStatus:
         silent = seen is None or (now - seen).total_seconds() > settings.sync.silent_node_seconds
         if silent:
             warnings.append(
-                f"{node_id} silent: last contact {_iso(seen) or 'never'} "
+                f"{node_id} silent: last contact {iso_seconds(seen) or 'never'} "
                 f"(threshold {settings.sync.silent_node_seconds:.0f} s)"
             )
         failing = bool(n["failures"])
         if failing:
             problems.append(
-                f"{node_id} failing since {_iso(n['failing_since'])} ({n['failures']} tries, "
-                f"next {_iso(n['retry_at'])}): {n['last_error']}"
+                f"{node_id} failing since {iso_seconds(n['failing_since'])} "
+                f"({n['failures']} tries, next {iso_seconds(n['retry_at'])}): {n['last_error']}"
             )
         out.append(
             NodeStatus(
                 node_id=node_id,
                 city_code=n["city_code"],
-                last_seen_at=_iso(seen),
+                last_seen_at=iso_seconds(seen),
                 received_seq=int(n["received_seq"]),
                 applied_seq=int(n["applied_seq"]),
-                applied_at=_iso(n["applied_at"]),
+                applied_at=iso_seconds(n["applied_at"]),
                 pending_batches=count,
                 lag_seconds=round(lag, 3),
                 quarantined=quarantined.get(node_id, 0),
@@ -219,10 +127,10 @@ def hub_status(settings: Settings, engine: Engine | None = None) -> HubStatus:
                 silent=silent,
                 failing=failing,
                 failures=int(n["failures"]),
-                failing_since=_iso(n["failing_since"]),
+                failing_since=iso_seconds(n["failing_since"]),
                 last_error=n["last_error"],
-                last_error_at=_iso(n["last_error_at"]),
-                retry_at=_iso(n["retry_at"]),
+                last_error_at=iso_seconds(n["last_error_at"]),
+                retry_at=iso_seconds(n["retry_at"]),
             )
         )
     return HubStatus(
@@ -239,7 +147,3 @@ def hub_status(settings: Settings, engine: Engine | None = None) -> HubStatus:
         healthy=not problems,
         problems=tuple(problems),
     )
-
-
-def node_status(settings: Settings) -> CityStatus | HubStatus:
-    return city_status(settings) if settings.is_city else hub_status(settings)

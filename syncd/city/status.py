@@ -1,0 +1,83 @@
+"""`syncd status` at a city: backlog, lag, last acknowledgement, the last failed cycle."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from syncd.city.push import STATE_ACKED, STATE_ERROR, STATE_PUSH, get_state
+from syncd.core.canonical import iso_seconds
+from syncd.core.settings import Settings
+from syncd.store.city_tables import changelog
+from syncd.store.db import is_postgres, translated
+
+
+@dataclass(frozen=True)
+class CityStatus:
+    node_id: str
+    role: str
+    backlog_rows: int
+    lag_seconds: float | None
+    oldest_unsent_at: str | None
+    last_acked_seq: int
+    last_acked_at: str | None
+    last_push_at: str | None
+    last_error: str | None
+    last_error_at: str | None
+    warnings: tuple[str, ...]
+    last_error_kind: str | None = None
+    healthy: bool = True
+    problems: tuple[str, ...] = ()
+
+
+def _db_age_seconds(conn: Connection, ts: dt.datetime | None) -> float | None:
+    """Age of a timestamp the database wrote, measured on the database's clock."""
+    if ts is None:
+        return None
+    now_sql = "SELECT now()::timestamp" if is_postgres(conn) else "SELECT datetime('now')"
+    now = conn.execute(sa.text(now_sql)).scalar_one()
+    if isinstance(now, str):
+        now = dt.datetime.fromisoformat(now)
+    return max(0.0, float((now - ts).total_seconds()))
+
+
+def city_status(settings: Settings, engine: Engine) -> CityStatus:
+    """A city's status, read on its own engine."""
+    with translated("reading city status"), engine.connect() as conn:
+        state = get_state(conn)
+        acked = (state.get(STATE_ACKED) or {}).get("seq", 0)
+        backlog, oldest = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(changelog.c.captured_at)).where(
+                changelog.c.seq > acked
+            )
+        ).one()
+        lag = _db_age_seconds(conn, oldest)
+    error = state.get(STATE_ERROR) or {}
+    warnings = []
+    if lag is not None and lag > settings.sync.backlog_warn_seconds:
+        warnings.append(
+            f"oldest unsent change is {lag / 3600:.1f} h old (threshold "
+            f"{settings.sync.backlog_warn_seconds / 3600:.1f} h): is the hub reachable?"
+        )
+    problems: tuple[str, ...] = ()
+    if error.get("message"):
+        problems = (f"last cycle failed at {error.get('at')}: {error['message']}",)
+    return CityStatus(
+        node_id=settings.node.id,
+        role="city",
+        backlog_rows=int(backlog),
+        lag_seconds=None if lag is None else round(lag, 3),
+        oldest_unsent_at=iso_seconds(oldest),
+        last_acked_seq=int(acked),
+        last_acked_at=(state.get(STATE_ACKED) or {}).get("at"),
+        last_push_at=(state.get(STATE_PUSH) or {}).get("at"),
+        last_error=error.get("message"),
+        last_error_at=error.get("at"),
+        warnings=tuple(warnings),
+        last_error_kind=error.get("kind"),
+        healthy=not problems,
+        problems=problems,
+    )
