@@ -22,7 +22,7 @@ from syncd.city.push import Pusher, PushResult
 from syncd.city.status import CityStatus, city_status
 from syncd.core.errors import SyncdError
 from syncd.core.logs import get_logger
-from syncd.core.policy import Policy, load_policy
+from syncd.core.policy import Policy, SchemaProblem, load_policy
 from syncd.core.settings import Settings
 from syncd.hub import inbox, reports
 from syncd.hub.apply import ApplySummary, apply_pending
@@ -99,7 +99,7 @@ def _init_hub(settings: Settings, policy: Policy, engine: Engine) -> InitReport:
     )
 
 
-def check_node(settings: Settings) -> list[crm.SchemaProblem]:
+def check_node(settings: Settings) -> list[SchemaProblem]:
     """`schema check`: every problem between the policy and the live database."""
     policy = load_policy(settings.policy.path)
     engine = create_engine(settings.database.url, **settings.engine_options)

@@ -83,6 +83,20 @@ class Change:
         }
 
 
+class SubmitStatus(StrEnum):
+    """The hub's answer to a submitted batch."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"  # the same batch again: a no-op
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    status: SubmitStatus
+    reason: str | None = None
+
+
 @dataclass(frozen=True)
 class Batch:
     node_id: str

@@ -8,6 +8,7 @@ can reach SQL from a policy file; values (filter constants) are always bound par
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -407,3 +408,16 @@ def load_policy(path: Path | str) -> Policy:
     except yaml.YAMLError as exc:
         raise PolicyError(source, "(syntax)", f"not valid YAML: {exc}") from exc
     return parse_policy(data, source)
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    """One way the live database differs from the policy; column is None for table problems."""
+
+    table: str
+    column: str | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = self.table if self.column is None else f"{self.table}.{self.column}"
+        return f"{where}: {self.problem}"

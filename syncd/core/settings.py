@@ -231,38 +231,51 @@ def load_settings(path: Path | str | None, overrides: dict[str, Any] | None = No
     data: dict[str, Any] = {}
     source = "environment"
     if path is not None:
-        path = Path(path)
         source = str(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from exc
-        try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(source, "(syntax)", f"not valid TOML: {exc}") from exc
-        _resolve_relative(data, path.resolve().parent)
-        data["config_path"] = str(path.resolve())
+        data = _read_file(Path(path))
     for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
         data.setdefault(section, {})[name] = value
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = _key_of(err["loc"])
-        reason = err["msg"]
-        if err["type"] == "missing":
-            reason = "required key is missing"
-        elif err["type"] == "extra_forbidden":
-            reason = "unknown key"
-        raise ConfigError(source, key, reason) from None
+        raise _config_error(source, exc) from None
     if settings.is_city and settings.hub.url is None:
         raise ConfigError(source, "hub.url", "a city node needs the hub's database URL")
-    if settings.is_city and settings.node.city_code is None:
-        digits = re.findall(r"\d+", settings.node.id)
-        if digits:
-            settings = settings.model_copy(
-                update={"node": settings.node.model_copy(update={"city_code": digits[-1]})}
-            )
-    return settings
+    return _with_city_code(settings)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    """The TOML file's keys, relative paths resolved against its directory."""
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "(syntax)", f"not valid TOML: {exc}") from exc
+    _resolve_relative(data, path.resolve().parent)
+    data["config_path"] = str(path.resolve())
+    return data
+
+
+def _config_error(source: str, exc: ValidationError) -> ConfigError:
+    """The first problem pydantic found, named by its file and key."""
+    err = exc.errors()[0]
+    reason = {"missing": "required key is missing", "extra_forbidden": "unknown key"}.get(
+        err["type"], err["msg"]
+    )
+    return ConfigError(source, _key_of(err["loc"]), reason)
+
+
+def _with_city_code(settings: Settings) -> Settings:
+    """A city without `node.city_code` takes the last digits of its node id (city-3301)."""
+    if not settings.is_city or settings.node.city_code is not None:
+        return settings
+    digits = re.findall(r"\d+", settings.node.id)
+    if not digits:
+        return settings
+    node = settings.node.model_copy(update={"city_code": digits[-1]})
+    return settings.model_copy(update={"node": node})

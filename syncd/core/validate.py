@@ -118,6 +118,14 @@ def _bound(col: Column, value: float) -> int | float | decimal.Decimal:
     return int(value) if float(value).is_integer() else value
 
 
+def _text_type(col: Column) -> Any:
+    if col.choices is not None:
+        return cast(Any, Literal)[col.choices]
+    if col.type is ColumnType.STRING:
+        return Annotated[str, StringConstraints(max_length=col.length or 255), _STORABLE_TEXT]
+    return Annotated[str, _STORABLE_TEXT]
+
+
 def column_type(col: Column) -> Any:
     """The pydantic type of a policy column's non-null values."""
     limits: dict[str, Any] = {}
@@ -127,11 +135,7 @@ def column_type(col: Column) -> Any:
         limits["le"] = _bound(col, col.max)
     t = col.type
     if t in (ColumnType.STRING, ColumnType.TEXT):
-        if col.choices is not None:
-            return cast(Any, Literal)[col.choices]
-        if t is ColumnType.STRING:
-            return Annotated[str, StringConstraints(max_length=col.length or 255), _STORABLE_TEXT]
-        return Annotated[str, _STORABLE_TEXT]
+        return _text_type(col)
     if t is ColumnType.INTEGER:
         # BIGINT's range, narrowed by the policy's own bounds.
         limits["ge"] = max(limits.get("ge", _INT64_MIN), _INT64_MIN)

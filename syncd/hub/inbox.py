@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from syncd.core.batch import Batch
+from syncd.core.batch import Batch, SubmitResult, SubmitStatus
 from syncd.core.canonical import canonical
 from syncd.core.errors import BatchRefused, UsageError
 from syncd.core.logs import get_logger
@@ -25,18 +25,11 @@ from syncd.core.redact import redact_url
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine, is_postgres, run_script, sql_template, translated, utcnow
 
-ACCEPTED = "accepted"
-DUPLICATE = "duplicate"
-REFUSED = "refused"
+# The submit statuses are the wire contract between a city and its hub: syncd.core.batch.
+ACCEPTED, DUPLICATE, REFUSED = SubmitStatus.ACCEPTED, SubmitStatus.DUPLICATE, SubmitStatus.REFUSED
 NOTIFY_CHANNEL = "syncd_inbox"
 
 log = get_logger("syncd.hub.inbox")
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    status: str
-    reason: str | None = None
 
 
 def install_functions(conn: Connection) -> None:
@@ -173,7 +166,7 @@ def _submit_pg(conn: Connection, batch: Batch) -> SubmitResult:
 def _parse_status(status: str) -> SubmitResult:
     if status.startswith(REFUSED):
         return SubmitResult(REFUSED, status.partition(": ")[2] or None)
-    return SubmitResult(status)
+    return SubmitResult(SubmitStatus(status))
 
 
 def _event(conn: Connection, batch: Batch, kind: str, reason: str) -> None:

@@ -22,9 +22,9 @@ from syncd.city.capture import (
     trigger_name,
     verify_triggers,
 )
-from syncd.city.crm import SchemaProblem, check_schema, create_crm_schema
+from syncd.city.crm import check_schema, create_crm_schema
 from syncd.core.errors import DatabaseError, SchemaMismatch
-from syncd.core.policy import Policy, load_policy, parse_policy
+from syncd.core.policy import Policy, SchemaProblem, load_policy, parse_policy
 from syncd.store.city_tables import changelog
 from syncd.store.city_tables import metadata as city_metadata
 from syncd.store.db import create_engine

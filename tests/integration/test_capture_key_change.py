@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from syncd.city.capture import KEY_SUFFIX, CaptureReport, trigger_name
-from syncd.city.crm import SchemaProblem, create_crm_schema
+from syncd.city.crm import create_crm_schema
 from syncd.city.push import cut_batch, read_changes
 from syncd.core.batch import DELETE, UPSERT, Captured, to_change
-from syncd.core.policy import Policy, load_policy, parse_policy
+from syncd.core.policy import Policy, SchemaProblem, load_policy, parse_policy
 from syncd.hub.apply import apply_pending
 from syncd.store import hub_tables as h
 from syncd.store.city_tables import changelog
