@@ -29,6 +29,7 @@ from syncd.core.policy import ColumnType, Policy, Table
 from syncd.store.bulk import chunks
 from syncd.store.city_tables import changelog
 from syncd.store.db import sql_template, translate, translated
+from syncd.store.dialect import Kind, dialect_for
 
 TRIGGER_PREFIX = "syncd_capture_"
 # The key-change trigger: an UPDATE that changes the primary key logs a delete of the old key.
@@ -95,7 +96,9 @@ def _fingerprint(ddl: str) -> str:
     return "syncd:" + hashlib.sha256(ddl.encode()).hexdigest()
 
 
-class _Dialect(Protocol):
+class _Capture(Protocol):
+    """How one database captures changes; chosen by `_capture` from the dialect's kind."""
+
     def prepare(self, conn: Connection, lock_timeout_ms: int) -> None: ...
 
     def desired(self, conn: Connection, insp: sa.Inspector, table: Table) -> list[_Trigger]: ...
@@ -111,6 +114,8 @@ class _Dialect(Protocol):
     def problems(self, conn: Connection) -> list[tuple[str, str]]: ...
 
     def finish(self, conn: Connection) -> None: ...
+
+    def image(self, source: sa.Table, table: Table) -> sa.ColumnElement[Any]: ...
 
 
 def function_name(table: str) -> str:
@@ -162,6 +167,11 @@ class _Postgres:
                 self._image(conn, "OLD", table.filter_columns) if table.filter else "NULL::jsonb"
             ),
             channel=_literal(conn, CAPTURE_CHANNEL),
+        )
+
+    def image(self, source: sa.Table, table: Table) -> sa.ColumnElement[Any]:
+        return sa.func.jsonb_build_object(
+            *(v for name in table.public_columns for v in (_key(name), source.c[name]))
         )
 
     def prepare(self, conn: Connection, lock_timeout_ms: int) -> None:
@@ -320,6 +330,16 @@ class _Sqlite:
 
     _EVENTS = (("INSERT", "I", "_ins"), ("UPDATE", "U", "_upd"), ("DELETE", "D", "_del"))
 
+    def image(self, source: sa.Table, table: Table) -> sa.ColumnElement[Any]:
+        # Exactly what the trigger writes (BLOBs as stand-ins, lists as arrays).
+        return sa.func.json_object(
+            *(
+                v
+                for name in table.public_columns
+                for v in (_key(name), sqlite_image_value(source.c[name], table.columns[name].type))
+            )
+        )
+
     def prepare(self, conn: Connection, lock_timeout_ms: int) -> None:
         """Nothing to do: SQLite writers take the database lock at BEGIN (see syncd.store.db)."""
 
@@ -437,12 +457,20 @@ def _sql(conn: Connection, expr: sa.ColumnElement[Any]) -> str:
     return str(expr.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
 
 
-def _dialect(conn: Connection) -> _Dialect:
-    if conn.dialect.name == "postgresql":
-        return _Postgres()
-    if conn.dialect.name == "sqlite":
-        return _Sqlite()
-    raise DatabaseError(f"capture triggers are not supported on {conn.dialect.name}")
+_CAPTURE: dict[Kind, type[_Capture]] = {Kind.POSTGRES: _Postgres, Kind.SQLITE: _Sqlite}
+
+
+def _capture(conn: Connection) -> _Capture:
+    return _CAPTURE[dialect_for(conn).kind]()
+
+
+def row_image(conn: Connection, source: sa.Table, table: Table) -> sa.ColumnElement[Any]:
+    """The image a capture trigger writes of a row of `source`, as one SQL expression."""
+    return _capture(conn).image(source, table)
+
+
+def _key(name: str) -> sa.ColumnElement[str]:
+    return sa.literal(name, sa.String())
 
 
 def _quoted_key(conn: Connection, table: Table) -> list[str]:
@@ -499,7 +527,7 @@ def _require_schema(insp: sa.Inspector, policy: Policy) -> None:
 
 def install_triggers(conn: Connection, policy: Policy, lock_timeout_ms: int) -> CaptureReport:
     """Make the capture triggers match the policy, in the caller's transaction; idempotent."""
-    dialect = _dialect(conn)
+    dialect = _capture(conn)
     with _changing("install capture triggers", lock_timeout_ms):
         insp = sa.inspect(conn)
         _require_schema(insp, policy)
@@ -536,7 +564,7 @@ def install_triggers(conn: Connection, policy: Policy, lock_timeout_ms: int) -> 
 
 def trigger_problems(conn: Connection, policy: Policy) -> list[tuple[str, str]]:
     """(table, problem) for every capture trigger that differs from what the policy implies."""
-    dialect = _dialect(conn)
+    dialect = _capture(conn)
     insp = sa.inspect(conn)
     tables = set(insp.get_table_names())
     installed = dialect.installed(conn)

@@ -12,6 +12,7 @@ from sqlalchemy.types import TypeEngine
 from syncd.city.capture import trigger_problems
 from syncd.core.policy import ColumnType, Policy, Table
 from syncd.store.db import translated
+from syncd.store.dialect import Kind, dialect_for
 from syncd.store.sqltypes import sql_type
 
 
@@ -68,32 +69,34 @@ _COMPATIBLE: dict[ColumnType, tuple[type[TypeEngine[Any]], ...]] = {
     ColumnType.LIST: (sa.JSON, sa.ARRAY),
 }
 
-# SQLite stores decimals as text (ExactDecimal), lists as JSON text and booleans as integers.
-_COMPATIBLE_SQLITE: dict[ColumnType, tuple[type[TypeEngine[Any]], ...]] = {
-    ColumnType.DECIMAL: (sa.Numeric, sa.String),
-    ColumnType.BOOLEAN: (sa.Boolean, sa.Integer),
-    ColumnType.LIST: (sa.JSON, sa.String),
+# What each dialect accepts besides: SQLite stores decimals as text (ExactDecimal), lists as
+# JSON text and booleans as integers.
+_ALSO_COMPATIBLE: dict[Kind, dict[ColumnType, tuple[type[TypeEngine[Any]], ...]]] = {
+    Kind.POSTGRES: {},
+    Kind.SQLITE: {
+        ColumnType.DECIMAL: (sa.Numeric, sa.String),
+        ColumnType.BOOLEAN: (sa.Boolean, sa.Integer),
+        ColumnType.LIST: (sa.JSON, sa.String),
+    },
 }
 
 
-def _compatible(policy_type: ColumnType, live: TypeEngine[Any], dialect: str) -> bool:
-    accepted = _COMPATIBLE[policy_type]
-    if dialect == "sqlite":
-        accepted = _COMPATIBLE_SQLITE.get(policy_type, accepted)
+def _compatible(policy_type: ColumnType, live: TypeEngine[Any], kind: Kind) -> bool:
+    accepted = _ALSO_COMPATIBLE[kind].get(policy_type, _COMPATIBLE[policy_type])
     if policy_type is ColumnType.DECIMAL and isinstance(live, sa.Float):
         # Float is a Numeric subclass in SQLAlchemy, but binary floating point rounds money.
         return False
     return isinstance(live, accepted)
 
 
-def _table_problems(insp: sa.Inspector, table: Table, dialect: str) -> list[SchemaProblem]:
+def _table_problems(insp: sa.Inspector, table: Table, kind: Kind) -> list[SchemaProblem]:
     problems: list[SchemaProblem] = []
     live = {c["name"]: c for c in insp.get_columns(table.name)}
     for name, col in table.columns.items():
         found = live.get(name)
         if found is None:
             problems.append(SchemaProblem(table.name, name, "column is missing"))
-        elif not _compatible(col.type, found["type"], dialect):
+        elif not _compatible(col.type, found["type"], kind):
             problems.append(
                 SchemaProblem(
                     table.name,
@@ -124,7 +127,7 @@ def check_schema(conn: Connection, policy: Policy) -> list[SchemaProblem]:
             if table.name not in existing:
                 problems.append(SchemaProblem(table.name, None, "table is missing"))
             else:
-                problems.extend(_table_problems(insp, table, conn.dialect.name))
+                problems.extend(_table_problems(insp, table, dialect_for(conn).kind))
         capture_problems = trigger_problems(conn, policy)
     problems.extend(
         SchemaProblem(table, None, problem)

@@ -25,7 +25,8 @@ from syncd.core.settings import Settings
 from syncd.core.transport import decode_image
 from syncd.hub.inbox import ACCEPTED, DUPLICATE, HubInbox
 from syncd.store.city_tables import changelog, city_state
-from syncd.store.db import is_postgres, translated, utcnow
+from syncd.store.db import translated, utcnow
+from syncd.store.dialect import dialect_for
 from syncd.store.health import ERROR_KEY, put_state
 
 log = get_logger("syncd.city.push")
@@ -149,12 +150,13 @@ class Pusher:
         self.city = city
         self.hub = hub
         self.node_id = settings.node.id
-        self.guard = GapGuard()
+        # None where sequence order is commit order (SQLite serialises writers).
+        self.guard = GapGuard() if dialect_for(city).sequence_gaps else None
         self._recorded_acked: int | None = None  # what the state table holds, once written
 
     def _horizon(self) -> int | None:
-        if not is_postgres(self.city):
-            return None  # SQLite serialises writers: sequence order is commit order.
+        if self.guard is None:
+            return None
         with self.city.connect() as conn:
             h = self.guard.horizon(conn, self.settings.sync.gap_wait_seconds)
             conn.rollback()
@@ -230,18 +232,12 @@ class Pusher:
         with translated("trimming the changelog"), self.city.begin() as conn:
             q = changelog.delete().where(changelog.c.seq <= acked)
             if retention > 0:
-                q = q.where(changelog.c.captured_at < _db_now_minus(conn, retention))
+                # captured_at is written by the database clock; compare with the same clock.
+                q = q.where(changelog.c.captured_at < dialect_for(conn).minus_seconds(retention))
             deleted = conn.execute(q).rowcount
         if deleted:
             log.info("changelog_trimmed", upto=acked, rows=deleted)
         return int(deleted or 0)
-
-
-def _db_now_minus(conn: Connection, seconds: float) -> Any:
-    # captured_at is written by the database clock; compare it with the same clock.
-    if is_postgres(conn):
-        return sa.text("now()::timestamp - make_interval(secs => :s)").bindparams(s=seconds)
-    return sa.func.datetime("now", f"-{float(seconds)} seconds")
 
 
 def set_state(conn: Connection, key: str, value: Any) -> None:

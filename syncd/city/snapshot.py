@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.city.capture import CAPTURE_CHANNEL, sqlite_image_value
+from syncd.city.capture import CAPTURE_CHANNEL, row_image
 from syncd.city.crm import crm_metadata
 from syncd.city.push import get_state, set_state
 from syncd.core.errors import UsageError
@@ -33,7 +33,8 @@ from syncd.core.merge import encode_value
 from syncd.core.policy import Policy, Table, load_policy
 from syncd.core.settings import Settings
 from syncd.store.city_tables import changelog
-from syncd.store.db import create_engine, is_postgres, translated
+from syncd.store.db import create_engine, translated
+from syncd.store.dialect import dialect_for
 
 log = get_logger("syncd.city.snapshot")
 STATE_PREFIX = "snapshot:"
@@ -63,21 +64,6 @@ def _ordered(policy: Policy) -> list[Table]:
     return sorted(tables, key=lambda t: t.parent is not None)
 
 
-def _image(conn: Connection, source: sa.Table, table: Table) -> sa.ColumnElement[Any]:
-    """The row image the capture trigger would write, as one SQL expression per dialect."""
-    postgres = is_postgres(conn)
-    pairs: list[Any] = []
-    for name in table.public_columns:
-        col: Any = source.c[name]
-        if not postgres:
-            # Exactly what the trigger writes (BLOBs as stand-ins, lists as arrays).
-            col = sqlite_image_value(col, table.columns[name].type)
-        pairs += [sa.literal(name, sa.String()), col]
-    if postgres:
-        return sa.func.jsonb_build_object(*pairs)
-    return sa.func.json_object(*pairs)
-
-
 def _chunk(
     conn: Connection, source: sa.Table, table: Table, after: list[Any] | None, size: int
 ) -> tuple[int, list[Any] | None, bool]:
@@ -101,14 +87,13 @@ def _chunk(
         sa.select(
             sa.literal(table.name, sa.String()),
             sa.literal("I", sa.String()),
-            _image(conn, source, table),
+            row_image(conn, source, table),
         )
         .where(cond)
         .order_by(*[source.c[c] for c in table.primary_key])
     )
-    if is_postgres(conn):
-        # Wait for writers of these rows and read their committed version (module docstring).
-        rows = rows.with_for_update(read=True)
+    # Wait for writers of these rows and read their committed version (module docstring).
+    rows = dialect_for(conn).read_locked(rows)
     insert = changelog.insert().from_select(["table_name", "op", "row_image"], rows)
     # SQLAlchemy keeps the driver's rowcount of an INSERT only when asked to.
     written = conn.execute(insert.execution_options(preserve_rowcount=True)).rowcount
@@ -174,9 +159,9 @@ def _run(
                 written, after, tp.done = _chunk(conn, source, table, after, chunk_rows)
                 tp.rows += written
                 set_state(conn, key, {"after": after, "rows": tp.rows, "done": tp.done})
-                if written and is_postgres(conn):
+                if written:
                     # As a capture trigger does: the city's daemon pushes the chunk at once.
-                    conn.execute(sa.select(sa.func.pg_notify(CAPTURE_CHANNEL, "")))
+                    dialect_for(conn).notify(conn, CAPTURE_CHANNEL)
             tp.seconds = time.monotonic() - started
             log.info(
                 "snapshot_progress",

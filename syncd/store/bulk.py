@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection
 
 from syncd.core.policy import Policy, Table
 from syncd.store import hub_tables as h
-from syncd.store.db import copy_rows, is_postgres
+from syncd.store.db import copy_rows
+from syncd.store.dialect import Kind, dialect_for
 
 # pg_advisory_xact_lock key serializing hub writers (apply, quarantine retry, conflict
 # resolution): the bytes of "syncdapl" as a bigint. SQLite's BEGIN IMMEDIATE does the same.
@@ -34,9 +35,7 @@ _T = TypeVar("_T")
 
 def lock(conn: Connection) -> None:
     """Serialize hub writers until the transaction ends (PostgreSQL; SQLite already is)."""
-    if is_postgres(conn):
-        key = sa.literal(APPLY_LOCK_KEY, sa.BigInteger)
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    dialect_for(conn).lock_writers(conn, APPLY_LOCK_KEY)
 
 
 def upsert(
@@ -51,24 +50,38 @@ def upsert(
     PostgreSQL: COPY into a staging table, then one INSERT … SELECT; SQLite: one executemany.
     As with a multi-row INSERT, one call must not hold two rows for the same index values.
     """
-    if not rows:
-        return
-    if is_postgres(conn):
-        columns = list(rows[0])
-        staged = _stage(conn, table, columns, rows)
-        pg = postgresql.insert(table).from_select(
-            columns,
-            sa.select(*(staged.c[c] for c in columns)).order_by(staged.c[_STAGE_ORDER]),
-        )
-        conn.execute(
-            pg.on_conflict_do_update(
-                index_elements=list(index), set_={c: pg.excluded[c] for c in update}
-            )
-        )
-        return
+    if rows:
+        _UPSERT[dialect_for(conn).kind](conn, table, rows, list(index), update)
+
+
+def _upsert_copied(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    index: list[str],
+    update: Sequence[str],
+) -> None:
+    columns = list(rows[0])
+    staged = _stage(conn, table, columns, rows)
+    pg = postgresql.insert(table).from_select(
+        columns,
+        sa.select(*(staged.c[c] for c in columns)).order_by(staged.c[_STAGE_ORDER]),
+    )
+    conn.execute(
+        pg.on_conflict_do_update(index_elements=index, set_={c: pg.excluded[c] for c in update})
+    )
+
+
+def _upsert_many(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    index: list[str],
+    update: Sequence[str],
+) -> None:
     lite = sqlite.insert(table)
     stmt = lite.on_conflict_do_update(
-        index_elements=list(index), set_={c: lite.excluded[c] for c in update}
+        index_elements=index, set_={c: lite.excluded[c] for c in update}
     )
     conn.execute(stmt, list(rows))
 
@@ -127,7 +140,7 @@ def _matching(
 
 def _in_arrays(
     cols: Sequence[sa.ColumnElement[Any]], values: Sequence[tuple[Any, ...]]
-) -> sa.ColumnElement[bool]:
+) -> Iterator[sa.ColumnElement[bool]]:
     # One array parameter per column: PostgreSQL plans a semi-join against unnest() where a
     # tuple IN list of thousands of rows becomes an OR of ANDs that takes longer to plan than
     # to run, and the statement text stays the same size whatever the number of keys.
@@ -136,9 +149,10 @@ def _in_arrays(
         for i, c in enumerate(cols)
     ]
     if len(cols) == 1:
-        return cols[0] == sa.any_(arrays[0])
+        yield cols[0] == sa.any_(arrays[0])
+        return
     keys = sa.func.unnest(*arrays).table_valued(*(f"k{i}" for i in range(len(cols))))
-    return sa.tuple_(*cols).in_(sa.select(*keys.render_derived().c))
+    yield sa.tuple_(*cols).in_(sa.select(*keys.render_derived().c))
 
 
 def key_matches(
@@ -149,13 +163,41 @@ def key_matches(
     One condition on PostgreSQL (array parameters); on SQLite one IN list per chunk, below its
     bind-parameter limit.
     """
-    if not values:
-        return
-    if is_postgres(conn):
-        yield _in_arrays(cols, values)
-        return
+    if values:
+        yield from _KEY_MATCHES[dialect_for(conn).kind](cols, values)
+
+
+def _in_chunks(
+    cols: Sequence[sa.ColumnElement[Any]], values: Sequence[tuple[Any, ...]]
+) -> Iterator[sa.ColumnElement[bool]]:
     for chunk in chunks(values):
         yield _matching(cols, chunk)
+
+
+def insert_rows(
+    conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert rows holding `columns`: by COPY on PostgreSQL, one executemany on SQLite."""
+    if rows:
+        _INSERT[dialect_for(conn).kind](conn, table, columns, rows)
+
+
+def _insert_copied(
+    conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    copy_rows(conn, table, columns, ([r[c] for c in columns] for r in rows))
+
+
+def _insert_many(
+    conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    conn.execute(sa.insert(table), list(rows))
+
+
+# Each dialect's way with the hot paths above (module docstring).
+_UPSERT = {Kind.POSTGRES: _upsert_copied, Kind.SQLITE: _upsert_many}
+_KEY_MATCHES = {Kind.POSTGRES: _in_arrays, Kind.SQLITE: _in_chunks}
+_INSERT = {Kind.POSTGRES: _insert_copied, Kind.SQLITE: _insert_many}
 
 
 # --- the policy's tables at the hub -------------------------------------------------------

@@ -22,6 +22,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from syncd.core.canonical import canonical
 from syncd.core.errors import DatabaseError, SyncdError, TransientError
 from syncd.core.redact import redact_url
+from syncd.store.dialect import dialect_for
+from syncd.store.dialect import is_postgres as _is_postgres
 
 # SQLSTATE classes worth retrying: connection exceptions, serialization failure, deadlock,
 # lock not available, query canceled (statement/lock timeouts), admin shutdown, cannot connect.
@@ -32,6 +34,9 @@ _TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "55P03", "57014", "57P01", "57P0
 # lock held elsewhere (on the inbox, a node row, a CRM row) fails the statement after
 # LOCK_TIMEOUT_MS as a transient error that is retried, instead of holding a cycle (and a
 # shutdown) for as long as the other transaction lasts.
+# Kept here until the scheduler and status ask dialect_for.
+is_postgres = _is_postgres
+
 LOCK_TIMEOUT_MS = 10_000
 STATEMENT_TIMEOUT_MS = 600_000
 # The DBAPI connections each engine has lent out, for cancel_running.
@@ -55,20 +60,10 @@ def create_engine(
     # JSON columns get syncd's canonical encoder: exact decimals and dates, whatever the
     # source dialect of the values (a PostgreSQL city's Decimals into a SQLite hub).
     kwargs.setdefault("json_serializer", canonical)
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(
-            url, connect_args={"timeout": 30, "isolation_level": None}, **kwargs
-        )
-        event.listen(engine, "connect", _sqlite_on_connect)
-        event.listen(engine, "begin", _sqlite_on_begin)
-    else:
-        connect_args = {
-            "connect_timeout": 5,
-            "application_name": "syncd",
-            "options": f"-c lock_timeout={int(lock_timeout_ms)} "
-            f"-c statement_timeout={int(statement_timeout_ms)}",
-        }
-        engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kwargs)
+    dialect = dialect_for(url)
+    options = dialect.engine_options(lock_timeout_ms, statement_timeout_ms)
+    engine = sa.create_engine(url, **options, **kwargs)
+    dialect.configure(engine)
     lent: set[Any] = set()
     _LENT[engine] = lent
 
@@ -115,27 +110,9 @@ def cancel_running(engine: Engine) -> int:
     return asked
 
 
-def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    # pysqlite's own BEGIN handling is off (isolation_level=None): take the write lock at BEGIN,
-    # so a transaction never upgrades from read to write half-way and dies with SQLITE_BUSY.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def utcnow() -> dt.datetime:
     """Now as naive UTC: how every syncd timestamp column stores time, on both dialects."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def is_postgres(bind: Engine | Connection) -> bool:
-    return bind.dialect.name == "postgresql"
 
 
 def is_transient(exc: BaseException) -> bool:

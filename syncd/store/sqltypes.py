@@ -11,6 +11,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 from syncd.core.policy import Column, ColumnType
+from syncd.store.dialect import dialect_for
 
 # JSON documents: JSONB on PostgreSQL (indexable, compact), TEXT-backed JSON on SQLite.
 JsonDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -28,16 +29,13 @@ class ExactDecimal(TypeDecorator[decimal.Decimal]):
         self.scale = scale
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(sa.String(self.precision + 2))
-        return dialect.type_descriptor(sa.Numeric(self.precision, self.scale))
+        stored = dialect_for(dialect).decimal_type(self.precision, self.scale)
+        return dialect.type_descriptor(stored)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if dialect.name == "sqlite":
-            return str(decimal.Decimal(str(value)))
-        return value
+        return dialect_for(dialect).bind_decimal(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> decimal.Decimal | None:
         if value is None:
