@@ -2,20 +2,19 @@
 
 PostgreSQL: a session advisory lock on a dedicated connection. SQLite: an flock on the
 database file (SQLite itself uses POSIX record locks, which flock does not touch). Either
-lock dies with the process, so a crash (even kill -9) never leaves a stale lock behind.
+lock dies with the process, so a crash (even kill -9) never leaves a stale lock behind. Each
+dialect holds its own (`syncd.store.dialect.Dialect.hold_lock`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
 from types import TracebackType
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Engine
 
 from syncd.core.errors import NodeLocked
+from syncd.store.dialect import Held, dialect_for
 
 
 def lock_key(node_id: str) -> int:
@@ -29,36 +28,13 @@ class NodeLock:
     def __init__(self, engine: Engine, node_id: str) -> None:
         self.engine = engine
         self.node_id = node_id
-        self._conn: Connection | None = None
-        self._fd: int | None = None
+        self._held: Held | None = None
 
     def acquire(self) -> None:
-        url = self.engine.url
-        if url.get_backend_name() == "sqlite":
-            path = make_url(str(url)).database
-            if not path or path == ":memory:":
-                return
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise NodeLocked(self._message()) from None
-            self._fd = fd
-            return
-        conn = self.engine.connect()
-        # Off the pool for good: a session lock must not go back to the pool with the
-        # connection, where another borrower would hold it without knowing, or keep it
-        # after release. Closing the detached connection ends the session and the lock.
-        conn.detach()
-        got = conn.execute(
-            sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(self.node_id)}
-        ).scalar_one()
-        conn.commit()
-        if not got:
-            conn.close()
+        held = dialect_for(self.engine).hold_lock(self.engine, lock_key(self.node_id))
+        if held is None:
             raise NodeLocked(self._message())
-        self._conn = conn
+        self._held = held
 
     def _message(self) -> str:
         return (
@@ -68,12 +44,9 @@ class NodeLock:
         )
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def __enter__(self) -> NodeLock:
         self.acquire()

@@ -27,7 +27,9 @@ from sqlalchemy.engine import Connection, CursorResult, Row
 
 from syncd.core.canonical import canonical, json_default
 from syncd.core.errors import UsageError
-from syncd.store.db import copy_rows, is_postgres, translated
+from syncd.store.bulk import insert_rows
+from syncd.store.db import translated
+from syncd.store.dialect import Kind, dialect_for
 from syncd.store.hub_tables import audit
 
 GENESIS_HASH = "0" * 64
@@ -223,14 +225,9 @@ class AuditWriter:
         if not self._pending:
             return 0
         with translated("writing the audit log"):
-            if is_postgres(self._conn):
-                # Held to commit: the next writer reads the head only after this one's entries
-                # are visible, so two writers never chain onto the same entry.
-                self._conn.execute(
-                    sa.select(
-                        sa.func.pg_advisory_xact_lock(sa.literal(AUDIT_LOCK_KEY, sa.BigInteger))
-                    )
-                )
+            # Held to commit: the next writer reads the head only after this one's entries
+            # are visible, so two writers never chain onto the same entry.
+            dialect_for(self._conn).lock_writers(self._conn, AUDIT_LOCK_KEY)
             last_id, last_hash = head(self._conn)
             # Whole seconds, naive UTC: both dialects give back exactly what was hashed.
             at = _naive_utc(self._clock()).replace(microsecond=0)
@@ -249,10 +246,7 @@ class AuditWriter:
                 }
                 last_hash = row["entry_hash"] = entry_hash(last_hash, row)
                 rows.append(row)
-            if is_postgres(self._conn):
-                copy_rows(self._conn, audit, COLUMNS, ([r[c] for c in COLUMNS] for r in rows))
-            else:
-                self._conn.execute(sa.insert(audit), rows)
+            insert_rows(self._conn, audit, COLUMNS, rows)
         self._pending.clear()
         return len(rows)
 
@@ -461,15 +455,19 @@ def export(
     return count
 
 
+# The triggers that refuse UPDATE, DELETE and TRUNCATE, in `sql/<kind>/`; SQLite has none.
+_APPEND_ONLY = {Kind.POSTGRES: "audit_append_only.sql", Kind.SQLITE: None}
+
+
 def install_append_only(conn: Connection) -> None:
     """Make syncd_audit refuse UPDATE, DELETE and TRUNCATE on PostgreSQL; idempotent.
 
     A no-op on SQLite, where the hash chain alone reveals changes.
     """
-    if not is_postgres(conn):
+    kind = dialect_for(conn).kind
+    script = _APPEND_ONLY[kind]
+    if script is None:
         return
-    ddl = (resources.files("syncd.hub") / "sql" / "postgresql" / "audit_append_only.sql").read_text(
-        encoding="utf-8"
-    )
+    ddl = (resources.files("syncd.hub") / "sql" / kind / script).read_text(encoding="utf-8")
     with translated("installing the audit log's append-only triggers"):
         conn.exec_driver_sql(ddl)

@@ -24,6 +24,7 @@ from syncd.core.logs import get_logger
 from syncd.core.redact import redact_url
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine, is_postgres, run_script, sql_template, translated, utcnow
+from syncd.store.dialect import Kind, dialect_for
 
 # The submit statuses are the wire contract between a city and its hub: syncd.core.batch.
 ACCEPTED, DUPLICATE, REFUSED = SubmitStatus.ACCEPTED, SubmitStatus.DUPLICATE, SubmitStatus.REFUSED
@@ -96,11 +97,10 @@ class HubInbox:
         self.node_id = node_id
         # Two connections at most: the push cycle and the trim job each hold one at a time,
         # and a lone connection made one wait for the other until the pool timed out.
-        self.engine = (
-            create_engine(url, pool_size=2, max_overflow=0, **engine_options)
-            if url.startswith("postgresql")
-            else create_engine(url, **engine_options)
-        )
+        dialect = dialect_for(url)
+        self.engine = create_engine(url, **dialect.pool_options(2), **engine_options)
+        self._watermark = _WATERMARK[dialect.kind]
+        self._submit = _SUBMIT[dialect.kind]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -108,31 +108,36 @@ class HubInbox:
     def watermark(self) -> int:
         """The last sequence the hub holds durably for this node: what the city may trim."""
         with translated("reading the hub watermark"), self.engine.connect() as conn:
-            if is_postgres(conn):
-                try:
-                    value = conn.execute(
-                        sa.text("SELECT syncd_node_watermark(:n)"), {"n": self.node_id}
-                    ).scalar_one()
-                except sa.exc.DBAPIError as exc:
-                    _raise_refusal(exc)
-                    raise
-            else:
-                value = conn.execute(
-                    sa.select(h.nodes.c.received_seq).where(h.nodes.c.node_id == self.node_id)
-                ).scalar()
-                if value is None:
-                    raise BatchRefused(f"node {self.node_id} is not registered at this hub")
+            value = self._watermark(conn, self.node_id)
             conn.rollback()
-        return int(value)
+        return value
 
     def submit(self, batch: Batch) -> SubmitResult:
         """Hand one batch to the hub in one transaction; safe to repeat."""
         if batch.node_id != self.node_id:
             raise UsageError(f"batch of {batch.node_id} submitted through {self.node_id}")
         with translated("submitting a batch"), self.engine.begin() as conn:
-            if is_postgres(conn):
-                return _submit_pg(conn, batch)
-            return submit_local(conn, batch)
+            return self._submit(conn, batch)
+
+
+def _watermark_pg(conn: Connection, node_id: str) -> int:
+    try:
+        value = conn.execute(
+            sa.text("SELECT syncd_node_watermark(:n)"), {"n": node_id}
+        ).scalar_one()
+    except sa.exc.DBAPIError as exc:
+        _raise_refusal(exc)
+        raise
+    return int(value)
+
+
+def _watermark_local(conn: Connection, node_id: str) -> int:
+    value = conn.execute(
+        sa.select(h.nodes.c.received_seq).where(h.nodes.c.node_id == node_id)
+    ).scalar()
+    if value is None:
+        raise BatchRefused(f"node {node_id} is not registered at this hub")
+    return int(value)
 
 
 def _raise_refusal(exc: sa.exc.DBAPIError) -> None:
@@ -262,6 +267,12 @@ def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
         .values(received_seq=batch.last_seq, last_seen_at=now)
     )
     return SubmitResult(ACCEPTED)
+
+
+# PostgreSQL: the SECURITY DEFINER functions under the city's own role; SQLite: the same rules
+# here, against the hub file.
+_WATERMARK = {Kind.POSTGRES: _watermark_pg, Kind.SQLITE: _watermark_local}
+_SUBMIT = {Kind.POSTGRES: _submit_pg, Kind.SQLITE: submit_local}
 
 
 # --- node registry (hub side) -------------------------------------------------------------

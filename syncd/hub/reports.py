@@ -55,7 +55,6 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import ExecutableDDLElement
@@ -66,6 +65,7 @@ from syncd.core.errors import UsageError
 from syncd.core.policy import CheckKind, Policy
 from syncd.core.settings import ReportSection
 from syncd.store import hub_tables as schema_hub
+from syncd.store.dialect import Dialect, Kind, dialect_for
 
 CUSTOMERS = "customers"
 DEPOSITS = "deposit_accounts"
@@ -151,14 +151,11 @@ def install_views(conn: sa.Connection, policy: Policy) -> tuple[str, ...]:
     """Create or replace every report view; returns their names (none if inputs are missing)."""
     if missing_inputs(policy):
         return ()
-    views = _Views(policy, sqlite=conn.dialect.name == "sqlite")
-    defs = views.definitions()
+    dialect = dialect_for(conn)
+    defs = _Views(policy, dialect).definitions()
+    replace = _REPLACE_VIEW[dialect.kind]
     for name, select in defs.items():
-        if conn.dialect.name == "postgresql":
-            _replace_pg_view(conn, name, select)
-        else:
-            conn.execute(_DropView(name))
-            conn.execute(_CreateView(name, select, replace=False))
+        replace(conn, name, select)
     return tuple(defs)
 
 
@@ -172,8 +169,16 @@ def _replace_pg_view(conn: sa.Connection, name: str, select: sa.Select[Any]) -> 
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) != "42P16":  # invalid_table_definition
             raise
-        conn.execute(_DropView(name))
-        conn.execute(_CreateView(name, select, replace=False))
+        _recreate_view(conn, name, select)
+
+
+def _recreate_view(conn: sa.Connection, name: str, select: sa.Select[Any]) -> None:
+    conn.execute(_DropView(name))
+    conn.execute(_CreateView(name, select, replace=False))
+
+
+# PostgreSQL replaces a view in place where it can; SQLite has no CREATE OR REPLACE VIEW.
+_REPLACE_VIEW = {Kind.POSTGRES: _replace_pg_view, Kind.SQLITE: _recreate_view}
 
 
 # --- view definitions ----------------------------------------------------------------------
@@ -186,9 +191,9 @@ def _live(table: sa.FromClause) -> sa.ColumnElement[bool]:
 class _Views:
     """The SELECT behind each view, for one policy and dialect."""
 
-    def __init__(self, policy: Policy, *, sqlite: bool) -> None:
+    def __init__(self, policy: Policy, dialect: Dialect) -> None:
         self.policy = policy
-        self.sqlite = sqlite
+        self.dialect = dialect
         self.md = schema_hub.policy_metadata(policy)
         customers = policy.table(CUSTOMERS)
         self.identity = customers.identity
@@ -210,22 +215,8 @@ class _Views:
         defs[EXPOSURE_VIEW] = self.exposure()
         return defs
 
-    # Money: NUMERIC sums are exact on PostgreSQL; SQLite keeps decimals as text, so cast.
-    def money_sum(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        if self.sqlite:
-            total = sa.func.sum(sa.cast(expr, sa.Float()), type_=sa.Float())
-            return sa.func.round(total, 2, type_=sa.Float())
-        return sa.func.sum(expr)
-
     def zero(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.coalesce(expr, 0, type_=expr.type)
-
-    def names(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
-        """Comma-separated distinct values of expr; callers feed distinct rows."""
-        if self.sqlite:
-            return sa.func.group_concat(expr, sa.literal(","), type_=sa.String())
-        ordered = postgresql.aggregate_order_by(sa.literal(","), expr)
-        return sa.func.string_agg(expr, ordered, type_=sa.String())
 
     def link(self) -> sa.Select[Any]:
         src, golden, nodes = self.src, self.golden, self.nodes
@@ -282,18 +273,22 @@ class _Views:
             .subquery("cust")
         )
         dep = (
-            sa.select(deposits.c[origin], self.money_sum(deposits.c.balance).label("balance"))
+            sa.select(
+                deposits.c[origin], self.dialect.money_sum(deposits.c.balance).label("balance")
+            )
             .where(_live(deposits))
             .group_by(deposits.c[origin])
             .subquery("dep")
         )
-        loan_cols = [self.money_sum(loans.c.balance).label("balance")]
+        loan_cols = [self.dialect.money_sum(loans.c.balance).label("balance")]
         loan_cols += [
-            self.money_sum(sa.case((loans.c.five_class == fc, loans.c.balance))).label(fc)
+            self.dialect.money_sum(sa.case((loans.c.five_class == fc, loans.c.balance))).label(fc)
             for fc in FIVE_CLASSES
         ]
         loan_cols.append(
-            self.money_sum(sa.case((loans.c.overdue_days > 0, loans.c.balance))).label("overdue")
+            self.dialect.money_sum(sa.case((loans.c.overdue_days > 0, loans.c.balance))).label(
+                "overdue"
+            )
         )
         loan = (
             sa.select(loans.c[origin], *loan_cols)
@@ -302,7 +297,7 @@ class _Views:
             .subquery("loan")
         )
         fee = (
-            sa.select(fees.c[origin], self.money_sum(fees.c.fee_income).label("fee_income"))
+            sa.select(fees.c[origin], self.dialect.money_sum(fees.c.fee_income).label("fee_income"))
             .where(_live(fees))
             .group_by(fees.c[origin])
             .subquery("fee")
@@ -330,7 +325,7 @@ class _Views:
         table, link, on = self.attributed(child)
         gid = link.c[schema_hub.GOLDEN_ID]
         return (
-            sa.select(gid, self.money_sum(table.c[column]).label("total"))
+            sa.select(gid, self.dialect.money_sum(table.c[column]).label("total"))
             .select_from(table.join(link, on))
             .where(_live(table))
             .group_by(gid)
@@ -349,7 +344,7 @@ class _Views:
         cities = (
             sa.select(
                 pairs.c[schema_hub.GOLDEN_ID],
-                self.names(pairs.c[schema_hub.ORIGIN]).label("cities"),
+                self.dialect.joined_names(pairs.c[schema_hub.ORIGIN]).label("cities"),
                 sa.func.count().label("city_count"),
             )
             .group_by(pairs.c[schema_hub.GOLDEN_ID])
@@ -390,7 +385,7 @@ class _Views:
                 lgid,
                 sa.func.count(sa.distinct(loans.c[schema_hub.ORIGIN])).label("loan_city_count"),
                 sa.func.count().label("loan_count"),
-                self.money_sum(loans.c.balance).label("loan_balance"),
+                self.dialect.money_sum(loans.c.balance).label("loan_balance"),
                 sa.func.max(loans.c.overdue_days).label("max_overdue_days"),
                 sa.func.max(severity).label("severity"),
             )
@@ -409,7 +404,7 @@ class _Views:
         cities = (
             sa.select(
                 pairs.c[schema_hub.GOLDEN_ID],
-                self.names(pairs.c[schema_hub.ORIGIN]).label("loan_cities"),
+                self.dialect.joined_names(pairs.c[schema_hub.ORIGIN]).label("loan_cities"),
             )
             .group_by(pairs.c[schema_hub.GOLDEN_ID])
             .subquery("loan_cities")
@@ -527,7 +522,7 @@ def _policy_views(conn: sa.Connection, policy: Policy) -> _Views:
     problems = missing_inputs(policy)
     if problems:
         raise UsageError("the reports need " + ", ".join(problems) + " in the hub's policy")
-    return _Views(policy, sqlite=conn.dialect.name == "sqlite")
+    return _Views(policy, dialect_for(conn))
 
 
 # --- customer 360 --------------------------------------------------------------------------

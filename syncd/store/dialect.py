@@ -20,6 +20,9 @@ Why they differ:
   (`money_sum`) and decimals are bound as text (`decimal_type`, `bind_decimal`).
 - **Connections.** PostgreSQL sessions get lock and statement timeouts and a small pool;
   SQLite files get WAL, a busy timeout and pysqlite's own BEGIN handling switched off.
+- **Cities' access to the hub.** On PostgreSQL each city logs in with its own role, which may
+  only call the SECURITY DEFINER submission functions (`has_roles`); a SQLite hub is a file,
+  so access is the file's permissions and the same rules run in Python.
 - **One daemon per node.** A session advisory lock on PostgreSQL; an flock on the database
   file on SQLite (`hold_lock`). Either dies with the process.
 - **Row locks.** A snapshot chunk reads its rows FOR SHARE on PostgreSQL to wait for their
@@ -60,8 +63,12 @@ class Dialect:
     """The per-database behaviour syncd's engine code relies on; see the module docstring."""
 
     kind: Kind
+    # Whether the daemon can be woken by NOTIFY instead of polling.
     can_listen: bool
+    # Whether a sequence number may become visible after a higher one (the pusher's gap guard).
     sequence_gaps: bool
+    # Whether each city logs in with its own role, limited to the submission functions.
+    has_roles: bool
 
     def engine_options(self, lock_timeout_ms: int, statement_timeout_ms: int) -> dict[str, Any]:
         """Keyword arguments for `sqlalchemy.create_engine`."""
@@ -117,6 +124,7 @@ class Postgres(Dialect):
     kind = Kind.POSTGRES
     can_listen = True
     sequence_gaps = True
+    has_roles = True
 
     def engine_options(self, lock_timeout_ms: int, statement_timeout_ms: int) -> dict[str, Any]:
         timeouts = f"-c lock_timeout={int(lock_timeout_ms)}"
@@ -175,6 +183,7 @@ class Sqlite(Dialect):
     kind = Kind.SQLITE
     can_listen = False
     sequence_gaps = False
+    has_roles = False  # cities write to the hub file: access is the file's permissions
 
     def engine_options(self, lock_timeout_ms: int, statement_timeout_ms: int) -> dict[str, Any]:
         # pysqlite's own BEGIN handling off: `configure` begins every transaction itself.
