@@ -50,40 +50,36 @@ def upsert(
     PostgreSQL: COPY into a staging table, then one INSERT … SELECT; SQLite: one executemany.
     As with a multi-row INSERT, one call must not hold two rows for the same index values.
     """
-    if rows:
-        _UPSERT[dialect_for(conn).kind](conn, table, rows, list(index), update)
+    if not rows:
+        return
+    insert, params = _UPSERT[dialect_for(conn).kind](conn, table, rows)
+    excluded = insert.excluded
+    conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=list(index), set_={c: excluded[c] for c in update}
+        ),
+        params,
+    )
 
 
-def _upsert_copied(
-    conn: Connection,
-    table: sa.Table,
-    rows: Sequence[Mapping[str, Any]],
-    index: list[str],
-    update: Sequence[str],
-) -> None:
+_Upsert = postgresql.Insert | sqlite.Insert
+
+
+def _from_stage(
+    conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]
+) -> tuple[_Upsert, None]:
+    """One INSERT … SELECT from the rows COPYed into a staging table."""
     columns = list(rows[0])
     staged = _stage(conn, table, columns, rows)
-    pg = postgresql.insert(table).from_select(
-        columns,
-        sa.select(*(staged.c[c] for c in columns)).order_by(staged.c[_STAGE_ORDER]),
-    )
-    conn.execute(
-        pg.on_conflict_do_update(index_elements=index, set_={c: pg.excluded[c] for c in update})
-    )
+    select = sa.select(*(staged.c[c] for c in columns)).order_by(staged.c[_STAGE_ORDER])
+    return postgresql.insert(table).from_select(columns, select), None
 
 
-def _upsert_many(
-    conn: Connection,
-    table: sa.Table,
-    rows: Sequence[Mapping[str, Any]],
-    index: list[str],
-    update: Sequence[str],
-) -> None:
-    lite = sqlite.insert(table)
-    stmt = lite.on_conflict_do_update(
-        index_elements=index, set_={c: lite.excluded[c] for c in update}
-    )
-    conn.execute(stmt, list(rows))
+def _from_params(
+    conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]
+) -> tuple[_Upsert, list[Mapping[str, Any]]]:
+    """One INSERT run as an executemany over the rows."""
+    return sqlite.insert(table), list(rows)
 
 
 def _stage(
@@ -182,22 +178,22 @@ def insert_rows(
         _INSERT[dialect_for(conn).kind](conn, table, columns, rows)
 
 
-def _insert_copied(
+def _copy_in(
     conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
 ) -> None:
     copy_rows(conn, table, columns, ([r[c] for c in columns] for r in rows))
 
 
-def _insert_many(
+def _execute_many(
     conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
 ) -> None:
     conn.execute(sa.insert(table), list(rows))
 
 
 # Each dialect's way with the hot paths above (module docstring).
-_UPSERT = {Kind.POSTGRES: _upsert_copied, Kind.SQLITE: _upsert_many}
+_UPSERT = {Kind.POSTGRES: _from_stage, Kind.SQLITE: _from_params}
 _KEY_MATCHES = {Kind.POSTGRES: _in_arrays, Kind.SQLITE: _in_chunks}
-_INSERT = {Kind.POSTGRES: _insert_copied, Kind.SQLITE: _insert_many}
+_INSERT = {Kind.POSTGRES: _copy_in, Kind.SQLITE: _execute_many}
 
 
 # --- the policy's tables at the hub -------------------------------------------------------
