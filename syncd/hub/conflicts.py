@@ -21,7 +21,7 @@ from syncd.core.merge import encode_value
 from syncd.core.policy import MergeRule, Policy, Table
 from syncd.core.validate import decode_value, validate_value
 from syncd.hub.audit import Action, AuditWriter
-from syncd.hub.golden import OPEN, RESOLVED, recompute_goldens
+from syncd.hub.golden import recompute_goldens
 from syncd.store import hub_tables as h
 from syncd.store.bulk import golden_table, lock
 from syncd.store.db import translated, utcnow
@@ -51,7 +51,9 @@ def _conflict(row: sa.RowMapping) -> dict[str, Any]:
     return found
 
 
-def list_conflicts(conn: Connection, status: str | None = OPEN) -> list[dict[str, Any]]:
+def list_conflicts(
+    conn: Connection, status: str | None = h.ConflictStatus.OPEN
+) -> list[dict[str, Any]]:
     """Conflicts in id order; status None lists every status."""
     stmt = sa.select(*_COLUMNS).order_by(_c.conflict_id)
     if status is not None:
@@ -149,7 +151,7 @@ def resolve(
     with translated(f"resolving conflict {cid}"), engine.begin() as conn:
         lock(conn)
         conflict = _get(conn, cid)
-        if conflict["status"] != OPEN:
+        if conflict["status"] != h.ConflictStatus.OPEN:
             raise UsageError(f"conflict {cid} is {conflict['status']}, not open")
         table = _table(policy, conflict)
         chosen = encode_value(_chosen(table, conflict, take_node, value))
@@ -158,7 +160,12 @@ def resolve(
         conn.execute(
             h.conflicts.update()
             .where(_c.conflict_id == cid)
-            .values(status=RESOLVED, resolved_by=by, resolved_at=now, resolution=resolution)
+            .values(
+                status=h.ConflictStatus.RESOLVED,
+                resolved_by=by,
+                resolved_at=now,
+                resolution=resolution,
+            )
         )
         audit = AuditWriter(conn)
         audit.append(

@@ -38,9 +38,6 @@ from syncd.store.bulk import (
     upsert,
 )
 
-OPEN, SUPERSEDED, RESOLVED = "open", "superseded", "resolved"
-CONFLICT_SUPERSEDED = Action.CONFLICT_SUPERSEDED.value
-
 
 @dataclass(frozen=True)
 class GoldenState:
@@ -147,7 +144,7 @@ def _resolutions(
     for where in key_matches(conn, [c.golden_id], [(i,) for i in golden_ids]):
         stmt = (
             sa.select(c.golden_id, c.column_name, sa.cast(c.resolution, sa.Text))
-            .where(c.table_name == table.name, c.status == RESOLVED, where)
+            .where(c.table_name == table.name, c.status == h.ConflictStatus.RESOLVED, where)
             .order_by(c.conflict_id)
         )
         for gid, column, text in conn.execute(stmt):
@@ -255,7 +252,7 @@ def _open_conflicts(
             c.column_name,
             sa.cast(c.golden_value, sa.Text),
             sa.cast(c.candidates, sa.Text),
-        ).where(c.table_name == table.name, c.status == OPEN, where)
+        ).where(c.table_name == table.name, c.status == h.ConflictStatus.OPEN, where)
         for cid, gid, column, value, candidates in conn.execute(stmt):
             found.append((int(cid), int(gid), column, _signature(value, candidates)))
     return found
@@ -286,11 +283,14 @@ def _sync_conflicts(
         c = h.conflicts.c
         conn.execute(
             h.conflicts.update().where(c.conflict_id == sa.bindparam("cid")),
-            [{"cid": cid, "status": SUPERSEDED, "resolved_at": now} for cid, _, _ in stale],
+            [
+                {"cid": cid, "status": h.ConflictStatus.SUPERSEDED, "resolved_at": now}
+                for cid, _, _ in stale
+            ],
         )
         for cid, gid, column in stale:
             audit.append(
-                CONFLICT_SUPERSEDED,
+                Action.CONFLICT_SUPERSEDED,
                 table=table.name,
                 detail={"conflict_id": cid, "golden_id": gid, "column": column},
             )
@@ -303,7 +303,7 @@ def _sync_conflicts(
             "column_name": d.column,
             "golden_value": encode_value(d.value),
             "candidates": {n: encode_value(v) for n, v in d.candidates.items()},
-            "status": OPEN,
+            "status": h.ConflictStatus.OPEN,
             "opened_at": now,
         }
         for s, d in new

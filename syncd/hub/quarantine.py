@@ -19,17 +19,11 @@ from syncd.core.canonical import loads
 from syncd.core.errors import UsageError
 from syncd.core.policy import Policy
 from syncd.core.validate import Change, Verdict, classify
-from syncd.hub.apply import QUARANTINE_SUPERSEDED, REFUSED_ROW, RowWriter
 from syncd.hub.audit import Action, AuditWriter
-from syncd.hub.golden import OPEN, SUPERSEDED
+from syncd.hub.rows import RowOutcome, RowWriter
 from syncd.store import hub_tables as h
 from syncd.store.bulk import lock
 from syncd.store.db import translated, utcnow
-
-RETRIED = "retried"
-REFUSED = "refused"
-# Held only inside the retry transaction, so the writer's own superseding skips these entries.
-_RETRYING = "retrying"
 
 _q = h.quarantine.c
 _COLUMNS = (
@@ -56,7 +50,10 @@ def _entry(row: sa.RowMapping) -> dict[str, Any]:
 
 
 def list_entries(
-    conn: Connection, status: str | None = OPEN, node: str | None = None, table: str | None = None
+    conn: Connection,
+    status: str | None = h.QuarantineStatus.OPEN,
+    node: str | None = None,
+    table: str | None = None,
 ) -> list[dict[str, Any]]:
     """Quarantine entries in id order; status None lists every status."""
     stmt = sa.select(*_COLUMNS).order_by(_q.quarantine_id)
@@ -122,13 +119,13 @@ class _Retry:
                 self.closing.append(
                     {
                         "qid": e.quarantine_id,
-                        "status": REFUSED,
+                        "status": h.QuarantineStatus.REFUSED,
                         "closed_at": utcnow(),
                         "row_data": None,
                     }
                 )
                 self.audit.append(
-                    REFUSED_ROW,
+                    Action.REFUSED_ROW,
                     node_id=node_id,
                     table=e.table_name,
                     detail={"quarantine_id": e.quarantine_id, "seq": e.seq, "reason": v.refused},
@@ -141,7 +138,7 @@ class _Retry:
         self.conn.execute(
             h.quarantine.update()
             .where(_q.quarantine_id.in_([e.quarantine_id for e, _ in valid]))
-            .values(status=_RETRYING)
+            .values(status=h.QuarantineStatus.RETRYING)
         )
         # One write per original batch: each source row records the batch it came in.
         by_batch: dict[int | None, list[tuple[sa.Row[Any], Verdict]]] = defaultdict(list)
@@ -152,18 +149,18 @@ class _Retry:
             outcomes = writer.write(node_id, batch_id, [v for _, v in group])
             self.conflicts_opened += writer.counts.conflicts_opened
             for (e, _), outcome in zip(group, outcomes, strict=True):
-                self._after_write(node_id, e, outcome == "applied")
+                self._after_write(node_id, e, outcome is RowOutcome.APPLIED)
 
     def _after_write(self, node_id: str, e: sa.Row[Any], applied: bool) -> None:
         self.closing.append(
             {
                 "qid": e.quarantine_id,
-                "status": RETRIED if applied else SUPERSEDED,
+                "status": h.QuarantineStatus.RETRIED if applied else h.QuarantineStatus.SUPERSEDED,
                 "closed_at": utcnow(),
             }
         )
         self.audit.append(
-            Action.QUARANTINE_RETRIED if applied else QUARANTINE_SUPERSEDED,
+            Action.QUARANTINE_RETRIED if applied else Action.QUARANTINE_SUPERSEDED,
             node_id=node_id,
             batch_id=e.batch_id,
             table=e.table_name,
@@ -176,11 +173,11 @@ class _Retry:
 def _open_entries(conn: Connection, qid: int | None) -> list[sa.Row[Any]]:
     stmt = sa.select(*_COLUMNS).order_by(_q.node_id, _q.seq, _q.quarantine_id)
     if qid is None:
-        return list(conn.execute(stmt.where(_q.status == OPEN)))
+        return list(conn.execute(stmt.where(_q.status == h.QuarantineStatus.OPEN)))
     found = list(conn.execute(stmt.where(_q.quarantine_id == qid)))
     if not found:
         raise UsageError(f"quarantine entry {qid} does not exist")
-    if found[0].status != OPEN:
+    if found[0].status != h.QuarantineStatus.OPEN:
         raise UsageError(f"quarantine entry {qid} is {found[0].status}, not open")
     return found
 

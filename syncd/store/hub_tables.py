@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +19,35 @@ metadata = sa.MetaData()
 
 ORIGIN = "origin_node"
 GOLDEN_ID = "golden_id"
+
+
+class BatchStatus(StrEnum):
+    """`syncd_inbox_batch.status`: a received batch waits, then is applied or refused."""
+
+    PENDING = "pending"
+    APPLIED = "applied"
+    REFUSED = "refused"
+
+
+class QuarantineStatus(StrEnum):
+    """`syncd_quarantine.status`: open until a retry applies it, a newer version of its row
+    supersedes it, or the policy no longer lets the row reach the hub (refused, data dropped)."""
+
+    OPEN = "open"
+    RETRIED = "retried"
+    SUPERSEDED = "superseded"
+    REFUSED = "refused"
+    # Held only inside a retry's transaction, so the writer's own superseding skips the entry.
+    RETRYING = "retrying"
+
+
+class ConflictStatus(StrEnum):
+    """`syncd_conflict.status`: open until a steward resolves it or its sources move on."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+    SUPERSEDED = "superseded"
+
 
 nodes = sa.Table(
     "syncd_node",
@@ -65,7 +95,7 @@ batches = sa.Table(
     sa.Column("row_count", sa.Integer(), nullable=False),
     sa.Column("checksum", sa.String(64), nullable=False),
     sa.Column("received_at", sa.DateTime(), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("status", sa.String(16), nullable=False, server_default=BatchStatus.PENDING.value),
     sa.Column("applied_at", sa.DateTime(), nullable=True),
     sa.Column("stats", JsonDoc, nullable=True),
     sa.UniqueConstraint("node_id", "last_seq", name="uq_syncd_inbox_batch_identity"),
@@ -126,7 +156,7 @@ quarantine = sa.Table(
     sa.Column("row_data", JsonDoc, nullable=True),
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("created_at", sa.DateTime(), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, server_default="open"),
+    sa.Column("status", sa.String(16), nullable=False, server_default=QuarantineStatus.OPEN.value),
     sa.Column("closed_at", sa.DateTime(), nullable=True),
     sa.Index("ix_syncd_quarantine_status", "status", "node_id"),
 )
@@ -146,7 +176,7 @@ conflicts = sa.Table(
     sa.Column("column_name", sa.String(63), nullable=False),
     sa.Column("golden_value", JsonDoc, nullable=True),
     sa.Column("candidates", JsonDoc, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, server_default="open"),
+    sa.Column("status", sa.String(16), nullable=False, server_default=ConflictStatus.OPEN.value),
     sa.Column("opened_at", sa.DateTime(), nullable=False),
     sa.Column("resolved_at", sa.DateTime(), nullable=True),
     sa.Column("resolved_by", sa.String(128), nullable=True),

@@ -19,7 +19,7 @@ from stdnum.cn import ric
 
 from syncd.core.batch import DELETE, UPSERT, Change, make_batch
 from syncd.core.policy import Policy, load_policy
-from syncd.hub.apply import BATCH_DUPLICATE, REFUSED_ROW, ApplySummary, apply_pending, orphans
+from syncd.hub.apply import ApplySummary, apply_pending, orphans
 from syncd.hub.audit import Action, query, verify
 from syncd.store import hub_tables as h
 from syncd.store.bulk import golden_table, source_table
@@ -322,7 +322,7 @@ def test_sovereignty_refusals_are_never_stored(hub: Engine) -> None:
     assert [s["customer_id"] for s in sources(hub)] == ["c3"]
     assert [g["id_number"] for g in goldens(hub)] == [WANG]
 
-    refused = actions(hub, REFUSED_ROW)
+    refused = actions(hub, Action.REFUSED_ROW)
     reasons = {r["table_name"]: [] for r in refused}
     for r in refused:
         reasons[r["table_name"]].append(r["detail"]["reason"])
@@ -551,7 +551,7 @@ def test_unaudited_inbox_events_become_audit_entries(hub: Engine) -> None:
             ],
         )
     assert apply_pending(hub, POLICY).events == 2
-    (dup,) = actions(hub, BATCH_DUPLICATE)
+    (dup,) = actions(hub, Action.BATCH_DUPLICATE)
     (ref,) = actions(hub, Action.BATCH_REFUSED)
     assert (dup["node_id"], dup["detail"]["last_seq"]) == ("hz", 4)
     assert ref["detail"]["reason"] == "batch 2..3 overlaps"
