@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,17 +25,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from syncd.app import init_node
+from syncd.app import Node, init_node, read_city_status
 from syncd.city.crm import crm_metadata
+from syncd.city.status import CityStatus
 from syncd.core import demo_data
 from syncd.core.errors import SyncdError, UsageError
 from syncd.core.policy import Policy, load_policy
 from syncd.core.settings import Settings, load_settings
-from syncd.hub.inbox import register_node
+from syncd.hub import audit, conflicts, quarantine, reports
+from syncd.hub.audit import VerifyResult
+from syncd.hub.nodes import register_node
+from syncd.hub.status import HubStatus, hub_status
 from syncd.store import hub_tables as schema_hub
 from syncd.store.db import create_engine
 
 Say = Callable[[str], None]
+# The customer fields whose disputes the demo shows, and how many of the last decisions.
+DISPUTED_FIELDS = ("phone", "address", "name", "customer_type", "risk_tags")
+SHOWN_DECISIONS = 10
+TOP_CUSTOMERS = 5
 
 
 @dataclass
@@ -66,6 +75,31 @@ class DemoResult:
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One field the cities disagreed on, and the rule that decided it (audit: row_applied)."""
+
+    source_key: str
+    golden_id: Any
+    field: str
+    rule: Any
+    taken_from: str
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """What the hub holds after the demo, read with the same functions the commands use."""
+
+    hub: HubStatus
+    cities: list[CityStatus]
+    decisions: list[Decision]
+    open_conflicts: list[dict[str, Any]]
+    quarantined: list[dict[str, Any]]
+    city_summary: list[dict[str, Any]]  # report cities, plus `non_performing`
+    top_customers: list[dict[str, Any]]
+    audit: VerifyResult
 
 
 def policy_file() -> Path:
@@ -254,8 +288,58 @@ def _checks(hub: Engine, policy: Policy, manifest: demo_data.Manifest) -> list[C
     return checks
 
 
+def _decisions(entries: list[dict[str, Any]]) -> list[Decision]:
+    rows = []
+    for e in entries:
+        detail = e["detail"] if isinstance(e["detail"], dict) else {}
+        for column, d in (detail.get("disputed") or {}).items():
+            if column in DISPUTED_FIELDS:
+                rows.append(
+                    Decision(
+                        (e["row_key"] or {}).get("customer_id", ""),
+                        detail.get("golden_id"),
+                        column,
+                        d.get("rule"),
+                        d.get("winner") or "(all sources)",
+                    )
+                )
+    return rows[-SHOWN_DECISIONS:]
+
+
+def _non_performing(row: dict[str, Any]) -> Decimal:
+    return sum(
+        (Decimal(str(row[k])) for k in ("loan_substandard", "loan_doubtful", "loan_loss")),
+        Decimal(0),
+    )
+
+
+def hub_report(result: DemoResult) -> DemoReport:
+    """Read what the hub holds; the audit chain's verification is added to the checks."""
+    hub = load_settings(result.hub_config)
+    cities = [read_city_status(load_settings(p)) for p in result.city_configs.values()]
+    with Node.open(hub) as node, node.engine.connect() as conn:
+        report = DemoReport(
+            hub=hub_status(hub, node.engine),
+            cities=cities,
+            decisions=_decisions(
+                audit.query(conn, action="row_applied", table="customers", limit=5000)
+            ),
+            open_conflicts=conflicts.list_conflicts(conn),
+            quarantined=quarantine.list_entries(conn),
+            city_summary=[
+                {**r, "non_performing": _non_performing(r)} for r in reports.city_summary(conn)
+            ],
+            top_customers=reports.customer_value(conn, hub.report, TOP_CUSTOMERS),
+            audit=audit.verify(conn),
+        )
+    result.checks.append(
+        Check("the audit chain verifies", report.audit.ok, f"{report.audit.entries} entries")
+    )
+    return report
+
+
 def run_demo(
-    opts: DemoOptions, say: Say, show: Callable[[DemoResult], None] | None = None
+    opts: DemoOptions, say: Say, show: Callable[[DemoReport], None] | None = None
 ) -> DemoResult:
     """Set up, sync, edit, sync again, check; returns what happened (printing is the caller's)."""
     if opts.cities < 1 or opts.cities > len(demo_data.CITIES):
@@ -285,7 +369,7 @@ def run_demo(
     try:
         _run(opts, say, result, daemons, cities)
         if show is not None:
-            show(result)  # before the directory goes away
+            show(hub_report(result))  # before the directory goes away
     finally:
         daemons.stop()
         if not keep:
