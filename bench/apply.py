@@ -54,7 +54,8 @@ from syncd.core.policy import Policy, Table
 from syncd.core.settings import load_settings
 from syncd.daemon.scheduler import tune_gc
 from syncd.hub.apply import apply_pending
-from syncd.hub.inbox import ACCEPTED, HubInbox, register_node
+from syncd.hub.inbox import ACCEPTED, HubInbox
+from syncd.hub.nodes import register_node
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine
 

@@ -132,7 +132,7 @@ def database_url(admin: str, name: str) -> str:
 
 
 def _role_tag(dbname: str) -> str:
-    # syncd.hub.inbox.role_name_for: node roles are suffixed with a hash of the hub database name.
+    # syncd.hub.nodes.role_name_for: node roles are suffixed with a hash of the hub database name.
     return hashlib.sha256(dbname.encode()).hexdigest()[:6]
 
 

@@ -1,4 +1,4 @@
-"""The hub's inbox: idempotent batch submission, node watermarks, node registration.
+"""The hub's inbox: idempotent batch submission and node watermarks (registry: `hub.nodes`).
 
 A batch is identified by (node, last_seq). Submitting it again with the same checksum is a
 no-op ('duplicate'); under the same identity with another checksum, or overlapping what was
@@ -9,19 +9,15 @@ SQLite hub the same rules run here in Python against the hub file.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection
 
 from syncd.core.batch import Batch, SubmitResult, SubmitStatus
 from syncd.core.canonical import canonical
 from syncd.core.errors import BatchRefused, UsageError
-from syncd.core.logs import get_logger
-from syncd.core.redact import redact_url
+from syncd.hub.nodes import hub_schema, restrict_public
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine, is_postgres, run_script, sql_template, translated, utcnow
 from syncd.store.dialect import Kind, dialect_for
@@ -29,8 +25,6 @@ from syncd.store.dialect import Kind, dialect_for
 # The submit statuses are the wire contract between a city and its hub: syncd.core.batch.
 ACCEPTED, DUPLICATE, REFUSED = SubmitStatus.ACCEPTED, SubmitStatus.DUPLICATE, SubmitStatus.REFUSED
 NOTIFY_CHANNEL = "syncd_inbox"
-
-log = get_logger("syncd.hub.inbox")
 
 
 def install_functions(conn: Connection) -> None:
@@ -42,52 +36,8 @@ def install_functions(conn: Connection) -> None:
     if not is_postgres(conn):
         return
     sql = sql_template("syncd.hub", "postgresql", "submit_functions.sql")
-    run_script(conn, sql.substitute(schema=_hub_schema(conn)))
+    run_script(conn, sql.substitute(schema=hub_schema(conn)))
     restrict_public(conn)
-
-
-def _hub_schema(conn: Connection) -> str:
-    """The hub's schema (current at init, normally public) as a quoted identifier."""
-    schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
-    return str(conn.dialect.identifier_preparer.quote_schema(str(schema)))
-
-
-def _hub_database(conn: Connection) -> str:
-    name = conn.execute(sa.text("SELECT current_database()")).scalar_one()
-    return str(conn.dialect.identifier_preparer.quote(str(name)))
-
-
-def restrict_public(conn: Connection) -> None:
-    """Take TEMP on the hub database and CREATE on the hub schema from PUBLIC (PostgreSQL).
-
-    Every role is a member of PUBLIC, which holds TEMP on a new database, so revoking TEMP from
-    a node role alone leaves it. The database's and the schema's owners keep their own rights
-    (the hub's role needs TEMP: apply stages rows in temporary tables). Only an owner (or a
-    superuser) can revoke; otherwise the grants stay and a warning names the statements.
-    """
-    db, schema = _hub_database(conn), _hub_schema(conn)
-    found = conn.execute(
-        sa.text(
-            "SELECT pg_catalog.has_database_privilege('public', d.oid, 'TEMPORARY'), "
-            "pg_catalog.pg_has_role(current_user, d.datdba, 'USAGE'), "
-            "pg_catalog.has_schema_privilege('public', s.oid, 'CREATE'), "
-            "pg_catalog.pg_has_role(current_user, s.nspowner, 'USAGE') "
-            "FROM pg_catalog.pg_database d, pg_catalog.pg_namespace s "
-            "WHERE d.datname = pg_catalog.current_database() "
-            "AND s.nspname = pg_catalog.current_schema()"
-        )
-    ).one()
-    kept = []
-    for held, may, stmt in (
-        (found[0], found[1], f"REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC"),
-        (found[2], found[3], f"REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC"),
-    ):
-        if held and may:
-            conn.exec_driver_sql(stmt)
-        elif held:
-            kept.append(stmt)
-    if kept:
-        log.warning("hub_public_privileges_kept", run_as_owner="; ".join(kept))
 
 
 class HubInbox:
@@ -273,175 +223,3 @@ def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
 # here, against the hub file.
 _WATERMARK = {Kind.POSTGRES: _watermark_pg, Kind.SQLITE: _watermark_local}
 _SUBMIT = {Kind.POSTGRES: _submit_pg, Kind.SQLITE: submit_local}
-
-
-# --- node registry (hub side) -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NodeCredentials:
-    node_id: str
-    hub_url: str
-    role_name: str | None
-    sessions_ended: int = 0
-
-
-def _checked_hub_url(hub_url: str) -> None:
-    try:
-        make_url(hub_url)
-    except sa.exc.ArgumentError:
-        raise UsageError(f"--hub-url: not a database URL: {redact_url(hub_url)}") from None
-
-
-def _node_url(hub_url: str, role: str, password: str) -> str:
-    """The hub URL a city uses: the hub's address with the node's own role and password."""
-    url = make_url(hub_url).set(username=role, password=password)
-    return url.render_as_string(hide_password=False)
-
-
-def _password_literal(conn: Connection, password: str) -> str:
-    # DDL takes no bind parameters: the password goes in as a quoted literal via the driver.
-    literal = sa.literal(password, sa.String()).compile(
-        dialect=conn.dialect, compile_kwargs={"literal_binds": True}
-    )
-    return str(literal)
-
-
-def role_name_for(conn: Connection, node_id: str) -> str:
-    """A login role name unique to this node *and* this hub database (roles are cluster-wide)."""
-    dbname = conn.execute(sa.text("SELECT current_database()")).scalar_one()
-    tag = hashlib.sha256(str(dbname).encode()).hexdigest()[:6]
-    return f"syncd_{node_id.replace('-', '_')}_{tag}"
-
-
-def register_node(
-    engine: Engine, hub_url: str, node_id: str, city_code: str | None
-) -> NodeCredentials:
-    """Register a city at the hub; on PostgreSQL create its login role (password shown once)."""
-    from syncd.core.settings import NODE_ID_RE
-    from syncd.hub.audit import AuditWriter
-
-    _checked_hub_url(hub_url)
-    if not NODE_ID_RE.match(node_id):
-        raise UsageError(
-            f"node id {node_id!r}: use lowercase letters, digits and '-', starting with a letter"
-        )
-    with translated("registering a node"), engine.begin() as conn:
-        exists = conn.execute(
-            sa.select(h.nodes.c.node_id).where(h.nodes.c.node_id == node_id)
-        ).scalar()
-        if exists is not None:
-            raise UsageError(f"node {node_id} is already registered")
-        role = None
-        url = hub_url
-        if is_postgres(conn):
-            role = role_name_for(conn, node_id)
-            password = secrets.token_urlsafe(24)
-            _create_role(conn, role, password)
-            url = _node_url(hub_url, role, password)
-        conn.execute(
-            h.nodes.insert().values(
-                node_id=node_id, city_code=city_code, role_name=role, registered_at=utcnow()
-            )
-        )
-        audit = AuditWriter(conn)
-        audit.append(
-            "node_registered", node_id=node_id, detail={"city_code": city_code, "role": role}
-        )
-        audit.flush()
-    return NodeCredentials(node_id, url, role)
-
-
-def rotate_credentials(engine: Engine, hub_url: str, node_id: str) -> NodeCredentials:
-    """Give a registered node's login role a new password and end the role's open sessions.
-
-    For a password that leaked or is due for rotation: the old one stops working at once,
-    including for sessions opened with it (they are terminated), so the city's daemon fails to
-    reconnect until its `hub.url` holds the new one. Audited as node_credentials_rotated.
-    """
-    from syncd.hub.audit import Action, AuditWriter
-
-    _checked_hub_url(hub_url)
-    with translated("rotating node credentials"), engine.begin() as conn:
-        if not is_postgres(conn):
-            raise UsageError(
-                "a SQLite hub has no node credentials to rotate: its cities write to its file, "
-                "so access is the file's permissions"
-            )
-        role = conn.execute(
-            sa.select(h.nodes.c.role_name).where(h.nodes.c.node_id == node_id)
-        ).first()
-        if role is None:
-            raise UsageError(f"node {node_id} is not registered at this hub (see `node list`)")
-        if role[0] is None:
-            raise UsageError(f"node {node_id} has no login role at this hub")
-        name = str(role[0])
-        password = secrets.token_urlsafe(24)
-        quoted = conn.dialect.identifier_preparer.quote(name)
-        conn.exec_driver_sql(f"ALTER ROLE {quoted} PASSWORD {_password_literal(conn, password)}")
-        audit = AuditWriter(conn)
-        audit.append(Action.NODE_CREDENTIALS_ROTATED, node_id=node_id, detail={"role": name})
-        audit.flush()
-    # After the commit: a session ended earlier could log in again with the old password.
-    with translated("ending the node's sessions"), engine.connect() as conn:
-        ended = conn.execute(
-            sa.text(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE usename = :r AND pid <> pg_backend_pid()"
-            ),
-            {"r": name},
-        ).scalar_one()
-    return NodeCredentials(node_id, _node_url(hub_url, name, password), name, int(ended))
-
-
-def _create_role(conn: Connection, role: str, password: str) -> None:
-    """A login role that may only EXECUTE the two submission functions (guarantee 3).
-
-    No attribute that reaches past them (superuser, createrole, …), NOINHERIT, no TEMP on the
-    database and no CREATE anywhere: a node cannot create a temporary table, function or
-    operator for the SECURITY DEFINER code to find. A role left from an earlier registration
-    is reused only if it holds no such attribute and belongs to no other role.
-    """
-    prep = conn.dialect.identifier_preparer
-    q_role = prep.quote(role)
-    q_db, q_schema = _hub_database(conn), _hub_schema(conn)
-    existing = conn.execute(
-        sa.text(
-            "SELECT r.rolsuper OR r.rolreplication OR r.rolbypassrls OR EXISTS "
-            "(SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid) "
-            "FROM pg_catalog.pg_roles r WHERE r.rolname = :r"
-        ),
-        {"r": role},
-    ).first()
-    pw = _password_literal(conn, password)
-    if existing is None:
-        conn.exec_driver_sql(
-            f"CREATE ROLE {q_role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-            f"NOBYPASSRLS NOINHERIT PASSWORD {pw}"
-        )
-    elif existing[0]:
-        raise UsageError(
-            f"role {role} already exists with more rights than a node may have (superuser, "
-            "replication, bypassrls or membership of another role): drop it, then add the node"
-        )
-    else:
-        conn.exec_driver_sql(
-            f"ALTER ROLE {q_role} LOGIN NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {pw}"
-        )
-    restrict_public(conn)
-    conn.exec_driver_sql(f"REVOKE CREATE, TEMPORARY ON DATABASE {q_db} FROM {q_role}")
-    conn.exec_driver_sql(f"REVOKE CREATE ON SCHEMA {q_schema} FROM {q_role}")
-    conn.exec_driver_sql(f"GRANT CONNECT ON DATABASE {q_db} TO {q_role}")
-    conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {q_schema} TO {q_role}")
-    conn.exec_driver_sql(
-        f"GRANT EXECUTE ON FUNCTION {q_schema}.syncd_node_watermark(text) TO {q_role}"
-    )
-    conn.exec_driver_sql(
-        f"GRANT EXECUTE ON FUNCTION {q_schema}.syncd_submit_batch"
-        f"(text, bigint, bigint, text, jsonb) TO {q_role}"
-    )
-
-
-def list_nodes(conn: Connection) -> list[dict[str, Any]]:
-    rows = conn.execute(sa.select(h.nodes).order_by(h.nodes.c.node_id)).mappings()
-    return [dict(r) for r in rows]

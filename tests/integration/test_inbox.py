@@ -17,7 +17,8 @@ from psycopg import sql
 from syncd.app import init_node
 from syncd.core.batch import UPSERT, Change, make_batch
 from syncd.core.errors import BatchRefused
-from syncd.hub.inbox import ACCEPTED, DUPLICATE, REFUSED, HubInbox, register_node
+from syncd.hub.inbox import ACCEPTED, DUPLICATE, REFUSED, HubInbox
+from syncd.hub.nodes import register_node
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine
 from tests.conftest import PG_ADMIN

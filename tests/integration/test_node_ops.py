@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from syncd.app import init_node
 from syncd.app import read_city_status as city_status
 from syncd.app import read_hub_status as hub_status
-from syncd.hub.inbox import register_node
+from syncd.hub.nodes import register_node
 from syncd.store import migrate
 from syncd.store.city_tables import changelog
 from syncd.store.db import create_engine

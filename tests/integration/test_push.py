@@ -19,7 +19,8 @@ from syncd.city.push import Pusher
 from syncd.core.canonical import loads
 from syncd.core.policy import load_policy
 from syncd.core.settings import Settings
-from syncd.hub.inbox import HubInbox, register_node
+from syncd.hub.inbox import HubInbox
+from syncd.hub.nodes import register_node
 from syncd.store import hub_tables as h
 from syncd.store.city_tables import changelog
 from syncd.store.db import create_engine

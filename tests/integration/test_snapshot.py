@@ -161,7 +161,8 @@ def test_pg_snapshot_with_concurrent_writers_loses_and_reorders_nothing(
 
     from syncd.city.push import Pusher
     from syncd.hub.apply import apply_pending
-    from syncd.hub.inbox import HubInbox, register_node
+    from syncd.hub.inbox import HubInbox
+    from syncd.hub.nodes import register_node
     from tests.e2e.cluster import Cluster
 
     city_url, hub_url = pg_url_factory(), pg_url_factory()
