@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,23 +9,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
 from syncd.city.capture import trigger_problems
-from syncd.core.policy import ColumnType, Policy, Table
+from syncd.core.policy import ColumnType, Policy, SchemaProblem, Table
 from syncd.store.db import translated
 from syncd.store.dialect import Kind, dialect_for
 from syncd.store.sqltypes import sql_type
-
-
-@dataclass(frozen=True)
-class SchemaProblem:
-    """One way the live database differs from the policy; column is None for table problems."""
-
-    table: str
-    column: str | None
-    problem: str
-
-    def __str__(self) -> str:
-        where = self.table if self.column is None else f"{self.table}.{self.column}"
-        return f"{where}: {self.problem}"
 
 
 def crm_metadata(policy: Policy) -> sa.MetaData:

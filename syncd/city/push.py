@@ -12,18 +12,26 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.core.batch import Batch, Captured, Change, coalesce, make_batch, to_change
+from syncd.core.batch import (
+    Batch,
+    Captured,
+    Change,
+    SubmitResult,
+    SubmitStatus,
+    coalesce,
+    make_batch,
+    to_change,
+)
 from syncd.core.errors import BatchRefused, DatabaseError
 from syncd.core.logs import get_logger
 from syncd.core.policy import Policy
 from syncd.core.settings import Settings
 from syncd.core.transport import decode_image
-from syncd.hub.inbox import ACCEPTED, DUPLICATE, HubInbox
 from syncd.store.city_tables import changelog, city_state
 from syncd.store.db import translated, utcnow
 from syncd.store.dialect import dialect_for
@@ -141,10 +149,22 @@ def cut_batch(
     return make_batch(node_id, captured[0].seq, last_seq, coalesce(changes)), used
 
 
+class Hub(Protocol):
+    """What a city needs of its hub (`syncd.hub.inbox.HubInbox`, wired by `syncd.app`)."""
+
+    engine: Engine
+
+    def watermark(self) -> int: ...
+
+    def submit(self, batch: Batch) -> SubmitResult: ...
+
+    def close(self) -> None: ...
+
+
 class Pusher:
     """One city's push side; `push_once` is the unit the scheduler and `sync --once` run."""
 
-    def __init__(self, settings: Settings, policy: Policy, city: Engine, hub: HubInbox) -> None:
+    def __init__(self, settings: Settings, policy: Policy, city: Engine, hub: Hub) -> None:
         self.settings = settings
         self.policy = policy
         self.city = city
@@ -186,7 +206,7 @@ class Pusher:
             batch, used = cut_batch(self.node_id, self.policy, captured, cfg.batch_bytes)
             started = time.monotonic()
             outcome = self.hub.submit(batch)
-            if outcome.status not in (ACCEPTED, DUPLICATE):
+            if outcome.status is SubmitStatus.REFUSED:
                 # Recorded by the daemon as the cycle's failure (store.health), like any other.
                 raise BatchRefused(
                     f"hub refused batch ({self.node_id}, {batch.last_seq}): {outcome.reason}"
@@ -195,7 +215,7 @@ class Pusher:
             result.batches += 1
             result.rows += batch.row_count
             result.covered += used
-            result.duplicates += outcome.status == DUPLICATE
+            result.duplicates += outcome.status is SubmitStatus.DUPLICATE
             for ch in batch.changes:
                 result.by_table[ch.table] = result.by_table.get(ch.table, 0) + 1
             log.info(

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 
 from syncd.core.errors import SchemaMismatch
-from syncd.core.policy import Policy, Table
+from syncd.core.policy import Policy, SchemaProblem, Table
 from syncd.store.sqltypes import JsonDoc, sql_type
 
 metadata = sa.MetaData()
@@ -324,12 +324,10 @@ def install(conn: sa.Connection, policy: Policy) -> Installed:
     return Installed(tuple(md.tables), tuple(added))
 
 
-def check(conn: sa.Connection, policy: Policy) -> list[Any]:
+def check(conn: sa.Connection, policy: Policy) -> list[SchemaProblem]:
     """Tables or columns the policy implies at the hub but the database lacks."""
-    from syncd.city.crm import SchemaProblem
-
     insp = sa.inspect(conn)
-    problems: list[Any] = []
+    problems: list[SchemaProblem] = []
     existing = set(insp.get_table_names())
     for name in metadata.tables:
         if name not in existing:
