@@ -12,7 +12,8 @@ from syncd.city.push import STATE_ACKED, STATE_ERROR, STATE_PUSH, get_state
 from syncd.core.canonical import iso_seconds
 from syncd.core.settings import Settings
 from syncd.store.city_tables import changelog
-from syncd.store.db import is_postgres, translated
+from syncd.store.db import translated
+from syncd.store.dialect import dialect_for
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,7 @@ def _db_age_seconds(conn: Connection, ts: dt.datetime | None) -> float | None:
     """Age of a timestamp the database wrote, measured on the database's clock."""
     if ts is None:
         return None
-    now_sql = "SELECT now()::timestamp" if is_postgres(conn) else "SELECT datetime('now')"
-    now = conn.execute(sa.text(now_sql)).scalar_one()
-    if isinstance(now, str):
-        now = dt.datetime.fromisoformat(now)
+    now = conn.execute(sa.select(dialect_for(conn).now())).scalar_one()
     return max(0.0, float((now - ts).total_seconds()))
 
 

@@ -37,7 +37,8 @@ from syncd.core.settings import Settings
 from syncd.daemon.lock import NodeLock
 from syncd.daemon.metrics import Metrics
 from syncd.hub.inbox import NOTIFY_CHANNEL
-from syncd.store.db import is_postgres, is_transient
+from syncd.store.db import is_transient
+from syncd.store.dialect import dialect_for
 
 log = get_logger("syncd.daemon")
 
@@ -240,7 +241,7 @@ class Daemon:
                 )
             self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
             self.scheduler.start()
-            if is_postgres(self.node.engine):
+            if dialect_for(self.node.engine).can_listen:
                 # The hub hears the submit function, a city its own capture triggers.
                 channel = NOTIFY_CHANNEL if s.is_hub else CAPTURE_CHANNEL
                 threading.Thread(
