@@ -39,22 +39,20 @@ _log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class ApplySummary:
-    """What one apply cycle did; `duration` in seconds.
-
-    The row counts are `RowCounts`' fields. `by_node` holds each node's batch and row counts;
-    `failed` each node whose batch failed (not for one row) with what failed; `resting` the
-    nodes skipped while their retry time is ahead.
-    """
-
+class _BatchCounts:
     batches: int = 0
     batches_refused: int = 0
-    rows: int = 0
-    applied: int = 0
-    stale: int = 0
-    quarantined: int = 0
-    refused: int = 0
-    conflicts_opened: int = 0
+
+
+@dataclass(frozen=True)
+class ApplySummary(RowCounts, _BatchCounts):
+    """What one apply cycle did; `duration` in seconds.
+
+    Fields in order: the batch counts, the row counts (`RowCounts`), then the rest. `by_node`
+    holds each node's batch and row counts; `failed` each node whose batch failed (not for one
+    row) with what failed; `resting` the nodes skipped while their retry time is ahead.
+    """
+
     events: int = 0
     waiting: int = 0
     duration: float = 0.0

@@ -191,7 +191,7 @@ def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
             row_count=batch.row_count,
             checksum=batch.checksum,
             received_at=now,
-            status="pending",
+            status=h.BatchStatus.PENDING,
         )
         .returning(h.batches.c.batch_id)
     ).scalar_one()

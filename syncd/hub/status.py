@@ -57,7 +57,7 @@ def _per_node_counts(conn: Connection) -> tuple[dict[str, Any], dict[str, int], 
         n: (int(c), oldest)
         for n, c, oldest in conn.execute(
             sa.select(h.batches.c.node_id, sa.func.count(), sa.func.min(h.batches.c.received_at))
-            .where(h.batches.c.status == "pending")
+            .where(h.batches.c.status == h.BatchStatus.PENDING)
             .group_by(h.batches.c.node_id)
         )
     }
@@ -65,13 +65,15 @@ def _per_node_counts(conn: Connection) -> tuple[dict[str, Any], dict[str, int], 
         n: int(c)
         for n, c in conn.execute(
             sa.select(h.quarantine.c.node_id, sa.func.count())
-            .where(h.quarantine.c.status == "open")
+            .where(h.quarantine.c.status == h.QuarantineStatus.OPEN)
             .group_by(h.quarantine.c.node_id)
         )
     }
     conflicts: dict[str, int] = {}
     for (candidates,) in conn.execute(
-        sa.select(sa.cast(h.conflicts.c.candidates, sa.Text)).where(h.conflicts.c.status == "open")
+        sa.select(sa.cast(h.conflicts.c.candidates, sa.Text)).where(
+            h.conflicts.c.status == h.ConflictStatus.OPEN
+        )
     ):
         for node in loads(candidates):
             conflicts[node] = conflicts.get(node, 0) + 1
@@ -85,7 +87,7 @@ def hub_status(settings: Settings, engine: Engine) -> HubStatus:
         pending, quarantined, conflicts = _per_node_counts(conn)
         total_conflicts = int(
             conn.execute(
-                sa.select(sa.func.count()).where(h.conflicts.c.status == "open")
+                sa.select(sa.func.count()).where(h.conflicts.c.status == h.ConflictStatus.OPEN)
             ).scalar_one()
         )
         hub_error = read_error(conn, is_city=False) or {}
