@@ -143,10 +143,14 @@ class Observer(Protocol):
 
 @dataclass
 class Node:
-    """The long-lived parts of a node: settings, policy, engines, pusher, health."""
+    """The long-lived parts of a node: settings, policy, engines, pusher, health.
+
+    A hub's policy is read when first needed: the commands that only read syncd's own tables
+    (audit verify, quarantine list, node list…) must work while the policy file is broken —
+    an auditor verifying the chain should not depend on it. A city needs it to push.
+    """
 
     settings: Settings
-    policy: Policy
     engine: Engine
     pusher: Pusher | None = None
     health: Health = field(default_factory=Health)
@@ -154,17 +158,23 @@ class Node:
     # Whether the database may hold a failure record to clear: unknown at start (a failure
     # from before a restart), so the first success clears it.
     _recorded_error: bool = True
+    _policy: Policy | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Node:
-        policy = load_policy(settings.policy.path)
         engine = create_engine(settings.database.url, **settings.engine_options)
-        node = cls(settings, policy, engine)
+        node = cls(settings, engine)
         if settings.is_city:
             assert settings.hub.url is not None
             hub = HubInbox(settings.hub.url, settings.node.id, **settings.engine_options)
-            node.pusher = Pusher(settings, policy, engine, hub)
+            node.pusher = Pusher(settings, node.policy, engine, hub)
         return node
+
+    @property
+    def policy(self) -> Policy:
+        if self._policy is None:
+            self._policy = load_policy(self.settings.policy.path)
+        return self._policy
 
     def close(self) -> None:
         if self.pusher is not None:

@@ -152,3 +152,17 @@ def test_sigterm_ends_a_daemon_whose_job_waits_on_a_lock(
         holder.rollback()
     assert took < 15, f"SIGTERM took {took:.1f} s"
     assert "cancelling_job" in (tmp_path / "hub.log").read_text()
+
+
+def test_hub_read_commands_work_while_the_policy_file_is_broken(tmp_path: Path) -> None:
+    """An auditor verifies the chain, and ops read quarantine and nodes, whatever the policy
+    file holds; the commands that need the policy say which file is wrong."""
+    cluster = Cluster(tmp_path, f"sqlite:///{tmp_path / 'hub.db'}", {})
+    cluster.setup()
+    broken = {"SYNCD_POLICY__PATH": str(tmp_path / "no-such-policy.yaml")}
+    for args in (("audit", "verify"), ("quarantine", "list"), ("node", "list"), ("status",)):
+        done = run_syncd(cluster.hub_conf, *args, env=broken)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    needs = run_syncd(cluster.hub_conf, "report", "customer", "--id-number", "1", env=broken)
+    assert needs.returncode == 2
+    assert "no-such-policy.yaml" in needs.stderr
