@@ -14,22 +14,21 @@ refused; a node whose batch fails backs off without holding up the others.
 from __future__ import annotations
 
 import datetime as dt
-import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.core.batch import checksum
+from syncd.core.batch import SubmitStatus, checksum
 from syncd.core.errors import SyncdError
 from syncd.core.logs import get_logger
 from syncd.core.policy import Policy
 from syncd.core.validate import Change
 from syncd.hub.audit import Action, AuditWriter
+from syncd.hub.nodes import HEALTHY, record_node_failure, resting_nodes
 from syncd.hub.rows import RowCounts, RowOutcome, RowWriter, classify_safely
 from syncd.store import hub_tables as h
 from syncd.store.bulk import chunks, lock, source_table
@@ -229,7 +228,7 @@ def _finish_batch(
     conn.execute(
         h.nodes.update()
         .where(h.nodes.c.node_id == head.node_id)
-        .values(applied_seq=head.last_seq, applied_at=now, **_HEALTHY)
+        .values(applied_seq=head.last_seq, applied_at=now, **HEALTHY)
     )
     audit.append(
         Action.BATCH_APPLIED,
@@ -285,64 +284,6 @@ def _apply_batch_once(
         return BatchResult(h.BatchStatus.APPLIED, writer.counts)
 
 
-# --- a node whose batches fail ----------------------------------------------------------
-
-# What `_finish_batch` writes on a node: a batch that applies clears its failures.
-_HEALTHY: dict[str, Any] = {
-    "failures": 0,
-    "failing_since": None,
-    "last_error": None,
-    "last_error_at": None,
-    "retry_at": None,
-}
-
-
-def backoff_seconds(failures: int, max_backoff: float) -> float:
-    """Seconds before a node's next try after its `failures`-th failure in a row (jittered)."""
-    base = min(max_backoff, 0.5 * 2.0 ** min(failures - 1, 30))
-    return float(base * random.uniform(0.8, 1.0))
-
-
-def record_node_failure(
-    engine: Engine, node_id: str, message: str, max_backoff: float
-) -> dt.datetime:
-    """Record a failed apply on the node and when to try it again; returns that time.
-
-    In its own transaction (the batch's rolled back). `status` and metrics show it until a
-    batch of the node applies (`_finish_batch` clears it).
-    """
-    n = h.nodes.c
-    with translated("recording a node's apply failure"), engine.begin() as conn:
-        found = conn.execute(
-            sa.select(n.failures, n.failing_since).where(n.node_id == node_id).with_for_update()
-        ).first()
-        if found is None:
-            raise SyncdError(f"node {node_id} is not registered at this hub")
-        failures = int(found.failures or 0) + 1
-        now = utcnow()
-        retry_at = now + dt.timedelta(seconds=backoff_seconds(failures, max_backoff))
-        conn.execute(
-            h.nodes.update()
-            .where(n.node_id == node_id)
-            .values(
-                failures=failures,
-                failing_since=found.failing_since or now,
-                last_error=message,
-                last_error_at=now,
-                retry_at=retry_at,
-            )
-        )
-    return retry_at
-
-
-def _resting(engine: Engine) -> set[str]:
-    """Nodes whose last apply failed and whose retry time has not come."""
-    n = h.nodes.c
-    with translated("reading node health"), engine.connect() as conn:
-        rows = conn.execute(sa.select(n.node_id).where(n.retry_at > utcnow())).scalars()
-        return {str(r) for r in rows}
-
-
 def audit_inbox_events(engine: Engine) -> int:
     """Turn the submit path's unaudited events (duplicates, refusals) into audit entries."""
     e = h.inbox_events.c
@@ -359,7 +300,11 @@ def audit_inbox_events(engine: Engine) -> int:
             return 0
         audit = AuditWriter(conn)
         for ev in events:
-            action = Action.BATCH_DUPLICATE if ev.kind == "duplicate" else Action.BATCH_REFUSED
+            action = (
+                Action.BATCH_DUPLICATE
+                if ev.kind == SubmitStatus.DUPLICATE
+                else Action.BATCH_REFUSED
+            )
             audit.append(
                 action,
                 node_id=ev.node_id,
@@ -431,7 +376,7 @@ def apply_pending(
     started = time.monotonic()
     events = audit_inbox_events(engine)
     tally = _Tally()
-    resting = _resting(engine)
+    resting = resting_nodes(engine)
     blocked: set[str] = set(resting)
     failed: dict[str, str] = {}
     pending = _pending(engine)

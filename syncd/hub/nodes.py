@@ -3,11 +3,14 @@
 On a PostgreSQL hub each node gets a login role of its own that may only call the inbox's
 SECURITY DEFINER submission functions (`syncd.hub.inbox`), so a node can submit batches as
 itself and do nothing else (guarantee 3). A SQLite hub has no roles: access is the file's.
+A node whose batches fail to apply is recorded here too, and rests while it backs off.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import random
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from syncd.core.errors import UsageError
+from syncd.core.errors import SyncdError, UsageError
 from syncd.core.logs import get_logger
 from syncd.core.redact import redact_url
 from syncd.core.settings import NODE_ID_RE
@@ -232,3 +235,61 @@ def _create_role(conn: Connection, role: str, password: str) -> None:
 def list_nodes(conn: Connection) -> list[dict[str, Any]]:
     rows = conn.execute(sa.select(h.nodes).order_by(h.nodes.c.node_id)).mappings()
     return [dict(r) for r in rows]
+
+
+# --- a node whose batches fail to apply ----------------------------------------------------
+
+# What `syncd.hub.apply` writes on a node when its batch applies: that clears its failures.
+HEALTHY: dict[str, Any] = {
+    "failures": 0,
+    "failing_since": None,
+    "last_error": None,
+    "last_error_at": None,
+    "retry_at": None,
+}
+
+
+def backoff_seconds(failures: int, max_backoff: float) -> float:
+    """Seconds before a node's next try after its `failures`-th failure in a row (jittered)."""
+    base = min(max_backoff, 0.5 * 2.0 ** min(failures - 1, 30))
+    return float(base * random.uniform(0.8, 1.0))
+
+
+def record_node_failure(
+    engine: Engine, node_id: str, message: str, max_backoff: float
+) -> dt.datetime:
+    """Record a failed apply on the node and when to try it again; returns that time.
+
+    In its own transaction (the batch's rolled back). `status` and metrics show it until a
+    batch of the node applies (`HEALTHY`).
+    """
+    n = h.nodes.c
+    with translated("recording a node's apply failure"), engine.begin() as conn:
+        found = conn.execute(
+            sa.select(n.failures, n.failing_since).where(n.node_id == node_id).with_for_update()
+        ).first()
+        if found is None:
+            raise SyncdError(f"node {node_id} is not registered at this hub")
+        failures = int(found.failures or 0) + 1
+        now = utcnow()
+        retry_at = now + dt.timedelta(seconds=backoff_seconds(failures, max_backoff))
+        conn.execute(
+            h.nodes.update()
+            .where(n.node_id == node_id)
+            .values(
+                failures=failures,
+                failing_since=found.failing_since or now,
+                last_error=message,
+                last_error_at=now,
+                retry_at=retry_at,
+            )
+        )
+    return retry_at
+
+
+def resting_nodes(engine: Engine) -> set[str]:
+    """Nodes whose last apply failed and whose retry time has not come."""
+    n = h.nodes.c
+    with translated("reading node health"), engine.connect() as conn:
+        rows = conn.execute(sa.select(n.node_id).where(n.retry_at > utcnow())).scalars()
+        return {str(r) for r in rows}

@@ -4,7 +4,7 @@ Every failure of a cycle is recorded — the hub unreachable, the changelog unre
 refused submit, the hub's database failing — with its time, its class and a message that
 never carries row values (`syncd.store.db.describe_failure`). A city keeps it in its
 `syncd_city_state`, a hub in `syncd_hub_state`; a hub's per-node apply failures live on the
-node's row (`syncd.hub.apply.record_node_failure`). The daemon also holds it in memory
+node's row (`syncd.hub.nodes.record_node_failure`). The daemon also holds it in memory
 (`Health`), for `/readyz` and metrics, which must answer when the database does not.
 """
 
