@@ -198,14 +198,20 @@ class Node:
             return city_status(self.settings, self.engine)
         return hub_status(self.settings, self.engine)
 
-    def cycle(self, stop: threading.Event | None = None) -> dict[str, Any]:
+    def cycle(
+        self, stop: threading.Event | None = None, *, retry_resting: bool = False
+    ) -> dict[str, Any]:
         """One push (city) or apply (hub) cycle; `stop` ends it between batches.
 
         Its failure is recorded (`syncd.store.health`) before it is raised, so `status` shows
-        it while the caller retries; the next success clears it.
+        it while the caller retries; the next success clears it. `retry_resting` (hub) tries
+        the cities whose batches failed now, without waiting for their backoff.
         """
         try:
-            result = self._push(stop) if self.pusher is not None else self._apply(stop)
+            if self.pusher is not None:
+                result = self._push(stop)
+            else:
+                result = self._apply(stop, retry_resting)
         except Exception as exc:
             self._failed(exc)
             raise
@@ -246,7 +252,7 @@ class Node:
             "acked_seq": res.acked_seq,
         }
 
-    def _apply(self, stop: threading.Event | None) -> dict[str, Any]:
+    def _apply(self, stop: threading.Event | None, retry_resting: bool) -> dict[str, Any]:
         started = time.monotonic()
         parts = []
         while True:  # in slices, so a stop request is seen between batches
@@ -255,7 +261,10 @@ class Node:
                 self.policy,
                 max_batches=APPLY_SLICE,
                 max_backoff=self.settings.sync.retry_max_wait_seconds,
+                retry_resting=retry_resting,
+                stop=stop,
             )
+            retry_resting = False  # once: a node failing again rests for its backoff
             parts.append(part)
             if self.observer is not None:
                 self.observer.applied(part)

@@ -316,7 +316,7 @@ def sync_once(settings: Settings) -> dict[str, Any]:
         lock.acquire()
         tune_gc()
         result: dict[str, Any] = with_retries(
-            node.cycle, "once", settings, metrics, None, attempts=3
+            lambda: node.cycle(retry_resting=True), "once", settings, metrics, None, attempts=3
         )
         if node.pusher is not None and node.settings.sync.trim_retention_seconds == 0:
             result["trimmed"] = node.trim()

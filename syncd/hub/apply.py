@@ -14,6 +14,7 @@ refused; a node whose batch fails backs off without holding up the others.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -364,6 +365,8 @@ def apply_pending(
     *,
     max_batches: int | None = None,
     max_backoff: float = 30.0,
+    retry_resting: bool = False,
+    stop: threading.Event | None = None,
 ) -> ApplySummary:
     """Apply every pending batch (at most max_batches), each in its own transaction.
 
@@ -371,12 +374,14 @@ def apply_pending(
     recorded as failing (`record_node_failure`) and left until its retry time, backing off
     up to `max_backoff` seconds, while the other nodes go on: one node's failure never stops
     or slows another. Only a failure to record that (the hub's database itself failing) is
-    raised.
+    raised. `retry_resting` tries failing nodes now (`sync --once`: an operator asks). A
+    failure once `stop` is set is the daemon's shutdown cancelling the batch, not the node's:
+    it is raised, not recorded.
     """
     started = time.monotonic()
     events = audit_inbox_events(engine)
     tally = _Tally()
-    resting = resting_nodes(engine)
+    resting = set() if retry_resting else resting_nodes(engine)
     blocked: set[str] = set(resting)
     failed: dict[str, str] = {}
     pending = _pending(engine)
@@ -388,6 +393,8 @@ def apply_pending(
         try:
             outcome = _apply_batch(engine, policy, batch_id)
         except Exception as exc:
+            if stop is not None and stop.is_set():
+                raise
             failed[node_id] = f"batch {batch_id}: {describe_failure(exc)}"
             _log.error("batch_apply_failed", node=node_id, batch=batch_id, error=failed[node_id])
             blocked.add(node_id)

@@ -123,15 +123,20 @@ def test_sync_once_refuses_beside_a_running_daemon(tmp_path: Path) -> None:
 def test_sigterm_ends_a_daemon_whose_job_waits_on_a_lock(
     tmp_path: Path, pg_url_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The hub's apply of a batch waits on a lock held elsewhere; SIGTERM ends the daemon
+    within seconds, the batch rolls back whole, and the city is not marked failing for it."""
     hub_url = pg_url_factory()
     cluster = Cluster(tmp_path, hub_url, {"city-3301": f"sqlite:///{tmp_path / 'c1.db'}"})
     cluster.setup()
+    writer = cluster.writer("city-3301", 11, 0.5)
+    assert writer.wait(60) == 0
+    run_syncd(cluster.city_confs["city-3301"], "sync", "--once", check=True)  # batches wait
     # Long enough that only cancellation can end the wait within the test's bound.
     monkeypatch.setenv("SYNCD_DATABASE__SESSION_LOCK_TIMEOUT_MS", "120000")
     admin = hub_url.replace("postgresql+psycopg://", "postgresql://", 1)
     hub = cluster.daemon("hub")
     with psycopg.connect(admin) as holder:
-        holder.execute("LOCK TABLE syncd_inbox_batch IN ACCESS EXCLUSIVE MODE")
+        holder.execute("LOCK TABLE src_customers IN ACCESS EXCLUSIVE MODE")
         hub.start()
         try:
 
@@ -143,7 +148,7 @@ def test_sigterm_ends_a_daemon_whose_job_waits_on_a_lock(
                     ).fetchone()
                 return bool(row and row[0])
 
-            wait_for(blocked, 30, "the hub's cycle to wait on the lock")
+            wait_for(blocked, 30, "the hub's apply to wait on the lock")
             started = time.monotonic()
             assert hub.stop(timeout=20) == 0
             took = time.monotonic() - started
@@ -152,6 +157,11 @@ def test_sigterm_ends_a_daemon_whose_job_waits_on_a_lock(
         holder.rollback()
     assert took < 15, f"SIGTERM took {took:.1f} s"
     assert "cancelling_job" in (tmp_path / "hub.log").read_text()
+    status = json.loads(run_syncd(cluster.hub_conf, "status", "--json").stdout)
+    assert [n["failures"] for n in status["nodes"]] == [0], "a cancelled batch is no failure"
+    assert status["pending_batches"] > 0  # rolled back whole: applied later
+    cluster.drain()
+    assert cluster.expected_sources() == cluster.hub_sources()
 
 
 def test_hub_read_commands_work_while_the_policy_file_is_broken(tmp_path: Path) -> None:
