@@ -19,7 +19,7 @@ from syncd.core.canonical import canonical
 from syncd.core.errors import BatchRefused, UsageError
 from syncd.hub.nodes import hub_schema, restrict_public
 from syncd.store import hub_tables as h
-from syncd.store.db import create_engine, is_postgres, run_script, sql_template, translated, utcnow
+from syncd.store.db import create_engine, run_script, sql_template, translated, utcnow
 from syncd.store.dialect import Kind, dialect_for
 
 # The submit statuses are the wire contract between a city and its hub: syncd.core.batch.
@@ -33,7 +33,7 @@ def install_functions(conn: Connection) -> None:
     The functions go into the current schema, where `init` made the hub's tables, and name
     every table by it (see the file's header for why nothing may be left to search_path).
     """
-    if not is_postgres(conn):
+    if not dialect_for(conn).has_roles:
         return
     sql = sql_template("syncd.hub", "postgresql", "submit_functions.sql")
     run_script(conn, sql.substitute(schema=hub_schema(conn)))

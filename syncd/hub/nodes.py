@@ -24,7 +24,8 @@ from syncd.core.redact import redact_url
 from syncd.core.settings import NODE_ID_RE
 from syncd.hub.audit import Action, AuditWriter
 from syncd.store import hub_tables as h
-from syncd.store.db import is_postgres, translated, utcnow
+from syncd.store.db import translated, utcnow
+from syncd.store.dialect import dialect_for
 
 log = get_logger("syncd.hub.nodes")
 
@@ -126,7 +127,7 @@ def register_node(
             raise UsageError(f"node {node_id} is already registered")
         role = None
         url = hub_url
-        if is_postgres(conn):
+        if dialect_for(conn).has_roles:
             role = role_name_for(conn, node_id)
             password = secrets.token_urlsafe(24)
             _create_role(conn, role, password)
@@ -153,7 +154,7 @@ def rotate_credentials(engine: Engine, hub_url: str, node_id: str) -> NodeCreden
     """
     _checked_hub_url(hub_url)
     with translated("rotating node credentials"), engine.begin() as conn:
-        if not is_postgres(conn):
+        if not dialect_for(conn).has_roles:
             raise UsageError(
                 "a SQLite hub has no node credentials to rotate: its cities write to its file, "
                 "so access is the file's permissions"

@@ -23,7 +23,6 @@ from syncd.core.canonical import canonical
 from syncd.core.errors import DatabaseError, SyncdError, TransientError
 from syncd.core.redact import redact_url
 from syncd.store.dialect import dialect_for
-from syncd.store.dialect import is_postgres as _is_postgres
 
 # SQLSTATE classes worth retrying: connection exceptions, serialization failure, deadlock,
 # lock not available, query canceled (statement/lock timeouts), admin shutdown, cannot connect.
@@ -34,8 +33,6 @@ _TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "55P03", "57014", "57P01", "57P0
 # lock held elsewhere (on the inbox, a node row, a CRM row) fails the statement after
 # LOCK_TIMEOUT_MS as a transient error that is retried, instead of holding a cycle (and a
 # shutdown) for as long as the other transaction lasts.
-# Kept here until the scheduler and status ask dialect_for.
-is_postgres = _is_postgres
 
 LOCK_TIMEOUT_MS = 10_000
 STATEMENT_TIMEOUT_MS = 600_000

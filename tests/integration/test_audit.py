@@ -30,7 +30,8 @@ from syncd.hub.audit import (
     query,
     verify,
 )
-from syncd.store.db import create_engine, is_postgres
+from syncd.store.db import create_engine
+from syncd.store.dialect import is_postgres
 from syncd.store.hub_tables import audit
 
 T0 = dt.datetime(2025, 3, 1, 8, 0, 0)

@@ -28,7 +28,8 @@ from syncd.hub.quarantine import list_entries
 from syncd.hub.status import hub_status
 from syncd.store import hub_tables as h
 from syncd.store.bulk import source_table
-from syncd.store.db import create_engine, describe_failure, is_postgres, is_transient
+from syncd.store.db import create_engine, describe_failure, is_transient
+from syncd.store.dialect import is_postgres
 from tests.integration.test_apply import (
     LI,
     POLICY,
