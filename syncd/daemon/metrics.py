@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from syncd.city.push import PushResult
 from syncd.city.status import CityStatus
 from syncd.hub.apply import ApplySummary
+from syncd.hub.rows import RowOutcome
 from syncd.hub.status import HubStatus
 
 # (ready, why): whether the node can do its work now, and what stops it if not.
@@ -84,7 +85,7 @@ class Metrics:
         self.batches.labels("applied").inc(part.batches)
         for node, counts in part.by_node.items():
             self.node_batches.labels(node, "applied").inc(counts.get("batches", 0))
-            for outcome in ("applied", "stale", "quarantined", "refused"):
+            for outcome in RowOutcome:
                 self.rows.labels("*", outcome).inc(counts.get(outcome, 0))
                 self.node_rows.labels(node, outcome).inc(counts.get(outcome, 0))
         for node in part.failed:
