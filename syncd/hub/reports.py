@@ -1,48 +1,15 @@
 """Manager reports on the hub: customer 360, city summary, value tiers, cross-city credit exposure.
 
-Every report is also a SQL view on the hub, so psql and BI tools see what `syncd report` shows.
-`install_views` creates them (`syncd init` on a hub calls it); each is rebuilt from SQLAlchemy Core
-and compiled for the hub's dialect, so one definition serves SQLite and PostgreSQL.
-
-Views (all rows are *live*: source, golden and child rows whose ``_deleted`` is false):
-
-``report_customer_link``
-    golden_id, id_type, id_number, origin_node, city_code, customer_id — one row per city's
-    source record of a golden customer: how (origin_node, customer_id) maps to a golden record.
-``report_customer_deposit_accounts``, ``report_customer_loans``,
-``report_customer_intermediary_business``
-    golden_id, id_type, id_number, city_code, origin_node, then the child table's public
-    columns — the child rows attributed to a golden customer (the products in `report customer`).
-    Children whose parent is missing at the hub appear in no customer view.
-``report_city_summary``
-    node_id, city_code, customers, deposit_balance, loan_balance, loan_normal,
-    loan_special_mention, loan_substandard, loan_doubtful, loan_loss, overdue_loan_balance,
-    fee_income, last_applied_at, last_seen_at — one row per node (registered, or origin of any
-    row). City totals count every live row of the city, orphans (children whose parent is
-    missing) included. ``customers`` counts live source customer rows.
-``report_customer_value_base``
-    golden_id, id_type, id_number, name, cities, city_count, deposit_balance, loan_balance,
-    fee_income — province-wide sums per live golden customer. Weights and tiers are config, not
-    schema: `customer_value` applies them in Python on top of this view.
-``report_credit_exposure``
-    golden_id, id_type, id_number, name, loan_cities, loan_city_count, loan_count, loan_balance,
-    multi_city, max_overdue_days, worst_five_class, overdue, non_performing — one row per golden
-    customer with at least one attributed live loan. The ``--min`` threshold is applied by
-    `credit_exposure`, not by the view.
+Every report is also a SQL view on the hub (`report_views`), so psql and BI tools see what
+`syncd report` shows. `install_views` creates them (`syncd init` on a hub calls it); the functions
+below read them and return plain rows: lists sorted, money as ``Decimal`` quantized to 0.01.
 
 A customer 360 in psql: the golden row from ``customers``, each city's version from
 ``src_customers`` joined to ``report_customer_link`` on (origin_node, customer_id), products
 from the three ``report_customer_*`` views, all filtered by id_number.
 
-``cities`` and ``loan_cities`` are comma-separated node ids (sorted on PostgreSQL; in no
-guaranteed order on SQLite; the functions below always return sorted lists).
-
-Money: sums are exact NUMERIC on PostgreSQL. SQLite stores decimals as text, so its views cast
-to REAL, sum and round to 2 places; the functions return ``Decimal`` quantized to 0.01 on both.
-Amounts are summed as recorded, whatever their currency.
-
-The reports need the reference CRM's tables and columns (`REQUIRED`); on a hub whose policy
-lacks any of them `install_views` installs nothing and says so by returning no view names.
+The reports need the reference CRM's tables and columns (`report_views.REQUIRED`); on a hub whose
+policy lacks any of them `install_views` installs nothing and says so by returning no view names.
 """
 
 from __future__ import annotations
@@ -64,30 +31,21 @@ from syncd.core.checks import check_value, normalise
 from syncd.core.errors import UsageError
 from syncd.core.policy import CheckKind, Policy
 from syncd.core.settings import ReportSection
+from syncd.hub.report_views import (
+    CITY_VIEW,
+    CUSTOMERS,
+    DEPOSITS,
+    EXPOSURE_VIEW,
+    FEES,
+    FIVE_CLASSES,
+    LOANS,
+    VALUE_VIEW,
+    Views,
+    live,
+    missing_inputs,
+)
 from syncd.store import hub_tables as schema_hub
-from syncd.store.dialect import Dialect, Kind, dialect_for
-
-CUSTOMERS = "customers"
-DEPOSITS = "deposit_accounts"
-LOANS = "loans"
-FEES = "intermediary_business"
-
-# The five-class loan categories (五级分类), best to worst; the index + 1 is the severity.
-FIVE_CLASSES = ("normal", "special_mention", "substandard", "doubtful", "loss")
-NON_PERFORMING = frozenset({"substandard", "doubtful", "loss"})
-
-# What the reports read, per public table: (table, columns).
-REQUIRED: Mapping[str, tuple[str, ...]] = {
-    CUSTOMERS: ("id_type", "id_number", "name"),
-    DEPOSITS: ("balance",),
-    LOANS: ("balance", "five_class", "overdue_days"),
-    FEES: ("fee_income",),
-}
-
-LINK_VIEW = "report_customer_link"
-CITY_VIEW = "report_city_summary"
-VALUE_VIEW = "report_customer_value_base"
-EXPOSURE_VIEW = "report_credit_exposure"
+from syncd.store.dialect import Kind, dialect_for
 
 TIERS = ("key", "high", "medium", "standard")
 WARN_MULTI_CITY = "multi_city"
@@ -95,11 +53,6 @@ WARN_OVERDUE = "overdue"
 WARN_NON_PERFORMING = "non_performing"
 
 _CENT = Decimal("0.01")
-
-
-def child_view_name(table: str) -> str:
-    """The view of one child table's rows attributed to golden customers."""
-    return f"report_customer_{table}"
 
 
 # --- DDL -----------------------------------------------------------------------------------
@@ -130,29 +83,12 @@ def _compile_drop_view(element: _DropView, compiler: DDLCompiler, **kw: Any) -> 
     return f"DROP VIEW IF EXISTS {compiler.preparer.quote(element.name)}"
 
 
-def missing_inputs(policy: Policy) -> list[str]:
-    """What the reports need that the policy does not declare public (empty: all there)."""
-    problems: list[str] = []
-    for name, columns in REQUIRED.items():
-        table = policy.tables.get(name)
-        if table is None or not table.is_public:
-            problems.append(f"public table {name!r}")
-            continue
-        problems += [f"column {name}.{c}" for c in columns if c not in table.public_columns]
-        if name == CUSTOMERS:
-            if set(table.identity) != {"id_type", "id_number"}:
-                problems.append("identity [id_type, id_number] of customers")
-        elif table.parent is None or table.parent.table != CUSTOMERS:
-            problems.append(f"parent customers of {name}")
-    return problems
-
-
 def install_views(conn: sa.Connection, policy: Policy) -> tuple[str, ...]:
     """Create or replace every report view; returns their names (none if inputs are missing)."""
     if missing_inputs(policy):
         return ()
     dialect = dialect_for(conn)
-    defs = _Views(policy, dialect).definitions()
+    defs = Views(policy, dialect).definitions()
     replace = _REPLACE_VIEW[dialect.kind]
     for name, select in defs.items():
         replace(conn, name, select)
@@ -179,261 +115,6 @@ def _recreate_view(conn: sa.Connection, name: str, select: sa.Select[Any]) -> No
 
 # PostgreSQL replaces a view in place where it can; SQLite has no CREATE OR REPLACE VIEW.
 _REPLACE_VIEW = {Kind.POSTGRES: _replace_pg_view, Kind.SQLITE: _recreate_view}
-
-
-# --- view definitions ----------------------------------------------------------------------
-
-
-def _live(table: sa.FromClause) -> sa.ColumnElement[bool]:
-    return table.c["_deleted"] == sa.false()
-
-
-class _Views:
-    """The SELECT behind each view, for one policy and dialect."""
-
-    def __init__(self, policy: Policy, dialect: Dialect) -> None:
-        self.policy = policy
-        self.dialect = dialect
-        self.md = schema_hub.policy_metadata(policy)
-        customers = policy.table(CUSTOMERS)
-        self.identity = customers.identity
-        self.golden = self.md.tables[CUSTOMERS]
-        self.src = self.md.tables[schema_hub.source_table_name(customers)]
-        self.nodes = schema_hub.nodes
-        self.children = tuple(
-            t.name
-            for t in policy.public_tables
-            if t.parent is not None and t.parent.table == CUSTOMERS
-        )
-
-    def definitions(self) -> dict[str, sa.Select[Any]]:
-        defs: dict[str, sa.Select[Any]] = {LINK_VIEW: self.link()}
-        for child in self.children:
-            defs[child_view_name(child)] = self.customer_children(child)
-        defs[CITY_VIEW] = self.city_summary()
-        defs[VALUE_VIEW] = self.value_base()
-        defs[EXPOSURE_VIEW] = self.exposure()
-        return defs
-
-    def zero(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        return sa.func.coalesce(expr, 0, type_=expr.type)
-
-    def link(self) -> sa.Select[Any]:
-        src, golden, nodes = self.src, self.golden, self.nodes
-        customers = self.policy.table(CUSTOMERS)
-        on = sa.and_(*(src.c[k] == golden.c[k] for k in self.identity))
-        return (
-            sa.select(
-                golden.c[schema_hub.GOLDEN_ID],
-                *(golden.c[k] for k in self.identity),
-                src.c[schema_hub.ORIGIN],
-                nodes.c.city_code,
-                *(src.c[k] for k in customers.primary_key),
-            )
-            .select_from(
-                src.join(golden, on).outerjoin(nodes, nodes.c.node_id == src.c[schema_hub.ORIGIN])
-            )
-            .where(_live(src), _live(golden))
-        )
-
-    def attributed(self, child: str) -> tuple[sa.Table, sa.Subquery, sa.ColumnElement[bool]]:
-        """The child table, the link subquery, and the join condition between them."""
-        table = self.md.tables[child]
-        parent = self.policy.table(child).parent
-        assert parent is not None
-        link = self.link().subquery(f"link_{child}")
-        on = sa.and_(
-            table.c[schema_hub.ORIGIN] == link.c[schema_hub.ORIGIN],
-            *(table.c[c] == link.c[p] for c, p in parent.columns.items()),
-        )
-        return table, link, on
-
-    def customer_children(self, child: str) -> sa.Select[Any]:
-        table, link, on = self.attributed(child)
-        head = [link.c[schema_hub.GOLDEN_ID], *(link.c[k] for k in self.identity)]
-        head.append(link.c.city_code)
-        taken = {c.key for c in head}
-        own = [table.c[schema_hub.ORIGIN]] + [
-            table.c[c] for c in self.policy.table(child).public_columns if c not in taken
-        ]
-        return sa.select(*head, *own).select_from(table.join(link, on)).where(_live(table))
-
-    def city_summary(self) -> sa.Select[Any]:
-        nodes, src = self.nodes, self.src
-        deposits, loans, fees = (self.md.tables[n] for n in (DEPOSITS, LOANS, FEES))
-        origin = schema_hub.ORIGIN
-        every = sa.union(
-            sa.select(nodes.c.node_id.label("node_id")),
-            *(sa.select(t.c[origin].label("node_id")) for t in (src, deposits, loans, fees)),
-        ).subquery("every_node")
-        cust = (
-            sa.select(src.c[origin], sa.func.count().label("customers"))
-            .where(_live(src))
-            .group_by(src.c[origin])
-            .subquery("cust")
-        )
-        dep = (
-            sa.select(
-                deposits.c[origin], self.dialect.money_sum(deposits.c.balance).label("balance")
-            )
-            .where(_live(deposits))
-            .group_by(deposits.c[origin])
-            .subquery("dep")
-        )
-        loan_cols = [self.dialect.money_sum(loans.c.balance).label("balance")]
-        loan_cols += [
-            self.dialect.money_sum(sa.case((loans.c.five_class == fc, loans.c.balance))).label(fc)
-            for fc in FIVE_CLASSES
-        ]
-        loan_cols.append(
-            self.dialect.money_sum(sa.case((loans.c.overdue_days > 0, loans.c.balance))).label(
-                "overdue"
-            )
-        )
-        loan = (
-            sa.select(loans.c[origin], *loan_cols)
-            .where(_live(loans))
-            .group_by(loans.c[origin])
-            .subquery("loan")
-        )
-        fee = (
-            sa.select(fees.c[origin], self.dialect.money_sum(fees.c.fee_income).label("fee_income"))
-            .where(_live(fees))
-            .group_by(fees.c[origin])
-            .subquery("fee")
-        )
-        return sa.select(
-            every.c.node_id,
-            nodes.c.city_code,
-            self.zero(cust.c.customers).label("customers"),
-            self.zero(dep.c.balance).label("deposit_balance"),
-            self.zero(loan.c.balance).label("loan_balance"),
-            *(self.zero(loan.c[fc]).label(f"loan_{fc}") for fc in FIVE_CLASSES),
-            self.zero(loan.c.overdue).label("overdue_loan_balance"),
-            self.zero(fee.c.fee_income).label("fee_income"),
-            nodes.c.applied_at.label("last_applied_at"),
-            nodes.c.last_seen_at,
-        ).select_from(
-            every.outerjoin(nodes, nodes.c.node_id == every.c.node_id)
-            .outerjoin(cust, cust.c[origin] == every.c.node_id)
-            .outerjoin(dep, dep.c[origin] == every.c.node_id)
-            .outerjoin(loan, loan.c[origin] == every.c.node_id)
-            .outerjoin(fee, fee.c[origin] == every.c.node_id)
-        )
-
-    def per_customer_sum(self, child: str, column: str) -> sa.Subquery:
-        table, link, on = self.attributed(child)
-        gid = link.c[schema_hub.GOLDEN_ID]
-        return (
-            sa.select(gid, self.dialect.money_sum(table.c[column]).label("total"))
-            .select_from(table.join(link, on))
-            .where(_live(table))
-            .group_by(gid)
-            .subquery(f"sum_{child}")
-        )
-
-    def value_base(self) -> sa.Select[Any]:
-        golden = self.golden
-        gid = golden.c[schema_hub.GOLDEN_ID]
-        link = self.link().subquery("link")
-        pairs = (
-            sa.select(link.c[schema_hub.GOLDEN_ID], link.c[schema_hub.ORIGIN])
-            .distinct()
-            .subquery("customer_city")
-        )
-        cities = (
-            sa.select(
-                pairs.c[schema_hub.GOLDEN_ID],
-                self.dialect.joined_names(pairs.c[schema_hub.ORIGIN]).label("cities"),
-                sa.func.count().label("city_count"),
-            )
-            .group_by(pairs.c[schema_hub.GOLDEN_ID])
-            .subquery("cities")
-        )
-        dep = self.per_customer_sum(DEPOSITS, "balance")
-        loan = self.per_customer_sum(LOANS, "balance")
-        fee = self.per_customer_sum(FEES, "fee_income")
-        return (
-            sa.select(
-                gid,
-                *(golden.c[k] for k in self.identity),
-                golden.c.name,
-                cities.c.cities,
-                self.zero(cities.c.city_count).label("city_count"),
-                self.zero(dep.c.total).label("deposit_balance"),
-                self.zero(loan.c.total).label("loan_balance"),
-                self.zero(fee.c.total).label("fee_income"),
-            )
-            .select_from(
-                golden.outerjoin(cities, cities.c[schema_hub.GOLDEN_ID] == gid)
-                .outerjoin(dep, dep.c[schema_hub.GOLDEN_ID] == gid)
-                .outerjoin(loan, loan.c[schema_hub.GOLDEN_ID] == gid)
-                .outerjoin(fee, fee.c[schema_hub.GOLDEN_ID] == gid)
-            )
-            .where(_live(golden))
-        )
-
-    def exposure(self) -> sa.Select[Any]:
-        golden = self.golden
-        loans, link, on = self.attributed(LOANS)
-        lgid = link.c[schema_hub.GOLDEN_ID]
-        severity = sa.case(
-            *((loans.c.five_class == fc, i + 1) for i, fc in enumerate(FIVE_CLASSES)), else_=0
-        )
-        per = (
-            sa.select(
-                lgid,
-                sa.func.count(sa.distinct(loans.c[schema_hub.ORIGIN])).label("loan_city_count"),
-                sa.func.count().label("loan_count"),
-                self.dialect.money_sum(loans.c.balance).label("loan_balance"),
-                sa.func.max(loans.c.overdue_days).label("max_overdue_days"),
-                sa.func.max(severity).label("severity"),
-            )
-            .select_from(loans.join(link, on))
-            .where(_live(loans))
-            .group_by(lgid)
-            .subquery("per_customer")
-        )
-        pairs = (
-            sa.select(lgid, loans.c[schema_hub.ORIGIN])
-            .select_from(loans.join(link, on))
-            .where(_live(loans))
-            .distinct()
-            .subquery("loan_city")
-        )
-        cities = (
-            sa.select(
-                pairs.c[schema_hub.GOLDEN_ID],
-                self.dialect.joined_names(pairs.c[schema_hub.ORIGIN]).label("loan_cities"),
-            )
-            .group_by(pairs.c[schema_hub.GOLDEN_ID])
-            .subquery("loan_cities")
-        )
-        gid = golden.c[schema_hub.GOLDEN_ID]
-        worst = sa.case(*((per.c.severity == i + 1, fc) for i, fc in enumerate(FIVE_CLASSES)))
-        return (
-            sa.select(
-                gid,
-                *(golden.c[k] for k in self.identity),
-                golden.c.name,
-                cities.c.loan_cities,
-                per.c.loan_city_count,
-                per.c.loan_count,
-                per.c.loan_balance,
-                (per.c.loan_city_count >= 2).label("multi_city"),
-                per.c.max_overdue_days,
-                worst.label("worst_five_class"),
-                (per.c.max_overdue_days > 0).label("overdue"),
-                (per.c.severity >= FIVE_CLASSES.index("substandard") + 1).label("non_performing"),
-            )
-            .select_from(
-                golden.join(per, per.c[schema_hub.GOLDEN_ID] == gid).outerjoin(
-                    cities, cities.c[schema_hub.GOLDEN_ID] == gid
-                )
-            )
-            .where(_live(golden))
-        )
-
 
 # The views as the report functions read them. Money columns stay untyped: NUMERIC arrives as
 # Decimal on PostgreSQL and REAL as float on SQLite, and `_money` makes both a Decimal.
@@ -518,11 +199,11 @@ def _comparable(value: Any) -> Any:
     return value
 
 
-def _policy_views(conn: sa.Connection, policy: Policy) -> _Views:
+def _policy_views(conn: sa.Connection, policy: Policy) -> Views:
     problems = missing_inputs(policy)
     if problems:
         raise UsageError("the reports need " + ", ".join(problems) + " in the hub's policy")
-    return _Views(policy, dialect_for(conn))
+    return Views(policy, dialect_for(conn))
 
 
 # --- customer 360 --------------------------------------------------------------------------
@@ -549,7 +230,7 @@ def customer_360(
     """
     views = _policy_views(conn, policy)
     golden = views.golden
-    query = sa.select(golden).where(golden.c.id_number.in_(_stored_forms(id_number)), _live(golden))
+    query = sa.select(golden).where(golden.c.id_number.in_(_stored_forms(id_number)), live(golden))
     if id_type is not None:
         query = query.where(golden.c.id_type == id_type)
     found = [dict(r) for r in conn.execute(query.order_by(golden.c.id_type)).mappings()]
@@ -585,7 +266,7 @@ def customer_360(
     }
 
 
-def _sources(conn: sa.Connection, views: _Views, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _sources(conn: sa.Connection, views: Views, record: Mapping[str, Any]) -> list[dict[str, Any]]:
     src, nodes = views.src, views.nodes
     customers = views.policy.table(CUSTOMERS)
     query = (
@@ -597,13 +278,13 @@ def _sources(conn: sa.Connection, views: _Views, record: Mapping[str, Any]) -> l
             src.c["_applied_at"],
         )
         .select_from(src.outerjoin(nodes, nodes.c.node_id == src.c[schema_hub.ORIGIN]))
-        .where(_live(src), *(src.c[k] == record[k] for k in views.identity))
+        .where(live(src), *(src.c[k] == record[k] for k in views.identity))
         .order_by(src.c[schema_hub.ORIGIN])
     )
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def _differences(views: _Views, sources: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _differences(views: Views, sources: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Columns whose values differ between the cities' versions, with each city's value.
 
     The city-local key, the identity and the change timestamp are left out: they differ (or
@@ -621,7 +302,7 @@ def _differences(views: _Views, sources: Sequence[Mapping[str, Any]]) -> list[di
     return diffs
 
 
-def _children(conn: sa.Connection, views: _Views, child: str, gid: Any) -> list[dict[str, Any]]:
+def _children(conn: sa.Connection, views: Views, child: str, gid: Any) -> list[dict[str, Any]]:
     # The view's own SELECT, run against the tables: same rows, with the columns' real types.
     select = views.customer_children(child)
     columns = select.selected_columns
