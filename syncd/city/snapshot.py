@@ -24,9 +24,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.city.capture import CAPTURE_CHANNEL, row_image
 from syncd.city.crm import crm_metadata
 from syncd.city.push import get_state, set_state
+from syncd.city.triggers import CAPTURE_CHANNEL, row_image
 from syncd.core.errors import UsageError
 from syncd.core.logs import get_logger
 from syncd.core.merge import encode_value

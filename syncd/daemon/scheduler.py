@@ -30,7 +30,7 @@ from tenacity import (
 )
 
 from syncd.app import Node
-from syncd.city.capture import CAPTURE_CHANNEL
+from syncd.city.triggers import CAPTURE_CHANNEL
 from syncd.core.errors import SyncdError
 from syncd.core.logs import get_logger
 from syncd.core.settings import Settings

@@ -15,14 +15,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from syncd.city.capture import (
-    CAPTURE_CHANNEL,
-    CaptureReport,
-    install_triggers,
-    trigger_name,
-    verify_triggers,
-)
+from syncd.city.capture import CaptureReport, install_triggers, verify_triggers
 from syncd.city.crm import check_schema, create_crm_schema
+from syncd.city.triggers import CAPTURE_CHANNEL, trigger_name
 from syncd.core.errors import DatabaseError, SchemaMismatch
 from syncd.core.policy import Policy, SchemaProblem, load_policy, parse_policy
 from syncd.store.city_tables import changelog

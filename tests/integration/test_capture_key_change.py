@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from syncd.city.capture import KEY_SUFFIX, CaptureReport, trigger_name
+from syncd.city.capture import CaptureReport
 from syncd.city.crm import create_crm_schema
 from syncd.city.push import cut_batch, read_changes
+from syncd.city.triggers import KEY_SUFFIX, trigger_name
 from syncd.core.batch import DELETE, UPSERT, Captured, to_change
 from syncd.core.policy import Policy, SchemaProblem, load_policy, parse_policy
 from syncd.hub.apply import apply_pending

@@ -19,8 +19,9 @@ import sqlalchemy as sa
 
 from syncd.app import init_node
 from syncd.city import snapshot as snap
-from syncd.city.capture import TRIGGER_PREFIX, verify_triggers
+from syncd.city.capture import verify_triggers
 from syncd.city.push import read_changes
+from syncd.city.triggers import TRIGGER_PREFIX
 from syncd.core.batch import Unsendable, unsendable, unsendable_kind
 from syncd.core.policy import load_policy
 from syncd.hub import quarantine
