@@ -65,6 +65,8 @@ class Cluster:
     city_confs: dict[str, Path] = field(default_factory=dict)
     sync: dict[str, Any] = field(default_factory=dict)
     city_hub_urls: dict[str, str] = field(default_factory=dict)
+    # Keys whose current city row the hub must quarantine (filled by expected_sources).
+    invalid: set[tuple[str, str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.hub_conf = write_config(
@@ -135,12 +137,17 @@ class Cluster:
                             continue
                         typed, _reason = validate_row(t, row)
                         if typed is None:
-                            continue  # quarantined at the hub, as it must be
+                            # Quarantined at the hub. Its previous version, if one was valid,
+                            # stays live there: `hub_sources` leaves these keys out.
+                            self.invalid.add((t.name, node, _key(t.primary_key, row)))
+                            continue
                         out[(t.name, node, _key(t.primary_key, typed))] = typed
             engine.dispose()
         return out
 
     def hub_sources(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """The hub's live source rows, less the keys `expected_sources` found invalid: for
+        those the hub keeps the last valid version it had, if any (the update is quarantined)."""
         md = h.policy_metadata(self.policy)
         engine = create_engine(self.hub_url)
         out: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -151,9 +158,22 @@ class Cluster:
                 for r in conn.execute(q).mappings():
                     typed, _ = validate_row(t, {c: r[c] for c in t.public_columns})
                     assert typed is not None
-                    out[(t.name, r[h.ORIGIN], _key(t.primary_key, typed))] = typed
+                    key = (t.name, r[h.ORIGIN], _key(t.primary_key, typed))
+                    if key not in self.invalid:
+                        out[key] = typed
+                    else:
+                        assert key in self._quarantined(conn), f"{key}: no open quarantine"
         engine.dispose()
         return out
+
+    def _quarantined(self, conn: sa.Connection) -> set[tuple[str, str, str]]:
+        q = h.quarantine.c
+        rows = conn.execute(
+            sa.select(q.table_name, q.node_id, q.row_key).where(q.status == "open")
+        ).all()
+        return {
+            (name, node, _key(self.policy.table(name).primary_key, key)) for name, node, key in rows
+        }
 
 
 def _key(pk: tuple[str, ...], row: dict[str, Any]) -> str:
