@@ -276,25 +276,18 @@ class _Plan:
     aggregated: tuple[tuple[str, FieldMerge], ...] = ()
 
 
-# Keyed by id(table) with the (frozen) table kept alive in the value, so an id is never reused
-# while cached; cleared when it grows, as a process loads only a few policies.
-_PLANS: dict[int, _Plan] = {}
-_PLANS_MAX = 256
-
-
 def _plan(table: Table) -> _Plan:
-    found = _PLANS.get(id(table))
-    if found is not None and found.table is table:
-        return found
-    if len(_PLANS) >= _PLANS_MAX:
-        _PLANS.clear()
+    """How the table's fields merge, worked out once and kept on the table."""
+    return table.derived("merge_plan", lambda: _make_plan(table))
+
+
+def _make_plan(table: Table) -> _Plan:
     fields = tuple(
         (c, table.merge.rule_for(c)) for c in table.data_columns if c not in table.identity
     )
     copied = tuple(c for c, spec in fields if spec.rule not in _AGGREGATES)
     aggregated = tuple((c, spec) for c, spec in fields if spec.rule in _AGGREGATES)
-    plan = _PLANS[id(table)] = _Plan(table, home_column(table), fields, copied, aggregated)
-    return plan
+    return _Plan(table, home_column(table), fields, copied, aggregated)
 
 
 def merge_golden(

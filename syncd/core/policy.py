@@ -8,11 +8,12 @@ can reach SQL from a policy file; values (filter constants) are always bound par
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self, TypeVar, cast
 
 import yaml
 from pydantic import (
@@ -25,6 +26,8 @@ from pydantic import (
 )
 
 from syncd.core.errors import PolicyError
+
+_T = TypeVar("_T")
 
 # \Z, not $: `$` also matches before a trailing newline, which would let "name\n" through.
 IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
@@ -44,8 +47,32 @@ def _ident(value: str) -> str:
 Ident = Annotated[str, AfterValidator(_ident)]
 
 
+# Where a model keeps what other modules derive from it (validators, hub tables): in the
+# instance's __dict__ beside its fields, so pydantic's equality, serialisation and repr, which
+# look at fields only, ignore it. (A PrivateAttr would make two equal policies unequal.)
+_DERIVED = "__syncd_derived__"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def derived(self, key: str, build: Callable[[], _T]) -> _T:
+        """What `build` makes from this frozen model, made once and kept on the model itself.
+
+        For the objects built from a policy once per process (a table's validators, the hub's
+        tables of a policy): no module-level cache, so nothing outlives the policy or is found
+        again by a reused `id()`.
+        """
+        cache: dict[str, Any] = self.__dict__.setdefault(_DERIVED, {})
+        if key not in cache:
+            cache[key] = build()
+        return cast(_T, cache[key])
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy that derives its own values: one made with `update` may differ."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop(_DERIVED, None)
+        return copy
 
 
 class ColumnType(StrEnum):

@@ -180,25 +180,20 @@ class _Validators:
     columns: dict[str, TypeAdapter[Any]]
 
 
-# Keyed by id(table) with the table kept alive in the value, so an id is never reused while
-# cached; policies are loaded a handful of times per process, so this stays small.
-_CACHE: dict[int, _Validators] = {}
-
-
 def _validators(table: Table) -> _Validators:
-    found = _CACHE.get(id(table))
-    if found is not None and found.table is table:
-        return found
+    """The table's pydantic models, built once and kept on the table."""
+    return table.derived("validators", lambda: _build_validators(table))
+
+
+def _build_validators(table: Table) -> _Validators:
     # Identity columns must be present: a source without its identity cannot be merged.
     required = frozenset(table.primary_key) | frozenset(table.identity)
-    made = _Validators(
+    return _Validators(
         table=table,
         row=_model(table, table.public_columns, required),
         key=_model(table, table.primary_key, required),
         columns={},
     )
-    _CACHE[id(table)] = made
-    return made
 
 
 def _describe(err: ErrorDetails) -> str:

@@ -198,17 +198,10 @@ _INSERT = {Kind.POSTGRES: _copy_in, Kind.SQLITE: _execute_many}
 
 # --- the policy's tables at the hub -------------------------------------------------------
 
-_TABLES: dict[int, tuple[Policy, sa.MetaData]] = {}
-
 
 def hub_tables(policy: Policy) -> sa.MetaData:
-    """The consolidated and source tables of a policy, built once per policy object."""
-    found = _TABLES.get(id(policy))
-    if found is not None and found[0] is policy:
-        return found[1]
-    md = h.policy_metadata(policy)
-    _TABLES[id(policy)] = (policy, md)
-    return md
+    """The consolidated and source tables of a policy, built once and kept on the policy."""
+    return policy.derived("hub_tables", lambda: h.policy_metadata(policy))
 
 
 def source_table(policy: Policy, table: Table) -> sa.Table:

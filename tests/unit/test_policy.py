@@ -184,3 +184,28 @@ def test_identifier_with_trailing_newline(doc: dict[str, Any], name: str) -> Non
 def test_table_name_with_trailing_newline(doc: dict[str, Any]) -> None:
     doc["tables"]["loans\n"] = doc["tables"].pop("loans")
     assert "not a plain SQL identifier" in error(doc).reason
+
+
+def test_derived_values_live_on_the_model_and_never_change_what_it_is() -> None:
+    """Validators, merge plans and hub tables are built once per table or policy object and
+    kept on it: no module cache keyed by id(), equality and dumps unaffected, copies rebuild."""
+    from syncd.core.policy import load_policy
+    from tests.conftest import POLICY as POLICY_FILE
+
+    first, second = load_policy(POLICY_FILE), load_policy(POLICY_FILE)
+    built: list[int] = []
+
+    def build() -> object:
+        built.append(1)
+        return object()
+
+    table = first.table("customers")
+    made = table.derived("thing", build)
+    assert table.derived("thing", build) is made
+    assert len(built) == 1
+    assert first == second
+    assert first.table("customers") == second.table("customers")
+    assert "thing" not in table.model_dump_json()
+    copy = table.model_copy(update={"description": "changed"})
+    assert copy.derived("thing", build) is not made
+    assert len(built) == 2
