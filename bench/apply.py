@@ -49,12 +49,12 @@ from common import (
 
 from syncd.app import init_node
 from syncd.core import logs
-from syncd.core.batch import UPSERT, Batch, Change, coalesce, make_batch
+from syncd.core.batch import UPSERT, Batch, Change, SubmitStatus, coalesce, make_batch
 from syncd.core.policy import Policy, Table
 from syncd.core.settings import load_settings
 from syncd.daemon.scheduler import tune_gc
 from syncd.hub.apply import apply_pending
-from syncd.hub.inbox import ACCEPTED, HubInbox
+from syncd.hub.inbox import HubInbox
 from syncd.hub.nodes import register_node
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine
@@ -212,7 +212,7 @@ def submit_all(
                 continue
             with submit:
                 result = inboxes[city].submit(batch)
-            if result.status != ACCEPTED:
+            if result.status != SubmitStatus.ACCEPTED:
                 raise RuntimeError(f"batch of {city} was {result.status}: {result.reason}")
             n_batches += 1
             n_rows += batch.row_count

@@ -22,8 +22,6 @@ from syncd.store import hub_tables as h
 from syncd.store.db import create_engine, run_script, sql_template, translated, utcnow
 from syncd.store.dialect import Kind, dialect_for
 
-# The submit statuses are the wire contract between a city and its hub: syncd.core.batch.
-ACCEPTED, DUPLICATE, REFUSED = SubmitStatus.ACCEPTED, SubmitStatus.DUPLICATE, SubmitStatus.REFUSED
 NOTIFY_CHANNEL = "syncd_inbox"
 
 
@@ -119,8 +117,8 @@ def _submit_pg(conn: Connection, batch: Batch) -> SubmitResult:
 
 
 def _parse_status(status: str) -> SubmitResult:
-    if status.startswith(REFUSED):
-        return SubmitResult(REFUSED, status.partition(": ")[2] or None)
+    if status.startswith(SubmitStatus.REFUSED):
+        return SubmitResult(SubmitStatus.REFUSED, status.partition(": ")[2] or None)
     return SubmitResult(SubmitStatus(status))
 
 
@@ -174,14 +172,14 @@ def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
     reason, duplicate = _refusal(conn, batch)
     now = utcnow()
     if duplicate:
-        _event(conn, batch, DUPLICATE, "batch already received")
+        _event(conn, batch, SubmitStatus.DUPLICATE, "batch already received")
         conn.execute(
             h.nodes.update().where(h.nodes.c.node_id == batch.node_id).values(last_seen_at=now)
         )
-        return SubmitResult(DUPLICATE)
+        return SubmitResult(SubmitStatus.DUPLICATE)
     if reason is not None:
-        _event(conn, batch, REFUSED, reason)
-        return SubmitResult(REFUSED, reason)
+        _event(conn, batch, SubmitStatus.REFUSED, reason)
+        return SubmitResult(SubmitStatus.REFUSED, reason)
     batch_id = conn.execute(
         h.batches.insert()
         .values(
@@ -216,7 +214,7 @@ def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
         .where(h.nodes.c.node_id == batch.node_id)
         .values(received_seq=batch.last_seq, last_seen_at=now)
     )
-    return SubmitResult(ACCEPTED)
+    return SubmitResult(SubmitStatus.ACCEPTED)
 
 
 # PostgreSQL: the SECURITY DEFINER functions under the city's own role; SQLite: the same rules

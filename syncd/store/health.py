@@ -11,7 +11,6 @@ node's row (`syncd.hub.nodes.record_node_failure`). The daemon also holds it in 
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,8 +65,6 @@ class Health:
 
     failing: bool = False
     last_error: str | None = None
-    last_error_at: float | None = None
-    last_success_at: float | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -76,9 +73,7 @@ class Health:
         with self._lock:
             self.failing = True
             self.last_error = message
-            self.last_error_at = time.time()
 
     def succeeded(self) -> None:
         with self._lock:
             self.failing = False
-            self.last_success_at = time.time()

@@ -15,14 +15,16 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from syncd.app import init_node
-from syncd.core.batch import UPSERT, Change, make_batch
+from syncd.core.batch import UPSERT, Change, SubmitStatus, make_batch
 from syncd.core.errors import BatchRefused
-from syncd.hub.inbox import ACCEPTED, DUPLICATE, REFUSED, HubInbox
+from syncd.hub.inbox import HubInbox
 from syncd.hub.nodes import register_node
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine
 from tests.conftest import PG_ADMIN
 from tests.helpers import run_syncd, settings_for, write_config
+
+ACCEPTED, DUPLICATE, REFUSED = SubmitStatus.ACCEPTED, SubmitStatus.DUPLICATE, SubmitStatus.REFUSED
 
 
 def loan(seq: int, loan_id: str = "L1") -> Change:
