@@ -95,7 +95,8 @@ def print_record(record: dict[str, Any], as_json: bool) -> None:
 def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     table = RichTable(title=title, show_lines=False)
     for c in columns:
-        table.add_column(c)
+        # Fold, never cut: an ID, a number or a state cut to "city…" is worse than a tall row.
+        table.add_column(c, overflow="fold")
     for row in rows:
         table.add_row(*("" if v is None else str(to_jsonable(v)) for v in row))
     out.print(table)
