@@ -95,6 +95,7 @@ class SubmitStatus(StrEnum):
 class SubmitResult:
     status: SubmitStatus
     reason: str | None = None
+    batch_id: int | None = None  # the hub's id of the batch (accepted or duplicate)
 
 
 @dataclass(frozen=True)
