@@ -117,9 +117,11 @@ def _submit_pg(conn: Connection, batch: Batch) -> SubmitResult:
 
 
 def _parse_status(status: str) -> SubmitResult:
+    """'accepted:<batch id>', 'duplicate:<batch id>' or 'refused: <reason>'."""
     if status.startswith(SubmitStatus.REFUSED):
         return SubmitResult(SubmitStatus.REFUSED, status.partition(": ")[2] or None)
-    return SubmitResult(SubmitStatus(status))
+    kind, _, batch_id = status.partition(":")
+    return SubmitResult(SubmitStatus(kind), batch_id=int(batch_id) if batch_id else None)
 
 
 def _event(conn: Connection, batch: Batch, kind: str, reason: str) -> None:
@@ -136,47 +138,47 @@ def _event(conn: Connection, batch: Batch, kind: str, reason: str) -> None:
     )
 
 
-def _refusal(conn: Connection, batch: Batch) -> tuple[str | None, bool]:
-    """(reason to refuse or None, whether it is an exact duplicate) — same rules as the SQL."""
+def _refusal(conn: Connection, batch: Batch) -> tuple[str | None, int | None]:
+    """(reason to refuse or None, the batch id if it is an exact duplicate) — the SQL's rules."""
     received = conn.execute(
         sa.select(h.nodes.c.received_seq).where(h.nodes.c.node_id == batch.node_id)
     ).scalar()
     if received is None:
-        return f"node {batch.node_id} is not registered at this hub", False
+        return f"node {batch.node_id} is not registered at this hub", None
     existing = conn.execute(
-        sa.select(h.batches.c.checksum).where(
+        sa.select(h.batches.c.checksum, h.batches.c.batch_id).where(
             h.batches.c.node_id == batch.node_id, h.batches.c.last_seq == batch.last_seq
         )
-    ).scalar()
+    ).first()
     if existing is not None:
-        if existing == batch.checksum:
-            return None, True
+        if existing.checksum == batch.checksum:
+            return None, int(existing.batch_id)
         return (
             f"batch ({batch.node_id}, {batch.last_seq}) was already received with checksum "
-            f"{existing}, not {batch.checksum}",
-            False,
+            f"{existing.checksum}, not {batch.checksum}",
+            None,
         )
     if batch.first_seq <= received:
         return (
             f"batch {batch.first_seq}..{batch.last_seq} overlaps what was already received "
             f"(up to {received})",
-            False,
+            None,
         )
     if batch.last_seq < batch.first_seq:
-        return "malformed batch", False
-    return None, False
+        return "malformed batch", None
+    return None, None
 
 
 def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
     """Submission on a connection to the hub database itself (SQLite hubs, hub-side tools)."""
     reason, duplicate = _refusal(conn, batch)
     now = utcnow()
-    if duplicate:
+    if duplicate is not None:
         _event(conn, batch, SubmitStatus.DUPLICATE, "batch already received")
         conn.execute(
             h.nodes.update().where(h.nodes.c.node_id == batch.node_id).values(last_seen_at=now)
         )
-        return SubmitResult(SubmitStatus.DUPLICATE)
+        return SubmitResult(SubmitStatus.DUPLICATE, batch_id=duplicate)
     if reason is not None:
         _event(conn, batch, SubmitStatus.REFUSED, reason)
         return SubmitResult(SubmitStatus.REFUSED, reason)
@@ -214,7 +216,7 @@ def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
         .where(h.nodes.c.node_id == batch.node_id)
         .values(received_seq=batch.last_seq, last_seen_at=now)
     )
-    return SubmitResult(SubmitStatus.ACCEPTED)
+    return SubmitResult(SubmitStatus.ACCEPTED, batch_id=int(batch_id))
 
 
 # PostgreSQL: the SECURITY DEFINER functions under the city's own role; SQLite: the same rules

@@ -77,7 +77,8 @@ def submit(conn: psycopg.Connection[Any], batch: Batch) -> str:
         (batch.node_id, batch.first_seq, batch.last_seq, batch.checksum, rows),
     ).fetchone()
     assert found is not None
-    return str(found[0])
+    # 'accepted:<batch id>': the id is the hub's, the caller only needs the verdict.
+    return str(found[0]).partition(":")[0]
 
 
 def state(hub: Hub) -> dict[str, Any]:

@@ -57,11 +57,14 @@ def test_submit_is_idempotent_and_watermark_advances(hub: str) -> None:
     try:
         assert inbox.watermark() == 0
         b1 = make_batch("city-3301", 1, 10, [loan(3), loan(9, "L2")])
-        assert inbox.submit(b1).status == ACCEPTED
+        first = inbox.submit(b1)
+        assert first.status == ACCEPTED
         assert inbox.watermark() == 10
-        assert inbox.submit(b1).status == DUPLICATE  # the same batch again: a no-op
+        again = inbox.submit(b1)  # the same batch again: a no-op, naming the batch it repeats
+        assert (again.status, again.batch_id) == (DUPLICATE, first.batch_id)
         b2 = make_batch("city-3301", 11, 12, [])  # everything filtered: still acknowledged
-        assert inbox.submit(b2).status == ACCEPTED
+        second = inbox.submit(b2)
+        assert second.status == ACCEPTED
         assert inbox.watermark() == 12
     finally:
         inbox.close()
@@ -70,6 +73,8 @@ def test_submit_is_idempotent_and_watermark_advances(hub: str) -> None:
         batches = conn.execute(
             sa.select(h.batches.c.last_seq, h.batches.c.row_count).order_by(h.batches.c.last_seq)
         ).all()
+        ids = conn.execute(sa.select(h.batches.c.batch_id).order_by(h.batches.c.last_seq))
+        assert list(ids.scalars()) == [first.batch_id, second.batch_id]
         rows = conn.execute(
             sa.select(h.batch_rows.c.seq, sa.cast(h.batch_rows.c.row_data, sa.Text))
         ).all()

@@ -49,7 +49,7 @@ BEGIN
 END;
 $$;
 
--- Returns 'accepted', 'duplicate' or 'refused: <reason>'. Refusals and duplicates leave an
+-- Returns 'accepted:<batch id>', 'duplicate:<batch id>' or 'refused: <reason>'. Refusals and duplicates leave an
 -- event that the hub's apply cycle writes into the audit chain.
 CREATE OR REPLACE FUNCTION ${schema}.syncd_submit_batch(
     p_node text, p_first bigint, p_last bigint, p_checksum text, p_rows jsonb
@@ -58,6 +58,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_received bigint;
     v_existing text;
+    v_existing_id bigint;
     v_batch bigint;
     v_reason text;
 BEGIN
@@ -71,7 +72,8 @@ BEGIN
     IF NOT FOUND THEN
         v_reason := format('node %s is not registered at this hub', p_node);
     ELSE
-        SELECT b.checksum INTO v_existing FROM ${schema}.syncd_inbox_batch b
+        SELECT b.checksum, b.batch_id INTO v_existing, v_existing_id
+          FROM ${schema}.syncd_inbox_batch b
          WHERE b.node_id = p_node AND b.last_seq = p_last;
         IF FOUND THEN
             IF v_existing = p_checksum THEN
@@ -81,7 +83,7 @@ BEGIN
                         'batch already received', (now() AT TIME ZONE 'UTC'));
                 UPDATE ${schema}.syncd_node SET last_seen_at = (now() AT TIME ZONE 'UTC')
                  WHERE node_id = p_node;
-                RETURN 'duplicate';
+                RETURN 'duplicate:' || v_existing_id;
             END IF;
             v_reason := format('batch (%s, %s) was already received with checksum %s, not %s',
                                p_node, p_last, v_existing, p_checksum);
@@ -111,7 +113,7 @@ BEGIN
     UPDATE ${schema}.syncd_node SET received_seq = p_last, last_seen_at = (now() AT TIME ZONE 'UTC')
      WHERE node_id = p_node;
     PERFORM pg_notify('syncd_inbox', p_node);
-    RETURN 'accepted';
+    RETURN 'accepted:' || v_batch;
 END;
 $$;
 
