@@ -24,7 +24,7 @@ from syncd.core.errors import SyncdError
 from syncd.core.logs import get_logger
 from syncd.core.policy import Policy, SchemaProblem, load_policy
 from syncd.core.settings import Settings
-from syncd.hub import inbox, reports
+from syncd.hub import agreement, inbox, reports
 from syncd.hub.apply import ApplySummary, apply_pending
 from syncd.hub.inbox import HubInbox
 from syncd.hub.status import HubStatus, hub_status
@@ -89,6 +89,7 @@ def _init_hub(settings: Settings, policy: Policy, engine: Engine) -> InitReport:
         migrate.upgrade(conn, "hub")
         installed = schema_hub.install(conn, policy)
         inbox.install_functions(conn)
+        agreement.record_policy(conn, policy)
         reports.install_views(conn, policy)
     return InitReport(
         node_id=settings.node.id,
@@ -159,6 +160,9 @@ class Node:
     # from before a restart), so the first success clears it.
     _recorded_error: bool = True
     _policy: Policy | None = None
+    # A hub records the policy it applies with before its first cycle (cities' batches are
+    # checked against it); `init` records it too.
+    _policy_recorded: bool = False
 
     @classmethod
     def open(cls, settings: Settings) -> Node:
@@ -254,6 +258,10 @@ class Node:
 
     def _apply(self, stop: threading.Event | None, retry_resting: bool) -> dict[str, Any]:
         started = time.monotonic()
+        if not self._policy_recorded:
+            with translated("recording the hub's policy"), self.engine.begin() as conn:
+                agreement.record_policy(conn, self.policy)
+            self._policy_recorded = True
         parts = []
         while True:  # in slices, so a stop request is seen between batches
             part = apply_pending(

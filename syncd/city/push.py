@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from syncd.core.agreement import stamp
 from syncd.core.batch import (
     Batch,
     Captured,
@@ -146,7 +147,8 @@ def cut_batch(
             changes.append(change)
         used += 1
     last_seq = captured[used - 1].seq
-    return make_batch(node_id, captured[0].seq, last_seq, coalesce(changes)), used
+    batch = make_batch(node_id, captured[0].seq, last_seq, coalesce(changes), stamp(policy))
+    return batch, used
 
 
 class Hub(Protocol):

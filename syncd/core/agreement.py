@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from syncd.core.canonical import canonical
 from syncd.core.policy import Policy
@@ -32,11 +34,80 @@ def shape_fingerprint(shape: Mapping[str, Sequence[str]]) -> str:
 
 def fingerprint(policy: Policy) -> str:
     """The fingerprint of a policy's public shape."""
-    return policy.derived("agreement.fingerprint", lambda: shape_fingerprint(public_shape(policy)))
+    return stamp(policy).fingerprint
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a batch carries of its sender's policy: the fingerprint, and the shape it hashes
+    so the hub can say which table or column differs."""
+
+    fingerprint: str
+    shape: Shape
+
+    def wire(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "shape": self.shape}
+
+
+def stamp(policy: Policy) -> Stamp:
+    """The policy's stamp, built once per policy."""
+
+    def build() -> Stamp:
+        shape = public_shape(policy)
+        return Stamp(shape_fingerprint(shape), shape)
+
+    return policy.derived("agreement.stamp", build)
+
+
+def read_stamp(value: object) -> Stamp | None:
+    """A stamp from its wire form, or None if the value is not one (hostile or missing)."""
+    if not isinstance(value, Mapping):
+        return None
+    fp, shape = value.get("fingerprint"), value.get("shape")
+    if not isinstance(fp, str) or not isinstance(shape, Mapping):
+        return None
+    if not all(
+        isinstance(t, str) and isinstance(cols, list) and all(isinstance(c, str) for c in cols)
+        for t, cols in shape.items()
+    ):
+        return None
+    return Stamp(fp[:64], {t: list(cols) for t, cols in shape.items()})
+
+
+# How many differences a refusal names; a hostile city must not make the hub write a novel.
+SHOWN = 10
+NO_STAMP = (
+    "the batch carries no policy fingerprint: this city runs a syncd older than its hub; upgrade it"
+)
+MALFORMED = "the batch's policy stamp is malformed"
+HUB_UNRECORDED = "the hub has not recorded its policy: run `syncd init` at the hub"
+
+
+def mismatch(found: Sequence[str]) -> str:
+    """The refusal of a batch whose policy differs, naming the first SHOWN differences."""
+    more = f"; and {len(found) - SHOWN} more" if len(found) > SHOWN else ""
+    return "the city's policy differs from the hub's: " + "; ".join(found[:SHOWN]) + more
+
+
+def refusal(sent: object, hub: Stamp | None) -> str | None:
+    """Why a batch stamped `sent` (its wire form) is refused by a hub whose policy is `hub`.
+
+    The same rules, and the same words, as the PostgreSQL submit function.
+    """
+    if sent is None:
+        return NO_STAMP
+    city = read_stamp(sent)
+    if city is None:
+        return MALFORMED
+    if hub is None:
+        return HUB_UNRECORDED
+    found = differences(city.shape, hub.shape)
+    return mismatch(found) if found else None
 
 
 def differences(city: Mapping[str, Sequence[str]], hub: Mapping[str, Sequence[str]]) -> list[str]:
-    """Each way the city's public shape differs from the hub's, one sentence each, sorted."""
+    """Each way the city's public shape differs from the hub's, one sentence each, in code
+    point order (the PostgreSQL function sorts them COLLATE "C", so both say the same)."""
     found: list[str] = []
     for table in sorted(set(city) | set(hub)):
         if table not in hub:
@@ -53,4 +124,4 @@ def differences(city: Mapping[str, Sequence[str]], hub: Mapping[str, Sequence[st
                 f"column {table}.{c} is public in the hub's policy but not in the city's"
                 for c in sorted(theirs - mine)
             ]
-    return found
+    return sorted(found)

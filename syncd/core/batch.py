@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from syncd.core.agreement import Stamp
 from syncd.core.canonical import canonical
 from syncd.core.policy import Policy
 from syncd.core.rowfilter import Transition, transition
@@ -106,6 +107,10 @@ class Batch:
     changes: tuple[Change, ...]
     checksum: str
     wire_json: str = ""  # canonical JSON of the wire rows, encoded once for checksum and submit
+    # The sender's policy (issue 12): the hub refuses a batch whose public shape differs from
+    # its own. Not part of the checksum, so a batch sent before an upgrade is still the same
+    # batch when it is sent again after it.
+    policy: Stamp | None = None
 
     @property
     def row_count(self) -> int:
@@ -165,8 +170,19 @@ def checksum(
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def make_batch(node_id: str, first_seq: int, last_seq: int, changes: Sequence[Change]) -> Batch:
+def make_batch(
+    node_id: str,
+    first_seq: int,
+    last_seq: int,
+    changes: Sequence[Change],
+    policy: Stamp | None = None,
+) -> Batch:
     wire = [c.wire() for c in changes]
     return Batch(
-        node_id, first_seq, last_seq, tuple(changes), checksum(node_id, first_seq, last_seq, wire)
+        node_id,
+        first_seq,
+        last_seq,
+        tuple(changes),
+        checksum(node_id, first_seq, last_seq, wire),
+        policy=policy,
     )

@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection
 from syncd.core.batch import Batch, SubmitResult, SubmitStatus
 from syncd.core.canonical import canonical
 from syncd.core.errors import BatchRefused, UsageError
-from syncd.hub.nodes import hub_schema, restrict_public
+from syncd.hub import agreement
+from syncd.hub.nodes import hub_schema, regrant_node_functions, restrict_public
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine, run_script, sql_template, translated, utcnow
 from syncd.store.dialect import Kind, dialect_for
@@ -36,6 +37,7 @@ def install_functions(conn: Connection) -> None:
     sql = sql_template("syncd.hub", "postgresql", "submit_functions.sql")
     run_script(conn, sql.substitute(schema=hub_schema(conn)))
     restrict_public(conn)
+    regrant_node_functions(conn)
 
 
 class HubInbox:
@@ -100,7 +102,8 @@ def _submit_pg(conn: Connection, batch: Batch) -> SubmitResult:
     try:
         status = conn.execute(
             sa.text(
-                "SELECT syncd_submit_batch(:node, :first, :last, :checksum, CAST(:rows AS jsonb))"
+                "SELECT syncd_submit_batch(:node, :first, :last, :checksum, CAST(:rows AS jsonb),"
+                " CAST(:policy AS jsonb))"
             ),
             {
                 "node": batch.node_id,
@@ -108,6 +111,7 @@ def _submit_pg(conn: Connection, batch: Batch) -> SubmitResult:
                 "last": batch.last_seq,
                 "checksum": batch.checksum,
                 "rows": rows,
+                "policy": None if batch.policy is None else canonical(batch.policy.wire()),
             },
         ).scalar_one()
     except sa.exc.DBAPIError as exc:
@@ -166,13 +170,15 @@ def _refusal(conn: Connection, batch: Batch) -> tuple[str | None, int | None]:
         )
     if batch.last_seq < batch.first_seq:
         return "malformed batch", None
-    return None, None
+    sent = None if batch.policy is None else batch.policy.wire()
+    return agreement.check(conn, batch.node_id, sent, utcnow()), None
 
 
 def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
     """Submission on a connection to the hub database itself (SQLite hubs, hub-side tools)."""
     reason, duplicate = _refusal(conn, batch)
     now = utcnow()
+    sent = None if batch.policy is None else batch.policy.wire()
     if duplicate is not None:
         _event(conn, batch, SubmitStatus.DUPLICATE, "batch already received")
         conn.execute(
@@ -192,6 +198,7 @@ def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
             checksum=batch.checksum,
             received_at=now,
             status=h.BatchStatus.PENDING,
+            policy_fingerprint=None if batch.policy is None else batch.policy.fingerprint,
         )
         .returning(h.batches.c.batch_id)
     ).scalar_one()
@@ -214,7 +221,7 @@ def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
     conn.execute(
         h.nodes.update()
         .where(h.nodes.c.node_id == batch.node_id)
-        .values(received_seq=batch.last_seq, last_seen_at=now)
+        .values(received_seq=batch.last_seq, last_seen_at=now, **agreement.accepted(sent))
     )
     return SubmitResult(SubmitStatus.ACCEPTED, batch_id=int(batch_id))
 

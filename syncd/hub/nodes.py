@@ -224,13 +224,37 @@ def _create_role(conn: Connection, role: str, password: str) -> None:
     conn.exec_driver_sql(f"REVOKE CREATE ON SCHEMA {q_schema} FROM {q_role}")
     conn.exec_driver_sql(f"GRANT CONNECT ON DATABASE {q_db} TO {q_role}")
     conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {q_schema} TO {q_role}")
-    conn.exec_driver_sql(
-        f"GRANT EXECUTE ON FUNCTION {q_schema}.syncd_node_watermark(text) TO {q_role}"
-    )
-    conn.exec_driver_sql(
-        f"GRANT EXECUTE ON FUNCTION {q_schema}.syncd_submit_batch"
-        f"(text, bigint, bigint, text, jsonb) TO {q_role}"
-    )
+    grant_node_functions(conn, role)
+
+
+# Everything a node's login role may do at a PostgreSQL hub: these SECURITY DEFINER functions,
+# each answering for the caller's own node only. The five-argument submit is the one cities
+# older than the policy agreement call; it refuses them, saying why.
+NODE_FUNCTIONS = (
+    "syncd_node_watermark(text)",
+    "syncd_submit_batch(text, bigint, bigint, text, jsonb)",
+    "syncd_submit_batch(text, bigint, bigint, text, jsonb, jsonb)",
+    "syncd_node_report(text)",
+)
+
+
+def grant_node_functions(conn: Connection, role: str) -> None:
+    """Let a node's role EXECUTE the node functions (again: `init` adds new ones to old roles)."""
+    q_role, q_schema = conn.dialect.identifier_preparer.quote(role), hub_schema(conn)
+    for signature in NODE_FUNCTIONS:
+        conn.exec_driver_sql(f"GRANT EXECUTE ON FUNCTION {q_schema}.{signature} TO {q_role}")
+
+
+def regrant_node_functions(conn: Connection) -> None:
+    """Grant the node functions to every registered node's role that still exists."""
+    roles = conn.execute(
+        sa.text(
+            "SELECT n.role_name FROM syncd_node n JOIN pg_catalog.pg_roles r "
+            "ON r.rolname = n.role_name ORDER BY n.role_name"
+        )
+    ).scalars()
+    for role in list(roles):
+        grant_node_functions(conn, role)
 
 
 def list_nodes(conn: Connection) -> list[dict[str, Any]]:

@@ -68,6 +68,16 @@ nodes = sa.Table(
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.Column("last_error_at", sa.DateTime(), nullable=True),
     sa.Column("retry_at", sa.DateTime(), nullable=True),
+    # Policy agreement and refused rows (hub_0003): the fingerprint of the policy the node's
+    # last accepted batch carried; why its batches are refused while its policy differs from
+    # the hub's (cleared by the next accepted batch); rows the hub refused (a local table, a
+    # column that may not leave the city), counted for `status` and metrics.
+    sa.Column("policy_fingerprint", sa.String(64), nullable=True),
+    sa.Column("policy_problem", sa.Text(), nullable=True),
+    sa.Column("policy_problem_at", sa.DateTime(), nullable=True),
+    sa.Column("refused_rows", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("last_refused_reason", sa.Text(), nullable=True),
+    sa.Column("last_refused_at", sa.DateTime(), nullable=True),
 )
 
 # The hub daemon's own state (hub_0002), as syncd_city_state is a city's: the last failure of
@@ -98,6 +108,7 @@ batches = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, server_default=BatchStatus.PENDING.value),
     sa.Column("applied_at", sa.DateTime(), nullable=True),
     sa.Column("stats", JsonDoc, nullable=True),
+    sa.Column("policy_fingerprint", sa.String(64), nullable=True),  # hub_0003
     sa.UniqueConstraint("node_id", "last_seq", name="uq_syncd_inbox_batch_identity"),
     sa.Index("ix_syncd_inbox_batch_pending", "status", "node_id", "last_seq"),
 )

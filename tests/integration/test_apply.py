@@ -17,8 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from stdnum.cn import ric
 
+from syncd.core.agreement import stamp
 from syncd.core.batch import DELETE, UPSERT, Change, make_batch
 from syncd.core.policy import Policy, load_policy
+from syncd.hub.agreement import record_policy
 from syncd.hub.apply import ApplySummary, apply_pending, orphans
 from syncd.hub.audit import Action, query, verify
 from syncd.store import hub_tables as h
@@ -27,6 +29,7 @@ from syncd.store.db import create_engine
 from tests.conftest import POLICY as POLICY_PATH
 
 POLICY = load_policy(POLICY_PATH)
+STAMP = stamp(POLICY)  # what a city running the demo policy stamps its batches with
 T0 = dt.datetime(2026, 3, 1, 9, 0, 0)
 
 
@@ -45,6 +48,7 @@ def make_hub(url: str, policy: Policy = POLICY) -> Engine:
     h.metadata.create_all(engine)
     with engine.begin() as conn:
         h.install(conn, policy)
+        record_policy(conn, policy)
     return engine
 
 

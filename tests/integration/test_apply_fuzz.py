@@ -33,6 +33,7 @@ from syncd.store.bulk import source_table
 from syncd.store.dialect import is_postgres
 from tests.integration.test_apply import (
     POLICY,
+    STAMP,
     WANG,
     ZHANG,
     customer,
@@ -194,9 +195,9 @@ def test_any_value_is_applied_exactly_or_quarantined_and_others_go_on(
     city = HubInbox(str(hub.url), "hz")
     other = HubInbox(str(hub.url), "nb")
     try:
-        assert city.submit(make_batch("hz", n, n, [change])).status == "accepted"
+        assert city.submit(make_batch("hz", n, n, [change], STAMP)).status == "accepted"
         good = customer(f"n{n}", WANG if n % 2 else id_number("33020319700101003"))
-        assert other.submit(make_batch("nb", n, n, [up(n, "customers", good)])).status == (
+        assert other.submit(make_batch("nb", n, n, [up(n, "customers", good)], STAMP)).status == (
             "accepted"
         )
     finally:

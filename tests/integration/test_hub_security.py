@@ -28,6 +28,7 @@ from syncd.core.batch import UPSERT, Batch, Change, make_batch
 from syncd.core.canonical import canonical
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.helpers import run_syncd, write_config
+from tests.integration.test_apply import STAMP
 
 A, B = "city-3301", "city-3302"
 
@@ -73,8 +74,15 @@ def forged(node: str = B, seq: int = 900000) -> Batch:
 def submit(conn: psycopg.Connection[Any], batch: Batch) -> str:
     rows = batch.wire_json or canonical([c.wire() for c in batch.changes])
     found = conn.execute(
-        "SELECT syncd_submit_batch(%s, %s, %s, %s, %s::jsonb)",
-        (batch.node_id, batch.first_seq, batch.last_seq, batch.checksum, rows),
+        "SELECT syncd_submit_batch(%s, %s, %s, %s, %s::jsonb, %s::jsonb)",
+        (
+            batch.node_id,
+            batch.first_seq,
+            batch.last_seq,
+            batch.checksum,
+            rows,
+            canonical((batch.policy or STAMP).wire()),
+        ),
     ).fetchone()
     assert found is not None
     # 'accepted:<batch id>': the id is the hub's, the caller only needs the verdict.
@@ -186,8 +194,10 @@ def test_every_security_definer_function_is_pinned_also_after_reinit(hub: Hub) -
     pinned = ["search_path=pg_catalog, pg_temp"]
     expected = [
         ("syncd_caller_may_act_for(text)", pinned, False),
+        ("syncd_node_report(text)", pinned, False),
         ("syncd_node_watermark(text)", pinned, False),
         ("syncd_submit_batch(text,bigint,bigint,text,jsonb)", pinned, False),
+        ("syncd_submit_batch(text,bigint,bigint,text,jsonb,jsonb)", pinned, False),
     ]
     assert definers(hub) == expected
     with psycopg.connect(hub.admin, autocommit=True) as admin:

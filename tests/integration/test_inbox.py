@@ -23,6 +23,7 @@ from syncd.store import hub_tables as h
 from syncd.store.db import create_engine
 from tests.conftest import PG_ADMIN
 from tests.helpers import run_syncd, settings_for, write_config
+from tests.integration.test_apply import STAMP
 
 ACCEPTED, DUPLICATE, REFUSED = SubmitStatus.ACCEPTED, SubmitStatus.DUPLICATE, SubmitStatus.REFUSED
 
@@ -56,13 +57,13 @@ def test_submit_is_idempotent_and_watermark_advances(hub: str) -> None:
     inbox = HubInbox(hub, "city-3301")
     try:
         assert inbox.watermark() == 0
-        b1 = make_batch("city-3301", 1, 10, [loan(3), loan(9, "L2")])
+        b1 = make_batch("city-3301", 1, 10, [loan(3), loan(9, "L2")], STAMP)
         first = inbox.submit(b1)
         assert first.status == ACCEPTED
         assert inbox.watermark() == 10
         again = inbox.submit(b1)  # the same batch again: a no-op, naming the batch it repeats
         assert (again.status, again.batch_id) == (DUPLICATE, first.batch_id)
-        b2 = make_batch("city-3301", 11, 12, [])  # everything filtered: still acknowledged
+        b2 = make_batch("city-3301", 11, 12, [], STAMP)  # everything filtered: still acknowledged
         second = inbox.submit(b2)
         assert second.status == ACCEPTED
         assert inbox.watermark() == 12
@@ -87,12 +88,12 @@ def test_submit_is_idempotent_and_watermark_advances(hub: str) -> None:
 def test_checksum_clash_and_overlap_are_refused(hub: str) -> None:
     inbox = HubInbox(hub, "city-3301")
     try:
-        assert inbox.submit(make_batch("city-3301", 1, 10, [loan(3)])).status == ACCEPTED
-        clash = inbox.submit(make_batch("city-3301", 1, 10, [loan(4)]))
+        assert inbox.submit(make_batch("city-3301", 1, 10, [loan(3)], STAMP)).status == ACCEPTED
+        clash = inbox.submit(make_batch("city-3301", 1, 10, [loan(4)], STAMP))
         assert clash.status == REFUSED
         assert clash.reason is not None
         assert "already received with checksum" in clash.reason
-        overlap = inbox.submit(make_batch("city-3301", 5, 20, [loan(15)]))
+        overlap = inbox.submit(make_batch("city-3301", 5, 20, [loan(15)], STAMP))
         assert overlap.status == REFUSED
         assert overlap.reason is not None
         assert "overlaps" in overlap.reason
@@ -107,7 +108,7 @@ def test_unregistered_node_is_refused(hub: str) -> None:
     try:
         with pytest.raises(BatchRefused, match="not registered"):
             inbox.watermark()
-        result = inbox.submit(make_batch("city-9999", 1, 2, [loan(1)]))
+        result = inbox.submit(make_batch("city-9999", 1, 2, [loan(1)], STAMP))
         assert result.status == REFUSED
     finally:
         inbox.close()
@@ -136,13 +137,13 @@ def test_pg_node_credentials_only_submit_as_themselves(
         assert a.hub_url != pg_url
         assert a.role_name in a.hub_url
         as_a = HubInbox(a.hub_url, "city-3301")
-        assert as_a.submit(make_batch("city-3301", 1, 5, [loan(2)])).status == ACCEPTED
+        assert as_a.submit(make_batch("city-3301", 1, 5, [loan(2)], STAMP)).status == ACCEPTED
         assert as_a.watermark() == 5
         as_a.close()
 
         pretending = HubInbox(a.hub_url, "city-3302")
         with pytest.raises(BatchRefused, match="may not submit"):
-            pretending.submit(make_batch("city-3302", 1, 5, [loan(2)]))
+            pretending.submit(make_batch("city-3302", 1, 5, [loan(2)], STAMP))
         with pytest.raises(BatchRefused, match="may not act"):
             pretending.watermark()
         pretending.close()
@@ -243,7 +244,7 @@ def test_pg_rotated_credentials_replace_the_old_ones(
 
         inbox = HubInbox(out["hub_url"], "city-3301")
         try:
-            assert inbox.submit(make_batch("city-3301", 1, 5, [loan(2)])).status == ACCEPTED
+            assert inbox.submit(make_batch("city-3301", 1, 5, [loan(2)], STAMP)).status == ACCEPTED
         finally:
             inbox.close()
         log = json.loads(run_syncd(conf, "audit", "log", "--json", check=True).stdout)

@@ -49,10 +49,74 @@ BEGIN
 END;
 $$;
 
--- Returns 'accepted:<batch id>', 'duplicate:<batch id>' or 'refused: <reason>'. Refusals and duplicates leave an
--- event that the hub's apply cycle writes into the audit chain.
+-- Each way a city's public shape differs from the hub's (syncd.core.agreement.differences,
+-- word for word, in code point order). Both arguments are {table: [column, ...]}, checked
+-- to be of that form before this is called.
+CREATE OR REPLACE FUNCTION ${schema}.syncd_policy_differences(p_city jsonb, p_hub jsonb)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT COALESCE(array_agg(DISTINCT d.line COLLATE "C" ORDER BY d.line COLLATE "C"),
+                    '{}'::text[]) FROM (
+        SELECT format('table %s is public in the city''s policy but not in the hub''s', c.key)
+          FROM jsonb_each(p_city) c WHERE NOT p_hub ? c.key
+        UNION ALL
+        SELECT format('table %s is public in the hub''s policy but not in the city''s', h.key)
+          FROM jsonb_each(p_hub) h WHERE NOT p_city ? h.key
+        UNION ALL
+        SELECT format('column %s.%s is public in the city''s policy but not in the hub''s',
+                      c.key, col)
+          FROM jsonb_each(p_city) c, jsonb_array_elements_text(c.value) col
+         WHERE p_hub ? c.key AND NOT (p_hub -> c.key) ? col
+        UNION ALL
+        SELECT format('column %s.%s is public in the hub''s policy but not in the city''s',
+                      h.key, col)
+          FROM jsonb_each(p_hub) h, jsonb_array_elements_text(h.value) col
+         WHERE p_city ? h.key AND NOT (p_city -> h.key) ? col
+    ) AS d(line);
+$$;
+
+-- Why a batch stamped p_policy ({"fingerprint": text, "shape": {table: [column]}}) is refused,
+-- or NULL: the rules and words of syncd.core.agreement.refusal.
+CREATE OR REPLACE FUNCTION ${schema}.syncd_policy_refusal(p_policy jsonb) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_hub jsonb;
+    v_found text[];
+BEGIN
+    IF p_policy IS NULL OR jsonb_typeof(p_policy) = 'null' THEN
+        RETURN 'the batch carries no policy fingerprint: this city runs a syncd older than '
+               'its hub; upgrade it';
+    END IF;
+    IF jsonb_typeof(p_policy) <> 'object'
+       OR jsonb_typeof(p_policy -> 'fingerprint') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(p_policy -> 'shape') IS DISTINCT FROM 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_each(p_policy -> 'shape') e
+                   WHERE jsonb_typeof(e.value) <> 'array'
+                      OR EXISTS (SELECT 1 FROM jsonb_array_elements(e.value) x
+                                  WHERE jsonb_typeof(x) <> 'string')) THEN
+        RETURN 'the batch''s policy stamp is malformed';
+    END IF;
+    SELECT s.value -> 'shape' INTO v_hub FROM ${schema}.syncd_hub_state s WHERE s.key = 'policy';
+    IF v_hub IS NULL OR jsonb_typeof(v_hub) <> 'object' THEN
+        RETURN 'the hub has not recorded its policy: run `syncd init` at the hub';
+    END IF;
+    v_found := ${schema}.syncd_policy_differences(p_policy -> 'shape', v_hub);
+    IF cardinality(v_found) = 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN 'the city''s policy differs from the hub''s: '
+        || array_to_string(v_found[1:10], '; ')
+        || CASE WHEN cardinality(v_found) > 10
+                THEN format('; and %s more', cardinality(v_found) - 10) ELSE '' END;
+END;
+$$;
+
+-- Returns 'accepted:<batch id>', 'duplicate:<batch id>' or 'refused: <reason>'. Refusals and
+-- duplicates leave an event that the hub's apply cycle writes into the audit chain. A batch
+-- whose city policy differs from the hub's in what is public is refused before anything of it
+-- is stored, and the node shows why (policy_problem) until one of its batches is accepted.
 CREATE OR REPLACE FUNCTION ${schema}.syncd_submit_batch(
-    p_node text, p_first bigint, p_last bigint, p_checksum text, p_rows jsonb
+    p_node text, p_first bigint, p_last bigint, p_checksum text, p_rows jsonb, p_policy jsonb
 ) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -61,6 +125,7 @@ DECLARE
     v_existing_id bigint;
     v_batch bigint;
     v_reason text;
+    v_policy_refused boolean := false;
 BEGIN
     IF ${schema}.syncd_caller_may_act_for(p_node) IS NOT TRUE THEN
         RAISE EXCEPTION 'role % may not submit batches for node %', session_user, p_node
@@ -92,31 +157,86 @@ BEGIN
                                p_first, p_last, v_received);
         ELSIF p_last < p_first OR jsonb_typeof(p_rows) <> 'array' THEN
             v_reason := 'malformed batch';
+        ELSE
+            v_reason := ${schema}.syncd_policy_refusal(p_policy);
+            v_policy_refused := v_reason IS NOT NULL;
         END IF;
     END IF;
     IF v_reason IS NOT NULL THEN
         INSERT INTO ${schema}.syncd_inbox_event
                (node_id, kind, first_seq, last_seq, checksum, reason, at)
         VALUES (p_node, 'refused', p_first, p_last, p_checksum, v_reason, (now() AT TIME ZONE 'UTC'));
+        IF v_policy_refused THEN
+            UPDATE ${schema}.syncd_node
+               SET policy_problem = v_reason,
+                   policy_problem_at = COALESCE(policy_problem_at, (now() AT TIME ZONE 'UTC'))
+             WHERE node_id = p_node;
+        END IF;
         RETURN 'refused: ' || v_reason;
     END IF;
 
     INSERT INTO ${schema}.syncd_inbox_batch
-           (node_id, first_seq, last_seq, row_count, checksum, received_at, status)
+           (node_id, first_seq, last_seq, row_count, checksum, received_at, status,
+            policy_fingerprint)
     VALUES (p_node, p_first, p_last, jsonb_array_length(p_rows), p_checksum,
-            (now() AT TIME ZONE 'UTC'), 'pending')
+            (now() AT TIME ZONE 'UTC'), 'pending', left(p_policy ->> 'fingerprint', 64))
     RETURNING batch_id INTO v_batch;
     INSERT INTO ${schema}.syncd_inbox_row (batch_id, ord, seq, table_name, op, row_key, row_data)
     SELECT v_batch, (e.ord - 1)::int, (e.r->>'seq')::bigint, e.r->>'table', e.r->>'op',
            e.r->'key', NULLIF(e.r->'row', 'null'::jsonb)
       FROM jsonb_array_elements(p_rows) WITH ORDINALITY AS e(r, ord);
-    UPDATE ${schema}.syncd_node SET received_seq = p_last, last_seen_at = (now() AT TIME ZONE 'UTC')
+    UPDATE ${schema}.syncd_node
+       SET received_seq = p_last, last_seen_at = (now() AT TIME ZONE 'UTC'),
+           policy_fingerprint = left(p_policy ->> 'fingerprint', 64),
+           policy_problem = NULL, policy_problem_at = NULL
      WHERE node_id = p_node;
     PERFORM pg_notify('syncd_inbox', p_node);
     RETURN 'accepted:' || v_batch;
 END;
 $$;
 
+-- The submission of a city older than its hub, which sends no policy: refused, saying why
+-- (a city upgraded later resumes where it stopped; nothing of its changelog is lost).
+CREATE OR REPLACE FUNCTION ${schema}.syncd_submit_batch(
+    p_node text, p_first bigint, p_last bigint, p_checksum text, p_rows jsonb
+) RETURNS text
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ${schema}.syncd_submit_batch(p_node, p_first, p_last, p_checksum, p_rows, NULL::jsonb);
+$$;
+
+-- What a city's `status` shows of its node at the hub: refused rows, a policy problem, open
+-- quarantine. The node's own figures only, like everything a node role may call.
+CREATE OR REPLACE FUNCTION ${schema}.syncd_node_report(p_node text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_report jsonb;
+BEGIN
+    IF ${schema}.syncd_caller_may_act_for(p_node) IS NOT TRUE THEN
+        RAISE EXCEPTION 'role % may not act for node %', session_user, p_node
+            USING ERRCODE = '42501';
+    END IF;
+    SELECT jsonb_build_object(
+               'refused_rows', n.refused_rows,
+               'last_refused_reason', n.last_refused_reason,
+               'last_refused_at', n.last_refused_at,
+               'policy_problem', n.policy_problem,
+               'policy_problem_at', n.policy_problem_at,
+               'quarantined', (SELECT count(*) FROM ${schema}.syncd_quarantine q
+                                WHERE q.node_id = p_node AND q.status = 'open'))
+      INTO v_report
+      FROM ${schema}.syncd_node n WHERE n.node_id = p_node;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'node % is not registered at this hub', p_node USING ERRCODE = '42704';
+    END IF;
+    RETURN v_report;
+END;
+$$;
+
 REVOKE ALL ON FUNCTION ${schema}.syncd_caller_may_act_for(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ${schema}.syncd_node_watermark(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ${schema}.syncd_submit_batch(text, bigint, bigint, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${schema}.syncd_submit_batch(text, bigint, bigint, text, jsonb, jsonb)
+    FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${schema}.syncd_node_report(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${schema}.syncd_policy_refusal(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${schema}.syncd_policy_differences(jsonb, jsonb) FROM PUBLIC;
