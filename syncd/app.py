@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from syncd.city import capture, crm
 from syncd.city.push import Pusher, PushResult
-from syncd.city.status import CityStatus, city_status
+from syncd.city.status import CityStatus, city_status, with_hub_report
 from syncd.core.errors import SyncdError
 from syncd.core.logs import get_logger
 from syncd.core.policy import Policy, SchemaProblem, load_policy
@@ -119,8 +119,15 @@ def node_status(settings: Settings) -> CityStatus | HubStatus:
 
 
 def read_city_status(settings: Settings) -> CityStatus:
+    """A city's status, with what its hub says of it (refused rows, a policy problem)."""
     with Node.open(settings) as node:
-        return city_status(settings, node.engine)
+        status = city_status(settings, node.engine)
+        assert node.pusher is not None
+        try:
+            report, error = node.pusher.hub.report(), None
+        except SyncdError as exc:
+            report, error = None, str(exc)
+        return with_hub_report(status, report, error)
 
 
 def read_hub_status(settings: Settings) -> HubStatus:

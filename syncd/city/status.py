@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -32,6 +33,9 @@ class CityStatus:
     last_error_kind: str | None = None
     healthy: bool = True
     problems: tuple[str, ...] = ()
+    # This node as the hub sees it (`Hub.report`): refused rows, a policy problem, open
+    # quarantine; None when status was read without asking the hub (metrics) or it was down.
+    at_hub: dict[str, Any] | None = None
 
 
 def _db_age_seconds(conn: Connection, ts: dt.datetime | None) -> float | None:
@@ -78,4 +82,37 @@ def city_status(settings: Settings, engine: Engine) -> CityStatus:
         last_error_kind=error.get("kind"),
         healthy=not problems,
         problems=problems,
+    )
+
+
+def with_hub_report(
+    status: CityStatus, report: dict[str, Any] | None, error: str | None
+) -> CityStatus:
+    """The status with what the hub says of this node: a refused batch's policy problem is a
+    problem, refused rows and open quarantine are warnings, an unreachable hub a warning."""
+    warnings, problems = list(status.warnings), list(status.problems)
+    if error is not None:
+        warnings.append(f"the hub did not answer for this node's report: {error}")
+    report = report or {}
+    if report.get("policy_problem"):
+        problems.append(
+            f"the hub refuses this city's batches since {report.get('policy_problem_at')}: "
+            f"{report['policy_problem']}"
+        )
+    if report.get("refused_rows"):
+        warnings.append(
+            f"the hub refused {report['refused_rows']} rows of this city, the last at "
+            f"{report.get('last_refused_at')}: {report.get('last_refused_reason')}"
+        )
+    if report.get("quarantined"):
+        warnings.append(
+            f"{report['quarantined']} rows of this city wait in the hub's quarantine "
+            "(`syncd quarantine list` at the hub)"
+        )
+    return replace(
+        status,
+        warnings=tuple(warnings),
+        problems=tuple(problems),
+        healthy=not problems,
+        at_hub=report or None,
     )

@@ -12,7 +12,7 @@ from syncd.cli.render import call, err, out, print_json, print_table, usage
 if TYPE_CHECKING:
     from syncd.app import InitReport
     from syncd.city.status import CityStatus
-    from syncd.hub.status import HubStatus
+    from syncd.hub.status import HubStatus, NodeStatus
 
 schema_app = typer.Typer(help="Check the live database against the policy.", no_args_is_help=True)
 
@@ -180,6 +180,11 @@ def _print_city(st: CityStatus) -> None:
     )
 
 
+def _node_state(n: NodeStatus) -> str:
+    flags = (("FAILING", n.failing), ("POLICY", bool(n.policy_problem)), ("SILENT", n.silent))
+    return " ".join(word for word, on in flags if on)
+
+
 def _print_hub(st: HubStatus) -> None:
     print_table(
         f"{st.node_id} (hub): {st.pending_batches} pending batches, "
@@ -193,6 +198,7 @@ def _print_hub(st: HubStatus) -> None:
             "pending",
             "lag s",
             "quarantined",
+            "refused",
             "conflicts",
             "state",
         ],
@@ -206,8 +212,9 @@ def _print_hub(st: HubStatus) -> None:
                 n.pending_batches,
                 n.lag_seconds,
                 n.quarantined,
+                n.refused_rows,
                 n.open_conflicts,
-                " ".join(w for w, on in (("FAILING", n.failing), ("SILENT", n.silent)) if on),
+                _node_state(n),
             )
             for n in st.nodes
         ],

@@ -183,6 +183,10 @@ PER_NODE_GAUGES = {
     "syncd_node_failing": "1 while the node's batches fail to apply",
     "syncd_node_failures": "Failed apply attempts in a row",
     "syncd_node_silent": "1 if the node has not been heard from in time",
+    "syncd_node_refused_rows": "Rows of the node the hub refused (a local table, a column "
+    "that may not leave the city), since it was registered",
+    "syncd_node_policy_mismatch": "1 while the hub refuses the node's batches because its "
+    "policy differs from the hub's",
 }
 STATUS_GAUGES = {**NODE_GAUGES, **CITY_GAUGES, **HUB_GAUGES, **PER_NODE_GAUGES}
 
@@ -231,6 +235,8 @@ def _per_node(st: HubStatus) -> Iterator[GaugeMetricFamily]:
             ("syncd_node_failing", 1 if n.failing else 0),
             ("syncd_node_failures", n.failures),
             ("syncd_node_silent", 1 if n.silent else 0),
+            ("syncd_node_refused_rows", n.refused_rows),
+            ("syncd_node_policy_mismatch", 1 if n.policy_problem else 0),
         ):
             made[name].add_metric([n.node_id], value)
     yield from made.values()

@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -217,9 +218,25 @@ def _scrub_refused(
         )
 
 
+def _refused_rows(counts: RowCounts, last_reason: str | None, now: dt.datetime) -> dict[str, Any]:
+    """The node's refused-row columns after a batch: counted, with the last reason (status)."""
+    if not counts.refused:
+        return {}
+    return {
+        "refused_rows": h.nodes.c.refused_rows + counts.refused,
+        "last_refused_reason": last_reason,
+        "last_refused_at": now,
+    }
+
+
 def _finish_batch(
-    conn: Connection, head: _Head, counts: RowCounts, audit: AuditWriter, now: dt.datetime
+    conn: Connection,
+    head: _Head,
+    writer: RowWriter,
+    audit: AuditWriter,
+    now: dt.datetime,
 ) -> None:
+    counts = writer.counts
     stats = counts.as_dict()
     conn.execute(
         h.batches.update()
@@ -229,7 +246,12 @@ def _finish_batch(
     conn.execute(
         h.nodes.update()
         .where(h.nodes.c.node_id == head.node_id)
-        .values(applied_seq=head.last_seq, applied_at=now, **HEALTHY)
+        .values(
+            applied_seq=head.last_seq,
+            applied_at=now,
+            **HEALTHY,
+            **_refused_rows(counts, writer.last_refused, now),
+        )
     )
     audit.append(
         Action.BATCH_APPLIED,
@@ -280,7 +302,7 @@ def _apply_batch_once(
         write = writer.write_isolated if isolate else writer.write
         outcomes = write(head.node_id, batch_id, verdicts)
         _scrub_refused(conn, batch_id, changes, outcomes, policy)
-        _finish_batch(conn, head, writer.counts, audit, now)
+        _finish_batch(conn, head, writer, audit, now)
         audit.flush()
         return BatchResult(h.BatchStatus.APPLIED, writer.counts)
 

@@ -9,6 +9,7 @@ SQLite hub the same rules run here in Python against the hub file.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +41,43 @@ def install_functions(conn: Connection) -> None:
     regrant_node_functions(conn)
 
 
+def node_report(conn: Connection, node_id: str) -> dict[str, Any]:
+    """What a city's `status` shows of its node at the hub (syncd_node_report's answer)."""
+    n = h.nodes.c
+    row = conn.execute(
+        sa.select(
+            n.refused_rows,
+            n.last_refused_reason,
+            n.last_refused_at,
+            n.policy_problem,
+            n.policy_problem_at,
+        ).where(n.node_id == node_id)
+    ).first()
+    if row is None:
+        raise BatchRefused(f"node {node_id} is not registered at this hub")
+    q = h.quarantine.c
+    quarantined = conn.execute(
+        sa.select(sa.func.count()).where(q.node_id == node_id, q.status == h.QuarantineStatus.OPEN)
+    ).scalar_one()
+    return {**row._asdict(), "quarantined": int(quarantined)}
+
+
+def _seconds(value: object) -> object:
+    """A time as ISO text to the second: a datetime (SQLite hub) or jsonb's text (PostgreSQL)."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="seconds")
+    return value[:19] if isinstance(value, str) else value
+
+
+def _report_pg(conn: Connection, node_id: str) -> dict[str, Any]:
+    try:
+        value = conn.execute(sa.text("SELECT syncd_node_report(:n)"), {"n": node_id}).scalar_one()
+    except sa.exc.DBAPIError as exc:
+        _raise_refusal(exc)
+        raise
+    return dict(value)
+
+
 class HubInbox:
     """A city's connection to its hub: submit batches, read the acknowledged position."""
 
@@ -51,6 +89,7 @@ class HubInbox:
         self.engine = create_engine(url, **dialect.pool_options(2), **engine_options)
         self._watermark = _WATERMARK[dialect.kind]
         self._submit = _SUBMIT[dialect.kind]
+        self._report = _REPORT[dialect.kind]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -61,6 +100,16 @@ class HubInbox:
             value = self._watermark(conn, self.node_id)
             conn.rollback()
         return value
+
+    def report(self) -> dict[str, Any]:
+        """This node's figures at the hub: refused rows, a policy problem, open quarantine.
+
+        Times are ISO text in UTC, as a PostgreSQL hub's function returns them.
+        """
+        with translated("reading the node's report at the hub"), self.engine.connect() as conn:
+            found = self._report(conn, self.node_id)
+            conn.rollback()
+        return {k: _seconds(v) if k.endswith("_at") else v for k, v in found.items()}
 
     def submit(self, batch: Batch) -> SubmitResult:
         """Hand one batch to the hub in one transaction; safe to repeat."""
@@ -230,3 +279,4 @@ def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
 # here, against the hub file.
 _WATERMARK = {Kind.POSTGRES: _watermark_pg, Kind.SQLITE: _watermark_local}
 _SUBMIT = {Kind.POSTGRES: _submit_pg, Kind.SQLITE: submit_local}
+_REPORT = {Kind.POSTGRES: _report_pg, Kind.SQLITE: node_report}

@@ -91,6 +91,7 @@ class RowWriter:
         self.audit = audit
         self.now = now
         self.counts = RowCounts()
+        self.last_refused: str | None = None  # why the last refused row was refused
         # Merge a batch's fresh rows from memory (`golden.Fresh`); off when rows are written
         # one at a time, as then earlier rows of the batch are already in the database.
         self.reuse_fresh = True
@@ -166,6 +167,7 @@ class RowWriter:
             detail={"seq": v.change.seq, "op": v.change.op[:16], "reason": v.refused},
         )
         self.counts += RowCounts(refused=1)
+        self.last_refused = v.refused
 
     def _quarantine(self, node_id: str, batch_id: int | None, verdicts: Sequence[Verdict]) -> None:
         rows = [

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncd.core.canonical import iso_seconds, loads
 from syncd.core.settings import Settings
+from syncd.hub import agreement
 from syncd.store import hub_tables as h
 from syncd.store.db import translated, utcnow
 from syncd.store.health import read_error
@@ -34,6 +35,14 @@ class NodeStatus:
     last_error: str | None = None
     last_error_at: str | None = None
     retry_at: str | None = None
+    # Policy agreement (issue 12): the fingerprint of the node's last accepted batch, and why
+    # its batches are refused while its policy differs from the hub's.
+    policy_fingerprint: str | None = None
+    policy_problem: str | None = None
+    policy_problem_at: str | None = None
+    refused_rows: int = 0
+    last_refused_reason: str | None = None
+    last_refused_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class HubStatus:
     last_error_at: str | None = None
     healthy: bool = True
     problems: tuple[str, ...] = ()
+    policy_fingerprint: str | None = None  # of the policy the hub checks batches against
 
 
 def _per_node_counts(conn: Connection) -> tuple[dict[str, Any], dict[str, int], dict[str, int]]:
@@ -91,6 +101,7 @@ def hub_status(settings: Settings, engine: Engine) -> HubStatus:
             ).scalar_one()
         )
         hub_error = read_error(conn, is_city=False) or {}
+        hub_policy = agreement.recorded(conn)
     now = utcnow()
     out: list[NodeStatus] = []
     warnings: list[str] = []
@@ -114,6 +125,7 @@ def hub_status(settings: Settings, engine: Engine) -> HubStatus:
                 f"{node_id} failing since {iso_seconds(n['failing_since'])} "
                 f"({n['failures']} tries, next {iso_seconds(n['retry_at'])}): {n['last_error']}"
             )
+        problems += _policy_problem(n)
         out.append(
             NodeStatus(
                 node_id=node_id,
@@ -133,6 +145,12 @@ def hub_status(settings: Settings, engine: Engine) -> HubStatus:
                 last_error=n["last_error"],
                 last_error_at=iso_seconds(n["last_error_at"]),
                 retry_at=iso_seconds(n["retry_at"]),
+                policy_fingerprint=n["policy_fingerprint"],
+                policy_problem=n["policy_problem"],
+                policy_problem_at=iso_seconds(n["policy_problem_at"]),
+                refused_rows=int(n["refused_rows"]),
+                last_refused_reason=n["last_refused_reason"],
+                last_refused_at=iso_seconds(n["last_refused_at"]),
             )
         )
     return HubStatus(
@@ -148,4 +166,15 @@ def hub_status(settings: Settings, engine: Engine) -> HubStatus:
         last_error_at=hub_error.get("at"),
         healthy=not problems,
         problems=tuple(problems),
+        policy_fingerprint=None if hub_policy is None else hub_policy.fingerprint,
     )
+
+
+def _policy_problem(node: Any) -> list[str]:
+    """A node whose batches the hub refuses for its policy: a problem until one is accepted."""
+    if not node["policy_problem"]:
+        return []
+    return [
+        f"{node['node_id']} refused since {iso_seconds(node['policy_problem_at'])}: "
+        f"{node['policy_problem']}"
+    ]
