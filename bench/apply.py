@@ -49,6 +49,7 @@ from common import (
 
 from syncd.app import init_node
 from syncd.core import logs
+from syncd.core.agreement import Stamp, stamp
 from syncd.core.batch import UPSERT, Batch, Change, SubmitStatus, coalesce, make_batch
 from syncd.core.policy import Policy, Table
 from syncd.core.settings import load_settings
@@ -190,14 +191,16 @@ def update_changes(
         )
 
 
-def batches(city: str, changes: Iterator[Change], size: int, build: Stopwatch) -> Iterator[Batch]:
+def batches(
+    city: str, changes: Iterator[Change], size: int, build: Stopwatch, sender: Stamp
+) -> Iterator[Batch]:
     while True:
         chunk = list(itertools.islice(changes, size))
         if not chunk:
             return
         with build:
             # As push does: only the last change of a row in one batch travels.
-            batch = make_batch(node_id(city), chunk[0].seq, chunk[-1].seq, coalesce(chunk))
+            batch = make_batch(node_id(city), chunk[0].seq, chunk[-1].seq, coalesce(chunk), sender)
         yield batch
 
 
@@ -269,7 +272,8 @@ def run(args: argparse.Namespace, url: str) -> None:
         )
         build, submit, apply = Stopwatch(), Stopwatch(), Stopwatch()
         streams = {
-            c: batches(c, city_changes(spec, table, c), args.batch_rows, build) for c in spec.cities
+            c: batches(c, city_changes(spec, table, c), args.batch_rows, build, stamp(policy))
+            for c in spec.cities
         }
         n_batches, n_rows = submit_all(inboxes, streams, submit)
         load = apply_all(engine, policy, apply, args.profile)
@@ -293,6 +297,7 @@ def run(args: argparse.Namespace, url: str) -> None:
                 update_changes(spec, table, targets[c], c, spec.per_city(c)),
                 args.batch_rows,
                 u_build,
+                stamp(policy),
             )
             for c in spec.cities
         }
