@@ -24,6 +24,7 @@ from syncd.core.errors import BatchRefused
 from syncd.core.policy import load_policy
 from syncd.hub import inbox
 from syncd.hub.audit import Action, query
+from syncd.hub.inbox import HubInbox
 from syncd.hub.nodes import register_node
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine
@@ -282,3 +283,27 @@ def test_malformed_and_long_refusals() -> None:
     assert long.endswith("; and 15 more")
     assert "line 9" in long
     assert "line 10" not in long
+
+
+def test_pg_init_grants_new_node_functions_to_existing_roles(
+    tmp_path: Path, pg_url_factory: Any
+) -> None:
+    """A node registered before an upgrade gets the functions the upgrade added at `init`."""
+    hub = pg_url_factory()
+    conf = write_config(tmp_path / "hub.toml", "hub-33", "hub", hub)
+    init_node(settings_for(conf))
+    engine = create_engine(hub)
+    creds = register_node(engine, hub, CITY, "3301")
+    with engine.begin() as conn:  # as a role made by an older syncd: no syncd_node_report
+        conn.exec_driver_sql(
+            f'REVOKE EXECUTE ON FUNCTION syncd_node_report(text) FROM "{creds.role_name}"'
+        )
+    engine.dispose()
+    inbox = HubInbox(creds.hub_url, CITY)
+    try:
+        with pytest.raises(BatchRefused, match="permission denied"):
+            inbox.report()
+        init_node(settings_for(conf))
+        assert inbox.report()["refused_rows"] == 0
+    finally:
+        inbox.close()
