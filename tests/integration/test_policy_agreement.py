@@ -80,6 +80,18 @@ def write_customer(conf: Path, cid: str) -> None:
     engine.dispose()
 
 
+def refused_push(city: Path) -> BatchRefused:
+    """Push until the hub refuses: on PostgreSQL the gap guard may hold the changes back for a
+    cycle or two while other tests' transactions run on the same cluster."""
+    with Node.open(settings_for(city)) as node:
+        for _ in range(20):
+            try:
+                node.cycle()
+            except BatchRefused as exc:
+                return exc
+    raise AssertionError("the hub never refused the city's batch")
+
+
 def hub_rows(url: str, query_: str) -> list[Any]:
     engine = create_engine(url)
     with engine.connect() as conn:
@@ -94,10 +106,9 @@ def test_a_city_making_a_local_table_public_is_stopped_and_told(
     write_customer(city_conf, "C1")
     with_policy(city_conf, policy_with_public(tmp_path, "opportunities"))
     city = settings_for(city_conf)
-    with Node.open(city) as node, pytest.raises(BatchRefused) as refused:
-        node.cycle()
+    refused = refused_push(city_conf)
     why = "table opportunities is public in the city's policy but not in the hub's"
-    assert why in str(refused.value)
+    assert why in str(refused)
     # Nothing of the batch was stored, so nothing can be applied.
     assert hub_rows(hub_url, "SELECT count(*) FROM syncd_inbox_batch") == [(0,)]
     assert hub_rows(hub_url, "SELECT count(*) FROM syncd_inbox_row") == [(0,)]
@@ -137,7 +148,8 @@ def test_a_city_making_a_local_table_public_is_stopped_and_told(
         encoding="utf-8",
     )
     with Node.open(settings_for(city_conf)) as node:
-        assert node.cycle()["rows"] == 1
+        sent = [node.cycle()["rows"] for _ in range(20)]  # the gap guard may hold a cycle back
+    assert sum(sent) == 1
     assert read_hub_status(settings_for(tmp_path / "hub.toml")).healthy
     assert read_city_status(settings_for(city_conf)).healthy
     fp = stamp(load_policy(POLICY)).fingerprint
@@ -151,10 +163,9 @@ def test_a_dropped_column_is_named(tmp_path: Path, hub_url: str, city_conf: Path
     narrower.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     write_customer(city_conf, "C1")
     with_policy(city_conf, narrower)
-    with Node.open(settings_for(city_conf)) as node, pytest.raises(BatchRefused) as refused:
-        node.cycle()
+    refused = refused_push(city_conf)
     assert "column customers.phone is public in the hub's policy but not in the city's" in str(
-        refused.value
+        refused
     )
 
 
