@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -10,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import typer
 
+from syncd.city.crm import crm_metadata
 from syncd.cli import app
+from syncd.core.policy import load_policy
+from tests.conftest import POLICY
 from tests.helpers import SYNCD, run_syncd, write_config
 
 # Read commands that work on a freshly initialised SQLite hub and print the same thing twice.
@@ -126,3 +131,29 @@ def test_help_keeps_bracketed_words_and_offers_config(path: tuple[str, ...], cmd
 def test_the_help_text_that_lost_report_keeps_it() -> None:
     proc = _run("report", "value", "--help", env={**_clean_env(), "COLUMNS": "200"})
     assert "with value tiers ([report] weights)" in proc.stdout
+
+
+def test_schema_check_before_init_says_run_init(tmp_path: Path) -> None:
+    """A CRM with its tables but no capture triggers yet: one line naming `syncd init`."""
+    crm = tmp_path / "city.db"
+    engine = sa.create_engine(f"sqlite:///{crm}")
+    crm_metadata(load_policy(POLICY)).create_all(engine)
+    engine.dispose()
+    conf = write_config(
+        tmp_path / "city.toml",
+        "city-3301",
+        "city",
+        f"sqlite:///{crm}",
+        f"sqlite:///{tmp_path / 'hub.db'}",
+        create_schema=False,
+    )
+    proc = run_syncd(conf, "schema", "check")
+    assert proc.returncode == 2
+    (line,) = proc.stdout.splitlines()
+    assert re.fullmatch(
+        r"\d+ capture triggers are missing \(on .*customers.*\): run `syncd init`.*", line
+    )
+    listed = json.loads(run_syncd(conf, "schema", "check", "--json").stdout)["problems"]
+    assert len(listed) == int(line.split()[0])
+    run_syncd(conf, "init", check=True)
+    assert run_syncd(conf, "schema", "check").returncode == 0
