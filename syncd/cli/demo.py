@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
 from syncd.cli.render import call, heading, money, out, print_table
 
@@ -41,11 +42,13 @@ def demo(
     opts = demo.DemoOptions(
         directory=None if tmp else directory, cities=cities, customers=customers, seed=seed
     )
-    result = call(lambda: demo.run_demo(opts, lambda m: out.print(m, highlight=False), _show))
+    result = call(
+        lambda: demo.run_demo(opts, lambda m: out.print(m, markup=False, highlight=False), _show)
+    )
     out.print()
     for c in result.checks:
-        mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
-        out.print(f"{mark} {c.name}: {c.detail}", highlight=False)
+        mark = Text("✓", "green") if c.ok else Text("✗", "red")
+        out.print(Text.assemble(mark, f" {c.name}: {c.detail}"), highlight=False)
     if result.kept:
         _print_next_steps(result)
     if not result.ok:
