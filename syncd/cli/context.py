@@ -63,17 +63,21 @@ def _commands(group: Any) -> Iterator[Any]:
         yield from _commands(cmd)
 
 
-def _takes_config(cmd: Any) -> bool:
-    return any(set(p.opts) & set(CONFIG_FLAGS) for p in cmd.params)
+def _free_flags(cmd: Any) -> list[str]:
+    """The config flags `cmd` does not use itself (a command may give `-c` another meaning)."""
+    taken = {flag for p in cmd.params for flag in (*p.opts, *p.secondary_opts)}
+    return [] if "--config" in taken else [f for f in CONFIG_FLAGS if f not in taken]
 
 
 def accept_config_everywhere(root: Any) -> None:
     """Give every sub-command the root's `--config/-c` (no env var: the root reads that)."""
     (root_config,) = [p for p in root.params if "--config" in p.opts]
     for cmd in _commands(root):
-        if _takes_config(cmd):
+        flags = _free_flags(cmd)
+        if not flags:
             continue
         opt = copy.copy(root_config)
+        opt.opts = flags
         opt.envvar = None
         opt.expose_value = False
         opt.callback = _set_config
