@@ -68,7 +68,9 @@ def schema_check(as_json: JsonOpt = False) -> None:
 def _print_problems(problems: list[SchemaProblem]) -> None:
     """The problems as a table; missing capture triggers (a city before `init`) as one line."""
     missing = [
-        p for p in problems if p.problem.startswith("capture trigger") and "missing" in p.problem
+        p
+        for p in problems
+        if p.problem.startswith("capture trigger") and p.problem.endswith("is missing")
     ]
     rest = [p for p in problems if p not in missing]
     if rest:

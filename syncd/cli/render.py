@@ -138,7 +138,7 @@ def _longest_word(texts: Iterable[str]) -> int:
 
 
 def _rich_table(title: str | None, columns: list[str], cells: list[list[str]]) -> RichTable:
-    table = RichTable(title=title, show_lines=False)
+    table = RichTable(title=None if title is None else Text(title), show_lines=False)
     for i, c in enumerate(columns):
         # A column never narrower than its longest word: rich wraps text between words and
         # keeps an ID or an amount whole; fold (never "…") if rich goes narrower still.

@@ -98,3 +98,9 @@ def test_a_table_that_fits_stays_within_the_terminal(monkeypatch: pytest.MonkeyP
     text = _text(buf)
     assert "┃ rank ┃" in text
     assert all(cell_len(line) <= 120 for line in text.splitlines())
+
+
+def test_a_title_is_text_not_markup(monkeypatch: pytest.MonkeyPatch) -> None:
+    buf = _terminal(monkeypatch, 120)
+    render.print_table("weights ([report] section)", ["a"], [["1"]])
+    assert "weights ([report] section)" in _text(buf)
