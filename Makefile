@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo clean-demo test lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo keeps its files in demo-out/ (hub and city databases, configs, logs) for the
+# README's tour; the next `make demo` replaces them, `make clean-demo` deletes them.
 demo: $(STAMP)
-	$(BIN)/syncd demo
+	$(BIN)/syncd demo --dir demo-out
+
+clean-demo:
+	rm -rf demo-out
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q

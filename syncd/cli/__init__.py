@@ -13,7 +13,7 @@ import typer
 
 from syncd import __version__
 from syncd.cli import audit, conflicts, demo, node, ops, quarantine, report
-from syncd.cli.context import ConfigOpt, state
+from syncd.cli.context import ConfigOpt, accept_config_everywhere, escape_help, state
 from syncd.cli.render import fail, out
 
 app = typer.Typer(
@@ -58,10 +58,18 @@ app.add_typer(conflicts.app, name="conflicts")
 app.add_typer(report.app, name="report")
 
 
+def command() -> typer.core.TyperGroup:
+    """The click command tree of `app`, with `--config` on every command and plain help."""
+    root = typer.main.get_command(app)
+    accept_config_everywhere(root)
+    escape_help(root)
+    return root  # type: ignore[return-value]
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
-        app()
+        command()(prog_name="syncd")
     except SystemExit:
         raise
     except Exception as exc:

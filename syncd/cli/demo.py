@@ -2,51 +2,96 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
-from syncd.cli.render import call, money, out, print_table
+from syncd.cli.render import call, heading, money, out, print_table
 
 if TYPE_CHECKING:
     from syncd.daemon.demo import DemoReport, DemoResult
 
 
+DEFAULT_DIR = Path("demo-out")
+
+
 def demo(
     directory: Annotated[
-        Path | None, typer.Option("--dir", help="keep the demo's files here")
-    ] = None,
+        Path,
+        typer.Option(
+            "--dir",
+            help="where the demo's files are kept; a previous demo there is replaced",
+        ),
+    ] = DEFAULT_DIR,
     cities: Annotated[int, typer.Option("--cities", help="number of cities")] = 3,
     customers: Annotated[int, typer.Option("--customers", help="distinct customers")] = 300,
-    keep: Annotated[bool, typer.Option("--keep", help="keep the files (temp dir)")] = False,
+    tmp: Annotated[
+        bool,
+        typer.Option("--tmp", help="use a temporary directory and delete it at the end (CI)"),
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="random seed of the data")] = 7,
+    _keep: Annotated[bool, typer.Option("--keep", hidden=True, help="(the default now)")] = False,
 ) -> None:
     """The whole system on embedded SQLite: hub + cities, data, sync, conflicts, reports."""
     from syncd.daemon import demo
 
     opts = demo.DemoOptions(
-        directory=directory, cities=cities, customers=customers, seed=seed, keep=keep
+        directory=None if tmp else directory, cities=cities, customers=customers, seed=seed
     )
-    result = call(lambda: demo.run_demo(opts, lambda m: out.print(m, highlight=False), _show))
+    result = call(
+        lambda: demo.run_demo(opts, lambda m: out.print(m, markup=False, highlight=False), _show)
+    )
     out.print()
     for c in result.checks:
-        mark = "[green]✓[/]" if c.ok else "[red]✗[/]"
-        out.print(f"{mark} {c.name}: {c.detail}", highlight=False)
+        mark = Text("✓", "green") if c.ok else Text("✗", "red")
+        out.print(Text.assemble(mark, f" {c.name}: {c.detail}"), highlight=False)
     if result.kept:
         _print_next_steps(result)
     if not result.ok:
         raise typer.Exit(1)
 
 
+def _shown(path: Path) -> str:
+    """`path` as the user can type it from here: relative to the current directory if inside."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _syncd_command() -> list[str]:
+    """How to reach this `syncd` from a shell: the venv to activate when it is not on PATH."""
+    here = Path(sys.executable).parent
+    found = shutil.which("syncd")
+    if found and Path(found).resolve() == (here / "syncd").resolve():
+        return []
+    return [f"source {_shown(here / 'activate')}      # puts syncd on PATH ({_shown(here)})"]
+
+
 def _print_next_steps(result: DemoResult) -> None:
-    out.print(f"\nthe demo's files are kept in {result.directory}; go on with e.g.")
-    out.print(f"  syncd --config {result.hub_config} status", markup=False)
-    out.print(
-        f"  syncd --config {result.hub_config} report customer --id-number <ID>", markup=False
-    )
-    for node, conf in result.city_configs.items():
-        out.print(f"  syncd --config {conf} status      # {node}", markup=False)
+    d = _shown(result.directory)
+    lines = [
+        "",
+        f"The demo's files are kept in {d}/ : hub.db and city-*.db (SQLite, open them with",
+        "sqlite3), hub.toml and city-*.toml (the nodes' configs), *.log (the daemons' logs),",
+        "crm.yaml (the policy). The next `syncd demo` replaces them; delete them with",
+        f"`rm -rf {d}`. Go on with:",
+        "",
+        *(f"  {line}" for line in _syncd_command()),
+        f"  cd {d}",
+        "  syncd --config hub.toml status",
+        "  syncd --config hub.toml report value --top 10",
+    ]
+    lines += [
+        f"  syncd --config {p.name} status      # {n}" for n, p in result.city_configs.items()
+    ]
+    lines.append('The README\'s tour ("A five-minute tour") goes on from here.')
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
 
 
 def _show(report: DemoReport) -> None:
@@ -55,17 +100,17 @@ def _show(report: DemoReport) -> None:
     _show_conflicts(report)
     _show_quarantine(report)
     _show_reports(report)
-    out.rule("audit")
+    heading("audit")
     res = report.audit
     out.print(
         f"audit verify: {'intact' if res.ok else 'BROKEN'} — {res.entries} "
-        f"entries, head {res.head_id}:{res.head_hash[:16]}…",
+        f"entries, head {res.head_id}:{res.head_hash}",
         highlight=False,
     )
 
 
 def _show_status(report: DemoReport) -> None:
-    out.rule("node status")
+    heading("node status")
     print_table(
         report.hub.node_id,
         ["node", "received", "applied", "pending", "quarantined", "conflicts"],
@@ -89,7 +134,7 @@ def _show_status(report: DemoReport) -> None:
 
 
 def _show_conflicts(report: DemoReport) -> None:
-    out.rule("conflicts and the rule that decided")
+    heading("conflicts and the rule that decided")
     print_table(
         "fields the cities disagree on, as last decided (audit: row_applied)",
         ["source key", "golden", "field", "rule", "taken from"],
@@ -112,7 +157,7 @@ def _show_conflicts(report: DemoReport) -> None:
 
 
 def _show_quarantine(report: DemoReport) -> None:
-    out.rule("quarantine")
+    heading("quarantine")
     print_table(
         "quarantined rows",
         ["id", "node", "table", "key", "reason"],
@@ -130,7 +175,7 @@ def _show_quarantine(report: DemoReport) -> None:
 
 
 def _show_reports(report: DemoReport) -> None:
-    out.rule("manager report (syncd report cities / value; views report_*)")
+    heading("manager report (syncd report cities / value; views report_*)")
     print_table(
         "cities",
         ["node", "customers", "deposits", "loans", "overdue loans", "non-performing", "fee income"],

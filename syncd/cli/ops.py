@@ -12,6 +12,7 @@ from syncd.cli.render import call, err, out, print_json, print_table, usage
 if TYPE_CHECKING:
     from syncd.app import InitReport
     from syncd.city.status import CityStatus
+    from syncd.core.policy import SchemaProblem
     from syncd.hub.status import HubStatus, NodeStatus
 
 schema_app = typer.Typer(help="Check the live database against the policy.", no_args_is_help=True)
@@ -57,15 +58,35 @@ def schema_check(as_json: JsonOpt = False) -> None:
     if as_json:
         print_json({"ok": not problems, "problems": problems})
     elif problems:
-        print_table(
-            "schema problems",
-            ["table", "column", "problem"],
-            [(p.table, p.column, p.problem) for p in problems],
-        )
+        _print_problems(problems)
     else:
         out.print("schema ok: every declared table and column exists; capture triggers in place")
     if problems:
         raise typer.Exit(2)
+
+
+def _print_problems(problems: list[SchemaProblem]) -> None:
+    """The problems as a table; missing capture triggers (a city before `init`) as one line."""
+    missing = [
+        p
+        for p in problems
+        if p.problem.startswith("capture trigger") and p.problem.endswith("is missing")
+    ]
+    rest = [p for p in problems if p not in missing]
+    if rest:
+        print_table(
+            "schema problems",
+            ["table", "column", "problem"],
+            [(p.table, p.column, p.problem) for p in rest],
+        )
+    if missing:
+        tables = sorted({p.table for p in missing})
+        out.print(
+            f"{len(missing)} capture triggers are missing (on {', '.join(tables)}): "
+            "run `syncd init` to install them (`--json` lists each)",
+            markup=False,
+            highlight=False,
+        )
 
 
 def snapshot(

@@ -18,14 +18,18 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from syncd.cli.context import state
 from syncd.core.errors import SyncdError, UsageError
 from syncd.core.redact import redact_url
 
 T = TypeVar("T")
+_UNBOUNDED = 1_000_000
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -89,17 +93,91 @@ def print_record(record: dict[str, Any], as_json: bool) -> None:
         print_json(record)
         return
     for k, v in record.items():
-        out.print(f"[bold]{k}[/]: {to_jsonable(v)}", highlight=False)
+        out.print(Text.assemble((k, "bold"), f": {to_jsonable(v)}"), highlight=False)
+
+
+def heading(title: str) -> None:
+    """A section heading: a rule in a terminal, a plain `== title ==` line otherwise."""
+    if out.is_terminal:
+        out.rule(Text(title))
+    else:
+        _write(f"== {title} ==")
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    table = RichTable(title=title, show_lines=False)
-    for c in columns:
-        # Fold, never cut: an ID, a number or a state cut to "city…" is worse than a tall row.
-        table.add_column(c, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if v is None else str(to_jsonable(v)) for v in row))
-    out.print(table)
+    """Rows as a table; nothing is ever cut, an ID or a number is never broken.
+
+    In a terminal: a rich table whose columns are at least as wide as their longest word, or,
+    when the terminal is too narrow for that, one `column value` block per row. Not in a
+    terminal (a pipe, a file, `| less`): plain columns aligned by display width (CJK
+    characters take two cells), no box drawing, no colour.
+    """
+    cells = [[_display(v) for v in row] for row in rows]
+    if not out.is_terminal:
+        _plain_table(title, list(columns), cells)
+        return
+    table = _rich_table(title, list(columns), cells)
+    # Measured unbounded: Measurement.get caps the minimum at the width it is given.
+    if Measurement.get(out, out.options.update_width(_UNBOUNDED), table).minimum > out.width:
+        _records(title, list(columns), cells)
+    else:
+        out.print(table)
+
+
+def _display(value: Any) -> str:
+    value = to_jsonable(value)
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)  # a space: a list may wrap between its items
+    return str(value)
+
+
+def _longest_word(texts: Iterable[str]) -> int:
+    return max((cell_len(word) for text in texts for word in text.split()), default=0)
+
+
+def _rich_table(title: str | None, columns: list[str], cells: list[list[str]]) -> RichTable:
+    table = RichTable(title=None if title is None else Text(title), show_lines=False)
+    for i, c in enumerate(columns):
+        # A column never narrower than its longest word: rich wraps text between words and
+        # keeps an ID or an amount whole; fold (never "…") if rich goes narrower still.
+        width = max(1, _longest_word([c, *(row[i] for row in cells)]))
+        table.add_column(c, overflow="fold", min_width=width)
+    for row in cells:
+        table.add_row(*(Text(v) for v in row))
+    return table
+
+
+def _records(title: str | None, columns: list[str], cells: list[list[str]]) -> None:
+    """One `column  value` block per row, values wrapped between words under their column."""
+    if title:
+        out.print(Text(title, style="italic"))
+    for n, row in enumerate(cells, 1):
+        grid = RichTable.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for c, v in zip(columns, row, strict=True):
+            grid.add_row(Text(c), Text(v))
+        out.print(Text(f"-[ {n} ]-", style="dim"))
+        out.print(grid)
+
+
+def _plain_table(title: str | None, columns: list[str], cells: list[list[str]]) -> None:
+    lines = [[" ".join(v.split("\n")) for v in row] for row in [columns, *cells]]
+    widths = [max(cell_len(row[i]) for row in lines) for i in range(len(columns))]
+    if title:
+        _write(title)
+    for row in lines:
+        _write("  ".join(_pad(v, w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - cell_len(text))
+
+
+def _write(line: str) -> None:
+    out.file.write(line + "\n")
 
 
 def csv_cell(value: Any) -> str:

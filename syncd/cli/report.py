@@ -11,7 +11,6 @@ import typer
 from syncd.cli.context import CsvOpt, JsonOpt
 from syncd.cli.hub import hub_settings, read, read_node
 from syncd.cli.render import (
-    csv_cell,
     out,
     print_csv,
     print_json,
@@ -65,7 +64,7 @@ def _report_rows(
         print_table(
             title,
             [label for _, label in columns],
-            ([csv_cell(r[k]) for k, _ in columns] for r in rows),
+            ([r[k] for k, _ in columns] for r in rows),
         )
 
 

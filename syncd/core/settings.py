@@ -223,13 +223,37 @@ def _key_of(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
+class NoConfig(ConfigError):
+    """No config file given and none in the environment: say how to give one."""
+
+    def __init__(self) -> None:
+        super().__init__("(no config)", "--config", NO_CONFIG_HINT)
+
+    def __str__(self) -> str:
+        return f"no configuration: {self.reason}"
+
+
+NO_CONFIG_HINT = (
+    "pass --config FILE (before or after the command) or set SYNCD_CONFIG=FILE; "
+    "examples: config/hub.example.toml, config/city.example.toml, or the files `syncd demo` "
+    "keeps"
+)
+
+
+def _env_has_settings() -> bool:
+    fields = tuple(f"{ENV_PREFIX}{name.upper()}__" for name in Settings.model_fields)
+    return any(key.upper().startswith(fields) for key in os.environ)
+
+
 def load_settings(path: Path | str | None, overrides: dict[str, Any] | None = None) -> Settings:
     """Read the node config: the TOML file at `path` (or `$SYNCD_CONFIG`) plus the environment."""
     if path is None:
         env_path = os.environ.get("SYNCD_CONFIG")
         path = Path(env_path) if env_path else None
+    if path is None and not overrides and not _env_has_settings():
+        raise NoConfig
     data: dict[str, Any] = {}
-    source = "environment"
+    source = "environment (no config file)"
     if path is not None:
         source = str(path)
         data = _read_file(Path(path))

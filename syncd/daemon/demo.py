@@ -29,9 +29,10 @@ from syncd.app import Node, init_node, read_city_status
 from syncd.city.crm import crm_metadata
 from syncd.city.status import CityStatus
 from syncd.core import demo_data
-from syncd.core.errors import SyncdError, UsageError
+from syncd.core.errors import NodeLocked, SyncdError, UsageError
 from syncd.core.policy import Policy, load_policy
 from syncd.core.settings import Settings, load_settings
+from syncd.daemon.lock import NodeLock
 from syncd.hub import audit, conflicts, quarantine, reports
 from syncd.hub.audit import VerifyResult
 from syncd.hub.nodes import register_node
@@ -46,13 +47,20 @@ SHOWN_DECISIONS = 10
 TOP_CUSTOMERS = 5
 
 
+# Written into the demo's directory: a later demo may replace what it finds there, and only
+# files that match DEMO_FILES; anything else in a directory is never deleted.
+MARKER = "SYNCD-DEMO"
+DEMO_FILES = ("*.db", "*.db-wal", "*.db-shm", "*.db-journal", "*.toml", "*.log", "crm.yaml")
+
+
 @dataclass
 class DemoOptions:
+    """`directory` None: a temporary directory, removed when the demo ends (`syncd demo --tmp`)."""
+
     directory: Path | None = None
     cities: int = 3
     customers: int = 300
     seed: int = 7
-    keep: bool = False
     timeout: float = 120.0
 
 
@@ -346,11 +354,11 @@ def run_demo(
         raise UsageError(f"--cities {opts.cities}: choose 1 to {len(demo_data.CITIES)}")
     if opts.customers < 10:
         raise UsageError(f"--customers {opts.customers}: at least 10")
-    directory = opts.directory or Path(tempfile.mkdtemp(prefix="syncd-demo-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    if any(directory.glob("*.db")):
-        raise UsageError(f"--dir {directory}: already holds a demo; choose an empty directory")
-    keep = opts.keep or opts.directory is not None
+    keep = opts.directory is not None
+    directory = (opts.directory or Path(tempfile.mkdtemp(prefix="syncd-demo-"))).absolute()
+    replaced = prepare_directory(directory)
+    if replaced:
+        say(f"replacing the previous demo in {directory} ({replaced} files)")
     shutil.copyfile(policy_file(), directory / "crm.yaml")
     cities = demo_data.cities(opts.cities)
     hub_conf = _config(directory / "hub.toml", "hub-33", "hub", directory / "hub.db", None)
@@ -375,6 +383,53 @@ def run_demo(
         if not keep:
             shutil.rmtree(directory, ignore_errors=True)
     return result
+
+
+def prepare_directory(directory: Path) -> int:
+    """Make `directory` ready for a demo; returns how many files of a previous demo it removed.
+
+    A new or empty directory is used as it is; a previous demo's (it holds MARKER) is emptied of
+    the demo's own files once none of its nodes is locked by a running daemon; any other
+    directory with files in it is refused, as the demo never deletes what it did not write.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--dir {directory}: not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    if not any(directory.iterdir()):
+        (directory / MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
+        return 0
+    if not (directory / MARKER).is_file():
+        raise UsageError(
+            f"--dir {directory}: not empty and not a previous demo's directory "
+            f"(no {MARKER} file); choose a new or empty directory"
+        )
+    for db in sorted(directory.glob("*.db")):
+        _refuse_if_running(db)
+    old = [f for pattern in DEMO_FILES for f in directory.glob(pattern) if f.is_file()]
+    for f in old:
+        f.unlink()
+    return len(old)
+
+
+_MARKER_TEXT = (
+    "Written by `syncd demo`: a hub and cities on SQLite (*.db), their configs (*.toml), the\n"
+    "daemons' logs (*.log) and the policy (crm.yaml). The next `syncd demo` in this directory\n"
+    "replaces these files. Delete them with `rm -rf` on this directory.\n"
+)
+
+
+def _refuse_if_running(db: Path) -> None:
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with NodeLock(engine, db.stem):
+            pass
+    except NodeLocked:
+        raise UsageError(
+            f"{db}: a syncd process (e.g. `syncd run`) is still running on the previous demo; "
+            "stop it, then run the demo again"
+        ) from None
+    finally:
+        engine.dispose()
 
 
 def _run(

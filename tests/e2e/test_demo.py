@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from syncd.core.policy import load_policy
+from syncd.daemon.lock import NodeLock
 from tests.conftest import POLICY, REPO
 from tests.helpers import run_syncd
 
@@ -21,8 +24,26 @@ def readme_demo_command() -> str:
     return match.group(1)
 
 
+def readme_tour() -> str:
+    """The shell block of the README's tour, which goes on from `make demo`'s files."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## A five-minute tour") :]
+    match = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert match, "the README's tour must have a sh block"
+    return match.group(1)
+
+
+def fresh_shell_env() -> dict[str, str]:
+    """A new user's shell: no syncd on PATH, no SYNCD_ variables."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCD_", "VIRTUAL_ENV"))}
+    return {**env, "PATH": path}
+
+
 @pytest.mark.slow
-def test_readme_demo_command() -> None:
+def test_readme_demo_command_and_tour_as_written() -> None:
+    env = fresh_shell_env()
     proc = subprocess.run(
         readme_demo_command().split(),
         cwd=REPO,
@@ -30,6 +51,7 @@ def test_readme_demo_command() -> None:
         text=True,
         timeout=300,
         check=False,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
@@ -45,6 +67,43 @@ def test_readme_demo_command() -> None:
     ]:
         assert check in out, out[-3000:]
     assert "✗" not in out
+    # It says where its files are, how to delete them, and how to reach syncd from a shell.
+    assert "The demo's files are kept in demo-out/" in out
+    assert "`rm -rf demo-out`" in out
+    assert "  source .venv/bin/activate" in out
+    assert "  cd demo-out" in out
+    assert (REPO / "demo-out" / "hub.toml").is_file()
+    # Outside a terminal the demo's tables are plain text: nothing cut, no box drawing.
+    assert "…" not in out
+    assert not set("│┃━┏└") & set(out)
+
+    tour = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", readme_tour()],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert tour.returncode == 0, tour.stdout[-3000:] + tour.stderr[-3000:]
+    assert "conflict 1 resolved by steward-li" in tour.stdout
+    assert "audit chain intact" in tour.stdout
+    assert "schema ok" in tour.stdout
+
+    again = subprocess.run(
+        ["make", "demo"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "replacing the previous demo in" in again.stdout
+    subprocess.run(["make", "clean-demo"], cwd=REPO, check=True, capture_output=True, env=env)
+    assert not (REPO / "demo-out").exists()
 
 
 @pytest.mark.slow
@@ -97,3 +156,36 @@ def test_demo_bad_arguments(args: list[str], message: str) -> None:
     proc = run_syncd(None, "demo", *args)
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+def test_demo_tmp_leaves_nothing(tmp_path: Path) -> None:
+    proc = run_syncd(None, "demo", "--tmp", "--cities", "2", "--customers", "40", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("[1/6]")]
+    directory = Path(line.rsplit(" in ", 1)[1])
+    assert not directory.exists()
+    assert "kept in" not in proc.stdout
+
+
+def test_demo_refuses_a_directory_it_did_not_write(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    proc = run_syncd(None, "demo", "--dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "not empty and not a previous demo's directory" in proc.stderr
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_demo_refuses_to_replace_a_demo_a_daemon_still_runs_on(tmp_path: Path) -> None:
+    from syncd.daemon.demo import MARKER
+
+    (tmp_path / MARKER).write_text("", encoding="utf-8")
+    (tmp_path / "mine.txt").write_text("kept", encoding="utf-8")
+    hub = tmp_path / "hub.db"
+    engine = sa.create_engine(f"sqlite:///{hub}")
+    with NodeLock(engine, "hub-33"):  # as `syncd --config hub.toml run` holds it
+        proc = run_syncd(None, "demo", "--dir", str(tmp_path))
+    engine.dispose()
+    assert proc.returncode == 2
+    assert "still running on the previous demo" in proc.stderr
+    assert hub.exists()
+    assert (tmp_path / "mine.txt").exists()
