@@ -76,6 +76,7 @@ class Action(StrEnum):
     QUARANTINE_RETRIED = "quarantine_retried"
     QUARANTINE_SUPERSEDED = "quarantine_superseded"
     CONFLICT_OPENED = "conflict_opened"
+    CONFLICT_PROPOSED = "conflict_proposed"
     CONFLICT_RESOLVED = "conflict_resolved"
     CONFLICT_SUPERSEDED = "conflict_superseded"
     NODE_REGISTERED = "node_registered"
