@@ -139,14 +139,15 @@ def _chosen(
 
 @dataclasses.dataclass(frozen=True)
 class Steward:
-    """Who acts on a conflict: the name given (`--by`) and the operating-system user."""
+    """Who acts on a conflict: the name given (`--by`) and the operating-system user (None
+    when the caller did not say, as when a name alone is passed to `resolve`)."""
 
     name: str
-    os_user: str
+    os_user: str | None = None
 
     def same_person(self, name: str | None, os_user: str | None) -> bool:
         """Either identity matches: four eyes need another name *and* another OS account."""
-        return self.name == name or self.os_user == os_user
+        return self.name == name or (self.os_user is not None and self.os_user == os_user)
 
 
 def resolve(
@@ -165,7 +166,7 @@ def resolve(
     list column). With four_eyes the resolution is only proposed: `approve` by another steward
     applies it. Returns the conflict id, golden id, column, chosen value, resolver and status.
     """
-    steward = by if isinstance(by, Steward) else Steward(by, by)
+    steward = by if isinstance(by, Steward) else Steward(by)
     if (take_node is None) == (value is None):
         raise UsageError("give exactly one of --take NODE or --value VALUE")
     with translated(f"resolving conflict {cid}"), engine.begin() as conn:

@@ -69,7 +69,7 @@ class _Stored:
     identity: tuple[Any, ...] | None
     # The stored version's data columns (table.public_columns minus the key), None if it is
     # a tombstone: what an applied update is compared with to name the columns it changed.
-    data: tuple[Any, ...] | None = None
+    data: dict[str, Any] | None = None
 
 
 @dataclass
@@ -209,7 +209,8 @@ class RowWriter:
         src = source_table(self.policy, table)
         pk = [src.c[c] for c in table.primary_key]
         ident = [src.c[c] for c in table.identity]
-        data = [src.c[c] for c in _data_columns(table)]
+        names = [c for c in table.public_columns if c not in table.primary_key]
+        data = [src.c[c] for c in names]
         found: dict[tuple[Any, ...], _Stored] = {}
         n, m = len(pk), len(pk) + 2 + len(ident)
         for where in key_matches(self.conn, pk, keys):
@@ -220,7 +221,7 @@ class RowWriter:
                 identity = tuple(r[n + 2 : m]) if ident else None
                 if identity is not None and any(v is None for v in identity):
                     identity = None
-                stored_data = None if r[n + 1] else tuple(r[m:])
+                stored_data = None if r[n + 1] else dict(zip(names, r[m:], strict=True))
                 found[tuple(r[:n])] = _Stored(int(r[n]), identity, stored_data)
         return found
 
@@ -404,18 +405,12 @@ class RowWriter:
             )
 
 
-def _data_columns(table: Table) -> list[str]:
-    return [c for c in table.public_columns if c not in table.primary_key]
-
-
 def _changed(table: Table, values: Mapping[str, Any], stored: _Stored | None) -> list[str]:
     """The public columns an applied upsert wrote: all of a new row (or one back from a
     delete), else those whose value differs from the version the node sent before."""
     if stored is None or stored.data is None:
         return list(table.public_columns)
-    return [
-        c for c, old in zip(_data_columns(table), stored.data, strict=True) if values.get(c) != old
-    ]
+    return [c for c, old in stored.data.items() if values.get(c) != old]
 
 
 def encode_key(key: Mapping[str, Any] | None) -> dict[str, Any] | None:
