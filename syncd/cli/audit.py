@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from syncd.cli.context import JsonOpt
-from syncd.cli.hub import hub_settings, read
-from syncd.cli.render import err, out, print_json, print_table, usage
+from syncd.cli.hub import hub_settings, read, read_node
+from syncd.cli.render import call, err, out, print_json, print_table
+from syncd.cli.timezones import parse_time, shown, zone
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
+
+    from syncd.app import Node
+    from syncd.hub.audit_query import AuditFilter
 
 app = typer.Typer(help="Auditors: sync history and its proof.", no_args_is_help=True)
 
@@ -25,59 +31,149 @@ class ExportFormat(StrEnum):
     JSON = "json"
 
 
-def since_option(value: str | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value)
-    except ValueError:
-        usage(f"--since {value!r}: expected an ISO date or time, e.g. 2026-11-26T08:00")
+NodeOpt = Annotated[str | None, typer.Option(help="only this node")]
+TableOpt = Annotated[str | None, typer.Option(help="only this table")]
+KeyOpt = Annotated[str | None, typer.Option(help="only this row key (JSON)")]
+IdNumberOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--id-number", help="every entry of the golden records with this ID number, all cities"
+    ),
+]
+GoldenIdOpt = Annotated[
+    int | None, typer.Option("--golden-id", help="every entry of this golden record")
+]
+ActionOpt = Annotated[str | None, typer.Option(help="only this action")]
+SinceOpt = Annotated[
+    str | None, typer.Option(help="ISO date or time, inclusive (no offset: in --tz)")
+]
+UntilOpt = Annotated[
+    str | None, typer.Option(help="ISO date or time, exclusive (no offset: in --tz)")
+]
+TzOpt = Annotated[
+    str | None,
+    typer.Option("--tz", help="IANA time zone to show and read times in (default: [audit])"),
+]
+BeforeOpt = Annotated[
+    int | None, typer.Option(min=1, help="only entries older than this entry id (next page)")
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Criteria:
+    """What the auditor asked for, as typed on the command line."""
+
+    node: str | None = None
+    table: str | None = None
+    key: str | None = None
+    id_number: str | None = None
+    golden_id: int | None = None
+    action: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def build(self, node: Node, conn: Connection, tz: dt.tzinfo) -> AuditFilter:
+        """The filter, with --id-number or --golden-id looked up in the hub's golden tables."""
+        from syncd.hub.audit_golden import golden_scope
+        from syncd.hub.audit_query import AuditFilter
+
+        scope = None
+        if self.id_number is not None or self.golden_id is not None:
+            scope = golden_scope(
+                conn,
+                node.policy,
+                table=self.table,
+                golden_id=self.golden_id,
+                id_number=self.id_number,
+            )
+        return AuditFilter(
+            node=self.node,
+            table=self.table,
+            key=self.key,
+            action=self.action,
+            since=parse_time("--since", self.since, tz),
+            until=parse_time("--until", self.until, tz),
+            golden=scope,
+        )
+
+
+def _zone(tz: str | None) -> dt.tzinfo:
+    return zone(tz if tz is not None else hub_settings().audit.timezone)
+
+
+def _more_notice(more: int, before: int | None, as_json: bool) -> None:
+    """Say on stderr that older entries match too, and how to read them."""
+    if not more or before is None:
+        return
+    if as_json:
+        # stdout keeps its shape (a list of entries); a script reads the rest from here.
+        sys.stderr.write(json.dumps({"more": more, "before": before}) + "\n")
+        return
+    err.print(
+        f"{more} older matching entries not shown: add --before {before} for the next page,"
+        " or raise --limit",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _shown_entries(entries: list[dict[str, Any]], tz: dt.tzinfo) -> list[dict[str, Any]]:
+    return [{**e, "at": shown(e["at"], tz)} for e in entries]
 
 
 @app.command("log")
 def audit_log(
-    node: Annotated[str | None, typer.Option(help="only this node")] = None,
-    table: Annotated[str | None, typer.Option(help="only this table")] = None,
-    key: Annotated[str | None, typer.Option(help="only this row key (canonical JSON)")] = None,
-    action: Annotated[str | None, typer.Option(help="only this action")] = None,
-    since: Annotated[str | None, typer.Option(help="ISO time")] = None,
+    node: NodeOpt = None,
+    table: TableOpt = None,
+    key: KeyOpt = None,
+    id_number: IdNumberOpt = None,
+    golden_id: GoldenIdOpt = None,
+    action: ActionOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    tz: TzOpt = None,
     limit: Annotated[int, typer.Option(min=1, help="at most this many entries")] = 100,
+    before: BeforeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Sync history: every decision the hub made."""
-    from syncd.hub import audit
+    """Sync history: every decision the hub made, newest last, times with their offset."""
+    from syncd.hub import audit_query
 
-    entries = read(
-        lambda c: audit.query(
-            c,
-            node=node,
-            table=table,
-            key=key,
-            action=action,
-            since=since_option(since),
-            limit=limit,
+    zone_ = _zone(tz)
+    criteria = Criteria(node, table, key, id_number, golden_id, action, since, until)
+    page = read_node(
+        lambda n, c: audit_query.query_page(
+            c, criteria.build(n, c, zone_), limit=limit, before=before
         )
     )
+    entries = _shown_entries(page.entries, zone_)
     if as_json:
         print_json(entries)
-        return
-    print_table(
-        "audit log",
-        ["id", "at", "action", "node", "batch", "table", "key", "detail"],
-        [
-            (
-                e["entry_id"],
-                e["at"],
-                e["action"],
-                e["node_id"],
-                e["batch_id"],
-                e["table_name"],
-                e["row_key"],
-                e["detail"],
-            )
-            for e in entries
-        ],
-    )
+    else:
+        print_table(
+            "audit log",
+            ["id", "at", "action", "node", "batch", "table", "key", "detail"],
+            [
+                (
+                    e["entry_id"],
+                    e["at"],
+                    e["action"],
+                    e["node_id"],
+                    e["batch_id"],
+                    e["table_name"],
+                    e["row_key"],
+                    e["detail"],
+                )
+                for e in entries
+            ],
+        )
+    _more_notice(page.more, page.next_before, as_json)
+
+
+def _verify_file(path: Path, against: str | None) -> Any:
+    from syncd.hub.audit_file import verify_file
+
+    return call(lambda: verify_file(path, against))
 
 
 @app.command("verify")
@@ -85,16 +181,30 @@ def audit_verify(
     against: Annotated[
         str | None, typer.Option(help="an anchor printed earlier by `syncd audit head` (ID:HASH)")
     ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", help="check this export (JSON Lines or CSV) offline: no config, no database"
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute the hash chain; exit 1 naming the first broken entry."""
     from syncd.hub import audit
 
-    res = read(lambda c: audit.verify(c, against=against))
+    if file is not None:
+        res = _verify_file(file, against)
+    else:
+        res = read(lambda c: audit.verify(c, against=against))
     if as_json:
         print_json(res)
     elif res.ok:
-        out.print(f"audit chain intact: {res.entries} entries, head {res.head_id}:{res.head_hash}")
+        start = f" (from entry {res.starts_after + 1})" if res.starts_after else ""
+        out.print(
+            f"audit chain intact: {res.entries} entries{start}, head {res.head_id}:{res.head_hash}",
+            markup=False,
+            highlight=False,
+        )
     else:
         err.print(f"audit chain BROKEN at entry {res.broken_id}: {res.reason}", markup=False)
     if not res.ok:
@@ -120,23 +230,35 @@ def audit_export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="file (default stdout)")
     ] = None,
-    node: Annotated[str | None, typer.Option()] = None,
-    table: Annotated[str | None, typer.Option()] = None,
-    action: Annotated[str | None, typer.Option()] = None,
-    since: Annotated[str | None, typer.Option()] = None,
+    node: NodeOpt = None,
+    table: TableOpt = None,
+    key: KeyOpt = None,
+    id_number: IdNumberOpt = None,
+    golden_id: GoldenIdOpt = None,
+    action: ActionOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    tz: TzOpt = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="only the newest this many (default: all)")
+    ] = None,
+    before: BeforeOpt = None,
 ) -> None:
-    """Export the audit log (every column, hashes included) as CSV or JSON."""
-    from syncd.hub import audit
+    """Export the audit log (every column, hashes included, times in UTC) as CSV or JSON."""
+    from syncd.hub import audit_query
 
-    hub_settings()
+    zone_ = _zone(tz)
     kind: Literal["csv", "json"] = "json" if fmt is ExportFormat.JSON else "csv"
-    when = since_option(since)
+    criteria = Criteria(node, table, key, id_number, golden_id, action, since, until)
 
-    def go(conn: Connection) -> None:
+    def go(n: Node, conn: Connection) -> tuple[int, int | None]:
+        flt = criteria.build(n, conn, zone_)
         if output is None:
-            audit.export(conn, sys.stdout, kind, node=node, table=table, action=action, since=when)
-            return
-        with output.open("w", encoding="utf-8", newline="") as fh:
-            audit.export(conn, fh, kind, node=node, table=table, action=action, since=when)
+            audit_query.export(conn, sys.stdout, kind, flt, limit=limit, before=before)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as fh:
+                audit_query.export(conn, fh, kind, flt, limit=limit, before=before)
+        return audit_query.left_out(conn, flt, limit=limit, before=before)
 
-    read(go)
+    more, next_before = read_node(go)
+    _more_notice(more, next_before, as_json=False)

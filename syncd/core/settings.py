@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import zoneinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -148,6 +149,29 @@ class ReportSection(_Section):
     tier_medium_pct: float = Field(default=30.0, ge=0, le=100)
 
 
+class AuditSection(_Section):
+    # An IANA zone: `audit log` shows times in it, and reads --since/--until without an offset
+    # in it. UTC by default, which is how those options read before the setting existed.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r}: expected an IANA name such as Asia/Shanghai or UTC"
+            ) from exc
+        return value
+
+
+class ConflictsSection(_Section):
+    # Four eyes: `conflicts resolve` only proposes; another steward's `conflicts approve`
+    # applies the resolution.
+    four_eyes: bool = False
+
+
 class Settings(BaseSettings):
     """Everything a node needs; built by `load_settings`, never at import."""
 
@@ -167,6 +191,8 @@ class Settings(BaseSettings):
     log: LogSection = LogSection()
     metrics: MetricsSection = MetricsSection()
     report: ReportSection = ReportSection()
+    audit: AuditSection = AuditSection()
+    conflicts: ConflictsSection = ConflictsSection()
     config_path: Path | None = None
 
     @classmethod

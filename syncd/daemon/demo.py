@@ -33,7 +33,7 @@ from syncd.core.errors import NodeLocked, SyncdError, UsageError
 from syncd.core.policy import Policy, load_policy
 from syncd.core.settings import Settings, load_settings
 from syncd.daemon.lock import NodeLock
-from syncd.hub import audit, conflicts, quarantine, reports
+from syncd.hub import audit, audit_query, conflicts, quarantine, reports
 from syncd.hub.audit import VerifyResult
 from syncd.hub.nodes import register_node
 from syncd.hub.status import HubStatus, hub_status
@@ -330,7 +330,7 @@ def hub_report(result: DemoResult) -> DemoReport:
             hub=hub_status(hub, node.engine),
             cities=cities,
             decisions=_decisions(
-                audit.query(conn, action="row_applied", table="customers", limit=5000)
+                audit_query.query(conn, action="row_applied", table="customers", limit=5000)
             ),
             open_conflicts=conflicts.list_conflicts(conn),
             quarantined=quarantine.list_entries(conn),

@@ -9,6 +9,7 @@ golden record through the same merge as apply, under the same writer lock.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -39,7 +40,11 @@ _COLUMNS = (
     _c.opened_at,
     _c.resolved_at,
     _c.resolved_by,
+    _c.resolved_os_user,
     sa.cast(_c.resolution, sa.Text).label("resolution"),
+    _c.proposed_by,
+    _c.proposed_os_user,
+    _c.proposed_at,
 )
 _JSON = ("identity", "golden_value", "candidates", "resolution")
 
@@ -132,6 +137,19 @@ def _chosen(
     return chosen
 
 
+@dataclasses.dataclass(frozen=True)
+class Steward:
+    """Who acts on a conflict: the name given (`--by`) and the operating-system user (None
+    when the caller did not say, as when a name alone is passed to `resolve`)."""
+
+    name: str
+    os_user: str | None = None
+
+    def same_person(self, name: str | None, os_user: str | None) -> bool:
+        """Either identity matches: four eyes need another name *and* another OS account."""
+        return self.name == name or (self.os_user is not None and self.os_user == os_user)
+
+
 def resolve(
     engine: Engine,
     policy: Policy,
@@ -139,13 +157,16 @@ def resolve(
     *,
     take_node: str | None = None,
     value: str | None = None,
-    by: str,
+    by: str | Steward,
+    four_eyes: bool = False,
 ) -> dict[str, Any]:
     """Close an open conflict with one node's value or a given one; recompute its golden record.
 
     Exactly one of take_node and value; a value is typed like the column (a JSON array for a
-    list column). Returns the conflict id, golden id, column, chosen value and resolver.
+    list column). With four_eyes the resolution is only proposed: `approve` by another steward
+    applies it. Returns the conflict id, golden id, column, chosen value, resolver and status.
     """
+    steward = by if isinstance(by, Steward) else Steward(by)
     if (take_node is None) == (value is None):
         raise UsageError("give exactly one of --take NODE or --value VALUE")
     with translated(f"resolving conflict {cid}"), engine.begin() as conn:
@@ -155,43 +176,130 @@ def resolve(
             raise UsageError(f"conflict {cid} is {conflict['status']}, not open")
         table = _table(policy, conflict)
         chosen = encode_value(_chosen(table, conflict, take_node, value))
-        now = utcnow()
-        resolution = {"value": chosen, "candidates": conflict["candidates"]}
-        conn.execute(
-            h.conflicts.update()
-            .where(_c.conflict_id == cid)
-            .values(
-                status=h.ConflictStatus.RESOLVED,
-                resolved_by=by,
-                resolved_at=now,
-                resolution=resolution,
-            )
-        )
+        resolution = {"value": chosen, "candidates": conflict["candidates"], "took": take_node}
         audit = AuditWriter(conn)
-        audit.append(
-            Action.CONFLICT_RESOLVED,
-            table=table.name,
-            key=conflict["identity"],
-            detail={
-                "conflict_id": cid,
-                "golden_id": conflict["golden_id"],
-                "column": conflict["column_name"],
-                "rule": MergeRule.MANUAL.value,
-                "by": by,
-                "value": chosen,
-                "took": take_node,
-                "was": conflict["golden_value"],
-            },
-        )
-        _recompute(conn, policy, table, conflict, audit, now)
+        if four_eyes:
+            status = _propose(conn, audit, table, conflict, resolution, steward)
+        else:
+            status = h.ConflictStatus.RESOLVED
+            _apply(conn, audit, policy, table, conflict, resolution, steward, None)
         audit.flush()
+    return _outcome(conflict, chosen, steward, status)
+
+
+def approve(engine: Engine, policy: Policy, cid: int, *, by: Steward) -> dict[str, Any]:
+    """Apply a proposed resolution (four eyes): `by` must be another steward than the proposer."""
+    with translated(f"approving conflict {cid}"), engine.begin() as conn:
+        lock(conn)
+        conflict = _get(conn, cid)
+        if conflict["status"] != h.ConflictStatus.PROPOSED:
+            raise UsageError(
+                f"conflict {cid} is {conflict['status']}, not proposed: only a proposed "
+                "resolution can be approved"
+            )
+        if by.same_person(conflict["proposed_by"], conflict["proposed_os_user"]):
+            raise UsageError(
+                f"conflict {cid} was proposed by {conflict['proposed_by']} (OS user "
+                f"{conflict['proposed_os_user']}): a second steward, under another name and "
+                "another OS account, must approve it"
+            )
+        table = _table(policy, conflict)
+        resolution = dict(conflict["resolution"])
+        audit = AuditWriter(conn)
+        proposer = Steward(conflict["proposed_by"], conflict["proposed_os_user"])
+        _apply(conn, audit, policy, table, conflict, resolution, by, proposer)
+        audit.flush()
+    return _outcome(conflict, resolution["value"], by, h.ConflictStatus.RESOLVED)
+
+
+def _outcome(
+    conflict: dict[str, Any], chosen: Any, steward: Steward, status: h.ConflictStatus
+) -> dict[str, Any]:
     return {
-        "conflict_id": cid,
+        "conflict_id": conflict["conflict_id"],
         "golden_id": conflict["golden_id"],
         "column": conflict["column_name"],
         "value": chosen,
-        "by": by,
+        "by": steward.name,
+        "os_user": steward.os_user,
+        "status": status.value,
     }
+
+
+def _audit_detail(conflict: dict[str, Any], resolution: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "conflict_id": conflict["conflict_id"],
+        "golden_id": conflict["golden_id"],
+        "column": conflict["column_name"],
+        "rule": MergeRule.MANUAL.value,
+        "value": resolution["value"],
+        "took": resolution.get("took"),
+        "was": conflict["golden_value"],
+    }
+
+
+def _propose(
+    conn: Connection,
+    audit: AuditWriter,
+    table: Table,
+    conflict: dict[str, Any],
+    resolution: dict[str, Any],
+    steward: Steward,
+) -> h.ConflictStatus:
+    conn.execute(
+        h.conflicts.update()
+        .where(_c.conflict_id == conflict["conflict_id"])
+        .values(
+            status=h.ConflictStatus.PROPOSED,
+            proposed_by=steward.name,
+            proposed_os_user=steward.os_user,
+            proposed_at=utcnow(),
+            resolution=resolution,
+        )
+    )
+    audit.append(
+        Action.CONFLICT_PROPOSED,
+        table=table.name,
+        key=conflict["identity"],
+        detail={
+            **_audit_detail(conflict, resolution),
+            "by": steward.name,
+            "os_user": steward.os_user,
+        },
+    )
+    return h.ConflictStatus.PROPOSED
+
+
+def _apply(
+    conn: Connection,
+    audit: AuditWriter,
+    policy: Policy,
+    table: Table,
+    conflict: dict[str, Any],
+    resolution: dict[str, Any],
+    steward: Steward,
+    proposer: Steward | None,
+) -> None:
+    now = utcnow()
+    conn.execute(
+        h.conflicts.update()
+        .where(_c.conflict_id == conflict["conflict_id"])
+        .values(
+            status=h.ConflictStatus.RESOLVED,
+            resolved_by=steward.name,
+            resolved_os_user=steward.os_user,
+            resolved_at=now,
+            resolution=resolution,
+        )
+    )
+    detail = {**_audit_detail(conflict, resolution), "by": steward.name, "os_user": steward.os_user}
+    if proposer is not None:
+        detail["proposed_by"] = proposer.name
+        detail["proposed_os_user"] = proposer.os_user
+    audit.append(
+        Action.CONFLICT_RESOLVED, table=table.name, key=conflict["identity"], detail=detail
+    )
+    _recompute(conn, policy, table, conflict, audit, now)
 
 
 def _recompute(

@@ -252,7 +252,7 @@ def _open_conflicts(
             c.column_name,
             sa.cast(c.golden_value, sa.Text),
             sa.cast(c.candidates, sa.Text),
-        ).where(c.table_name == table.name, c.status == h.ConflictStatus.OPEN, where)
+        ).where(c.table_name == table.name, c.status.in_(h.UNDECIDED_CONFLICTS), where)
         for cid, gid, column, value, candidates in conn.execute(stmt):
             found.append((int(cid), int(gid), column, _signature(value, candidates)))
     return found

@@ -67,6 +67,9 @@ class RowCounts:
 class _Stored:
     seq: int
     identity: tuple[Any, ...] | None
+    # The stored version's data columns (table.public_columns minus the key), None if it is
+    # a tombstone: what an applied update is compared with to name the columns it changed.
+    data: dict[str, Any] | None = None
 
 
 @dataclass
@@ -208,15 +211,20 @@ class RowWriter:
         src = source_table(self.policy, table)
         pk = [src.c[c] for c in table.primary_key]
         ident = [src.c[c] for c in table.identity]
+        names = [c for c in table.public_columns if c not in table.primary_key]
+        data = [src.c[c] for c in names]
         found: dict[tuple[Any, ...], _Stored] = {}
-        n = len(pk)
+        n, m = len(pk), len(pk) + 2 + len(ident)
         for where in key_matches(self.conn, pk, keys):
-            stmt = sa.select(*pk, src.c._seq, *ident).where(src.c[h.ORIGIN] == node_id, where)
+            stmt = sa.select(*pk, src.c._seq, src.c._deleted, *ident, *data).where(
+                src.c[h.ORIGIN] == node_id, where
+            )
             for r in self.conn.execute(stmt):
-                identity = tuple(r[n + 1 :]) if ident else None
+                identity = tuple(r[n + 2 : m]) if ident else None
                 if identity is not None and any(v is None for v in identity):
                     identity = None
-                found[tuple(r[:n])] = _Stored(int(r[n]), identity)
+                stored_data = None if r[n + 1] else dict(zip(names, r[m:], strict=True))
+                found[tuple(r[:n])] = _Stored(int(r[n]), identity, stored_data)
         return found
 
     def _sort(
@@ -335,6 +343,8 @@ class RowWriter:
         states: Mapping[tuple[Any, ...], GoldenState],
     ) -> None:
         detail: dict[str, Any] = {"op": v.change.op, "seq": v.change.seq}
+        if v.values is not None:
+            detail["columns"] = _changed(table, v.values, stored.get(v.key_tuple()))
         if table.identity:
             if v.values is not None:
                 ident: tuple[Any, ...] | None = tuple(v.values[c] for c in table.identity)
@@ -395,6 +405,14 @@ class RowWriter:
                 key=encode_key(key),
                 detail={"quarantine_id": qid},
             )
+
+
+def _changed(table: Table, values: Mapping[str, Any], stored: _Stored | None) -> list[str]:
+    """The public columns an applied upsert wrote: all of a new row (or one back from a
+    delete), else those whose value differs from the version the node sent before."""
+    if stored is None or stored.data is None:
+        return list(table.public_columns)
+    return [c for c, old in stored.data.items() if values.get(c) != old]
 
 
 def encode_key(key: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -42,11 +42,20 @@ class QuarantineStatus(StrEnum):
 
 
 class ConflictStatus(StrEnum):
-    """`syncd_conflict.status`: open until a steward resolves it or its sources move on."""
+    """`syncd_conflict.status`: open until a steward resolves it or its sources move on.
+
+    Under the four-eyes rule (`[conflicts] four_eyes`) a steward's resolution is first
+    proposed, and takes effect when a second steward approves it; a proposed conflict is still
+    undecided, so apply supersedes it like an open one when its sources move on.
+    """
 
     OPEN = "open"
+    PROPOSED = "proposed"
     RESOLVED = "resolved"
     SUPERSEDED = "superseded"
+
+
+UNDECIDED_CONFLICTS = (ConflictStatus.OPEN, ConflictStatus.PROPOSED)
 
 
 nodes = sa.Table(
@@ -192,6 +201,12 @@ conflicts = sa.Table(
     sa.Column("resolved_at", sa.DateTime(), nullable=True),
     sa.Column("resolved_by", sa.String(128), nullable=True),
     sa.Column("resolution", JsonDoc, nullable=True),
+    # Who resolved as the operating system knows them, beside the name they gave (--by); and
+    # under the four-eyes rule, who proposed the resolution a second steward approved (hub_0004).
+    sa.Column("resolved_os_user", sa.String(128), nullable=True),
+    sa.Column("proposed_by", sa.String(128), nullable=True),
+    sa.Column("proposed_os_user", sa.String(128), nullable=True),
+    sa.Column("proposed_at", sa.DateTime(), nullable=True),
     sa.Index("ix_syncd_conflict_open", "status", "table_name", "golden_id", "column_name"),
 )
 

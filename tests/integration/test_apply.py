@@ -22,7 +22,8 @@ from syncd.core.batch import DELETE, UPSERT, Change, make_batch
 from syncd.core.policy import Policy, load_policy
 from syncd.hub.agreement import record_policy
 from syncd.hub.apply import ApplySummary, apply_pending, orphans
-from syncd.hub.audit import Action, query, verify
+from syncd.hub.audit import Action, verify
+from syncd.hub.audit_query import query
 from syncd.store import hub_tables as h
 from syncd.store.bulk import golden_table, source_table
 from syncd.store.db import create_engine

@@ -23,13 +23,12 @@ from syncd.hub.audit import (
     AuditWriter,
     canonical,
     entry_hash,
-    export,
     format_anchor,
     head,
     install_append_only,
-    query,
     verify,
 )
+from syncd.hub.audit_query import AuditFilter, export, query
 from syncd.store.db import create_engine
 from syncd.store.dialect import is_postgres
 from syncd.store.hub_tables import audit
@@ -444,7 +443,7 @@ def test_concurrent_writers_keep_one_dense_chain(engine: Engine) -> None:
     assert result.entries == total
     with engine.connect() as conn:
         for node in ("3301", "3302"):
-            entries = query(conn, node=node)
+            entries = query(conn, AuditFilter(node=node))
             assert len(entries) == transactions * per_transaction
             # One flush is one contiguous run of entry ids.
             for t in range(transactions):
@@ -483,28 +482,32 @@ def test_query_filters(engine: Engine) -> None:
     x1 = {"id_number": "X1", "id_type": "01"}
     with engine.connect() as conn:
         assert _ids_of(query(conn)) == [1, 2, 3, 4, 5]
-        assert _ids_of(query(conn, node="3302")) == [3, 4]
-        assert _ids_of(query(conn, table="customer")) == [2, 4, 5]
-        assert _ids_of(query(conn, key=x1)) == [2, 4, 5]
-        assert _ids_of(query(conn, table="customer", key=x1, node="3301")) == [2]
+        assert _ids_of(query(conn, AuditFilter(node="3302"))) == [3, 4]
+        assert _ids_of(query(conn, AuditFilter(table="customer"))) == [2, 4, 5]
+        assert _ids_of(query(conn, AuditFilter(key=x1))) == [2, 4, 5]
+        assert _ids_of(query(conn, AuditFilter(table="customer", key=x1, node="3301"))) == [2]
         # JSON text, as `syncd audit log --key` passes it, need not be canonical.
-        assert _ids_of(query(conn, key='{"id_type": "01", "id_number": "X1"}')) == [2, 4, 5]
-        assert _ids_of(query(conn, key='{"loan_id": 5}')) == [3]
-        assert query(conn, key='"X1"') == []
+        assert _ids_of(query(conn, AuditFilter(key='{"id_type": "01", "id_number": "X1"}'))) == [
+            2,
+            4,
+            5,
+        ]
+        assert _ids_of(query(conn, AuditFilter(key='{"loan_id": 5}'))) == [3]
+        assert query(conn, AuditFilter(key='"X1"')) == []
         with pytest.raises(UsageError, match="key"):
-            query(conn, key="{not json")
-        assert _ids_of(query(conn, action="row_applied")) == [2, 4]
-        assert _ids_of(query(conn, action=Action.STALE)) == [3]
-        assert _ids_of(query(conn, since=T0.replace(hour=10))) == [3, 4, 5]
+            query(conn, AuditFilter(key="{not json"))
+        assert _ids_of(query(conn, AuditFilter(action="row_applied"))) == [2, 4]
+        assert _ids_of(query(conn, AuditFilter(action=Action.STALE))) == [3]
+        assert _ids_of(query(conn, AuditFilter(since=T0.replace(hour=10)))) == [3, 4, 5]
         since_aware = dt.datetime(2025, 3, 1, 19, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
-        assert _ids_of(query(conn, since=since_aware)) == [4, 5]
+        assert _ids_of(query(conn, AuditFilter(since=since_aware))) == [4, 5]
         assert _ids_of(query(conn, limit=2)) == [4, 5]
-        assert _ids_of(query(conn, table="customer", limit=2)) == [4, 5]
+        assert _ids_of(query(conn, AuditFilter(table="customer"), limit=2)) == [4, 5]
         assert query(conn, limit=0) == []
-        assert query(conn, node="9999") == []
+        assert query(conn, AuditFilter(node="9999")) == []
         with pytest.raises(UsageError, match="limit"):
             query(conn, limit=-1)
-        entry = query(conn, node="3301", table="customer")[0]
+        entry = query(conn, AuditFilter(node="3301", table="customer"))[0]
     assert set(entry) == set(COLUMNS)
     assert entry["row_key"] == x1
     assert entry["detail"] == {"h": 9}
@@ -564,8 +567,10 @@ def test_export_applies_filters(engine: Engine) -> None:
     _seed(engine)
     out = io.StringIO()
     with engine.connect() as conn:
-        assert export(conn, out, "json", table="customer", since=T0.replace(hour=10)) == 2
-        assert export(conn, io.StringIO(), "csv", node="none") == 0
+        assert (
+            export(conn, out, "json", AuditFilter(table="customer", since=T0.replace(hour=10))) == 2
+        )
+        assert export(conn, io.StringIO(), "csv", AuditFilter(node="none")) == 0
         with pytest.raises(UsageError, match="format"):
             export(conn, io.StringIO(), "xml")  # type: ignore[arg-type]
     assert [json.loads(line)["entry_id"] for line in out.getvalue().splitlines()] == [4, 5]

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from syncd.hub.audit import AuditWriter, query, verify
+from syncd.hub.audit import AuditWriter, verify
+from syncd.hub.audit_query import query
 from syncd.store.bulk import upsert
 from syncd.store.db import create_engine
 from syncd.store.hub_tables import audit

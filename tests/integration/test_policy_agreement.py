@@ -23,7 +23,8 @@ from syncd.core.canonical import canonical
 from syncd.core.errors import BatchRefused
 from syncd.core.policy import load_policy
 from syncd.hub import inbox
-from syncd.hub.audit import Action, query
+from syncd.hub.audit import Action
+from syncd.hub.audit_query import query
 from syncd.hub.inbox import HubInbox
 from syncd.hub.nodes import register_node
 from syncd.store import hub_tables as h

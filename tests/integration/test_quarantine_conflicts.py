@@ -178,6 +178,7 @@ def test_resolve_by_taking_a_nodes_value(hub: Engine) -> None:
     assert done["resolution"] == {
         "value": "corporate",
         "candidates": {"hz": "individual", "nb": "corporate"},
+        "took": "nb",
     }
     (audited,) = actions(hub, Action.CONFLICT_RESOLVED)
     assert audited["detail"]["by"] == "steward-li"
@@ -241,3 +242,81 @@ def test_deleting_a_disputing_source_supersedes_the_conflict(hub: Engine) -> Non
         statuses = conn.execute(sa.select(h.conflicts.c.status)).scalars().all()
     assert statuses == ["superseded"]
     assert golden_of(hub, ZHANG)["customer_type"] == "individual"
+
+
+# --- who resolves, and four eyes ------------------------------------------------------------
+
+
+def test_resolve_records_the_name_and_the_os_user(hub: Engine) -> None:
+    cid = disputed_customer(hub)["conflict_id"]
+    steward = conflicts.Steward("Li Na", "lina")
+    result = conflicts.resolve(hub, POLICY, cid, take_node="nb", by=steward)
+    assert (result["by"], result["os_user"], result["status"]) == ("Li Na", "lina", "resolved")
+    with hub.connect() as conn:
+        (done,) = conflicts.list_conflicts(conn, status="resolved")
+    assert (done["resolved_by"], done["resolved_os_user"]) == ("Li Na", "lina")
+    assert done["proposed_by"] is None
+    (audited,) = actions(hub, Action.CONFLICT_RESOLVED)
+    assert (audited["detail"]["by"], audited["detail"]["os_user"]) == ("Li Na", "lina")
+    assert "proposed_by" not in audited["detail"]
+
+
+def test_four_eyes_resolution_waits_for_a_second_steward(hub: Engine) -> None:
+    cid = disputed_customer(hub)["conflict_id"]
+    li, wang = conflicts.Steward("Li Na", "lina"), conflicts.Steward("Wang Wei", "wangwei")
+    proposed = conflicts.resolve(hub, POLICY, cid, value="corporate", by=li, four_eyes=True)
+    assert proposed["status"] == "proposed"
+    # Nothing changes until it is approved; the proposal is audited.
+    assert golden_of(hub, ZHANG)["customer_type"] == "individual"
+    assert actions(hub, Action.CONFLICT_RESOLVED) == []
+    (proposal,) = actions(hub, Action.CONFLICT_PROPOSED)
+    assert (proposal["detail"]["by"], proposal["detail"]["value"]) == ("Li Na", "corporate")
+    with hub.connect() as conn:
+        (waiting,) = conflicts.list_conflicts(conn, status="proposed")
+    assert (waiting["proposed_by"], waiting["proposed_os_user"]) == ("Li Na", "lina")
+    assert waiting["proposed_at"] is not None
+    # While proposed, apply keeps the conflict (no duplicate opens) ...
+    submit(hub, "hz", [up(2, "customers", customer("a", ZHANG, phone="1"))])
+    apply_pending(hub, POLICY)
+    with hub.connect() as conn:
+        assert [c["status"] for c in conflicts.list_conflicts(conn, status=None)] == ["proposed"]
+    # ... it cannot be resolved again, nor approved by the proposer under either identity.
+    with pytest.raises(UsageError, match="is proposed, not open"):
+        conflicts.resolve(hub, POLICY, cid, value="individual", by=wang)
+    for same in (li, conflicts.Steward("Li Na", "other"), conflicts.Steward("Someone", "lina")):
+        with pytest.raises(UsageError, match="a second steward"):
+            conflicts.approve(hub, POLICY, cid, by=same)
+
+    approved = conflicts.approve(hub, POLICY, cid, by=wang)
+    assert (approved["status"], approved["by"], approved["value"]) == (
+        "resolved",
+        "Wang Wei",
+        "corporate",
+    )
+    assert golden_of(hub, ZHANG)["customer_type"] == "corporate"
+    (audited,) = actions(hub, Action.CONFLICT_RESOLVED)
+    assert {k: audited["detail"][k] for k in ("by", "os_user", "proposed_by", "value")} == {
+        "by": "Wang Wei",
+        "os_user": "wangwei",
+        "proposed_by": "Li Na",
+        "value": "corporate",
+    }
+    with hub.connect() as conn:
+        (done,) = conflicts.list_conflicts(conn, status="resolved")
+        assert verify(conn).ok
+    assert (done["resolved_by"], done["proposed_by"]) == ("Wang Wei", "Li Na")
+    with pytest.raises(UsageError, match="is resolved, not proposed"):
+        conflicts.approve(hub, POLICY, cid, by=wang)
+
+
+def test_a_proposed_conflict_is_superseded_when_its_sources_agree(hub: Engine) -> None:
+    cid = disputed_customer(hub)["conflict_id"]
+    conflicts.resolve(
+        hub, POLICY, cid, value="corporate", by=conflicts.Steward("a", "a"), four_eyes=True
+    )
+    submit(hub, "nb", [rm(2, "customers", {"customer_id": "b"})])
+    apply_pending(hub, POLICY)
+    with hub.connect() as conn:
+        assert [c["status"] for c in conflicts.list_conflicts(conn, status=None)] == ["superseded"]
+    with pytest.raises(UsageError, match="is superseded, not proposed"):
+        conflicts.approve(hub, POLICY, cid, by=conflicts.Steward("b", "b"))

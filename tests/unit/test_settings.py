@@ -146,3 +146,19 @@ def test_redaction(text: str, secret: str) -> None:
     out = redact_url(text)
     assert secret not in out
     assert "***" in out
+
+
+def test_audit_timezone_and_four_eyes(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, CITY))
+    assert (s.audit.timezone, s.conflicts.four_eyes) == ("UTC", False)
+    extra = '[audit]\ntimezone = "Asia/Shanghai"\n[conflicts]\nfour_eyes = true\n'
+    s = load_settings(write(tmp_path, CITY + extra))
+    assert (s.audit.timezone, s.conflicts.four_eyes) == ("Asia/Shanghai", True)
+    for example in ("hub", "city"):
+        load_settings(Path(__file__).parents[2] / "config" / f"{example}.example.toml")
+
+
+def test_unknown_timezone(tmp_path: Path) -> None:
+    err = error_of(write(tmp_path, CITY + '[audit]\ntimezone = "Asia/Atlantis"\n'))
+    assert err.key == "audit.timezone"
+    assert "unknown time zone 'Asia/Atlantis'" in str(err)

@@ -1,0 +1,32 @@
+"""Times as auditors read and type them: stored in naive UTC, shown and parsed in one zone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+from syncd.cli.render import usage
+
+
+def zone(name: str) -> zoneinfo.ZoneInfo:
+    """The IANA zone `name` (from --tz or `[audit] timezone`), or exit 2 naming it."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        usage(f"--tz {name!r}: unknown time zone; expected an IANA name such as Asia/Shanghai")
+
+
+def parse_time(option: str, text: str | None, tz: dt.tzinfo) -> dt.datetime | None:
+    """An ISO date or time; one without an offset is a time in `tz` (a date is its midnight)."""
+    if text is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        usage(f"{option} {text!r}: expected an ISO date or time, e.g. 2026-11-26T08:00+08:00")
+    return value if value.tzinfo is not None else value.replace(tzinfo=tz)
+
+
+def shown(value: dt.datetime, tz: dt.tzinfo) -> str:
+    """A stored (naive UTC) time in `tz`, to the second, with its offset."""
+    return value.replace(tzinfo=dt.UTC).astimezone(tz).isoformat(timespec="seconds")
