@@ -164,6 +164,8 @@ def egress_report(
         rows = entries(conn, since, end)
     fp = fingerprint(policy)
     summary = summarise(rows, public_shape(policy), fp)
+    # Without --since, the period the statement names starts with the ledger's first batch.
+    start = since if since is not None else min((e.sent_at for e in rows), default=None)
     return EgressReport(
         node_id=node_id,
         since=since,
@@ -172,7 +174,7 @@ def egress_report(
         policy_fingerprint=fp,
         entries=tuple(rows),
         summary=summary,
-        statement=statement(summary, node_id, since, end, policy_path, fp),
+        statement=statement(summary, node_id, start, end, policy_path, fp),
     )
 
 

@@ -181,7 +181,7 @@ def statement(
     fingerprint: str,
 ) -> str:
     """The sentence an auditor signs (or, with violations, the one that says it cannot be)."""
-    start = _when(since) if since is not None else "the first ledger entry"
+    start = _when(since) if since is not None else "the start of the ledger"
     period = f"Between {start} and {_when(until)} (UTC+00:00)"
     checked = f"checked against policy {policy_path}, fingerprint {fingerprint}"
     if summary.batches == 0:
