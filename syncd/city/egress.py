@@ -86,7 +86,7 @@ def record_answer(engine: Engine, batch: Batch, outcome: SubmitResult) -> None:
 
 def pending(conn: Connection) -> list[EgressEntry]:
     """Batches recorded as sent whose answer was never recorded, oldest first."""
-    q = _select().where(egress.c.status == EgressStatus.SENT.value)
+    q = sa.select(egress).where(egress.c.status == EgressStatus.SENT.value)
     return [_entry(r) for r in conn.execute(q.order_by(egress.c.last_seq))]
 
 
@@ -110,7 +110,7 @@ def entries(
     conn: Connection, since: dt.datetime | None = None, until: dt.datetime | None = None
 ) -> list[EgressEntry]:
     """The ledger's rows sent in [since, until), in ledger order (sequence, then checksum)."""
-    q = _select()
+    q = sa.select(egress)
     if since is not None:
         q = q.where(egress.c.sent_at >= since)
     if until is not None:
@@ -123,9 +123,10 @@ def last_acknowledged(conn: Connection) -> EgressEntry | None:
     """The latest acknowledged batch: what `status` shows of the ledger."""
     acked = [EgressStatus.ACCEPTED.value, EgressStatus.DUPLICATE.value]
     q = (
-        _select()
+        sa.select(egress)
         .where(egress.c.status.in_(acked))
-        .order_by(egress.c.acknowledged_at.desc(), egress.c.last_seq.desc())
+        # By the primary key, newest first: status reads this at every metrics scrape.
+        .order_by(egress.c.last_seq.desc(), egress.c.acknowledged_at.desc())
         .limit(1)
     )
     row = conn.execute(q).first()
@@ -176,10 +177,6 @@ def egress_report(
         summary=summary,
         statement=statement(summary, node_id, start, end, policy_path, fp),
     )
-
-
-def _select() -> sa.Select[Any]:
-    return sa.select(egress)
 
 
 def _entry(row: sa.Row[Any]) -> EgressEntry:
