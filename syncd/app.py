@@ -9,6 +9,7 @@ and `schema check` are here too: they are the commands that span both sides.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,9 +19,10 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Engine
 
 from syncd.city import capture, crm
+from syncd.city.egress import EgressReport, egress_report
 from syncd.city.push import Pusher, PushResult
 from syncd.city.status import CityStatus, city_status, with_hub_report
-from syncd.core.errors import SyncdError
+from syncd.core.errors import SyncdError, UsageError
 from syncd.core.logs import get_logger
 from syncd.core.policy import Policy, SchemaProblem, load_policy
 from syncd.core.settings import Settings
@@ -128,6 +130,28 @@ def read_city_status(settings: Settings) -> CityStatus:
         except SyncdError as exc:
             report, error = None, str(exc)
         return with_hub_report(status, report, error)
+
+
+def read_egress(
+    settings: Settings, since: dt.datetime | None, until: dt.datetime | None
+) -> EgressReport:
+    """`syncd audit egress`: the city's egress ledger for a period, checked against its policy.
+
+    Reads the city's own database only: an auditor does not need the hub to be reachable.
+    """
+    if not settings.is_city:
+        raise UsageError(
+            f"audit egress runs at a city; {settings.node.id} is a {settings.node.role.value} node"
+        )
+    policy = load_policy(settings.policy.path)
+    engine = create_engine(settings.database.url, **settings.engine_options)
+    try:
+        with engine.connect() as conn:
+            return egress_report(
+                conn, settings.node.id, policy, str(settings.policy.path), since, until
+            )
+    finally:
+        engine.dispose()
 
 
 def read_hub_status(settings: Settings) -> HubStatus:

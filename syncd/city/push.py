@@ -2,7 +2,8 @@
 
 The position is the hub's: a city starts every cycle from the hub's watermark for its node, so
 a crash between submitting and recording locally costs one duplicate submission, never a loss.
-The changelog is trimmed only below that watermark.
+The changelog is trimmed only below that watermark. Every batch put on the wire is recorded in
+the egress ledger (`syncd.city.egress`), which trimming never touches.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.core.agreement import stamp
+from syncd.city import egress
+from syncd.core.agreement import fingerprint, stamp
 from syncd.core.batch import (
     Batch,
     Captured,
@@ -28,6 +30,7 @@ from syncd.core.batch import (
     make_batch,
     to_change,
 )
+from syncd.core.egress import EgressEntry
 from syncd.core.errors import BatchRefused, DatabaseError
 from syncd.core.logs import get_logger
 from syncd.core.policy import Policy
@@ -177,6 +180,7 @@ class Pusher:
         # None where sequence order is commit order (SQLite serialises writers).
         self.guard = GapGuard() if dialect_for(city).sequence_gaps else None
         self._recorded_acked: int | None = None  # what the state table holds, once written
+        self.policy_fingerprint = fingerprint(policy)
 
     def _horizon(self) -> int | None:
         if self.guard is None:
@@ -197,6 +201,7 @@ class Pusher:
         result = PushResult()
         acked = self.hub.watermark()
         result.acked_seq = acked
+        self.settle_egress(acked)
         result.horizon = self._horizon()
         cfg = self.settings.sync
         while max_batches is None or result.batches < max_batches:
@@ -209,12 +214,7 @@ class Pusher:
                 break
             batch, used = cut_batch(self.node_id, self.policy, captured, cfg.batch_bytes)
             started = time.monotonic()
-            outcome = self.hub.submit(batch)
-            if outcome.status is SubmitStatus.REFUSED:
-                # Recorded by the daemon as the cycle's failure (store.health), like any other.
-                raise BatchRefused(
-                    f"hub refused batch ({self.node_id}, {batch.last_seq}): {outcome.reason}"
-                )
+            outcome = self._submit(batch, used)
             acked = batch.last_seq
             result.batches += 1
             result.rows += batch.row_count
@@ -235,6 +235,48 @@ class Pusher:
         self.record_push(result)
         return result
 
+    def _submit(self, batch: Batch, covered: int) -> SubmitResult:
+        """Submit one batch, recorded in the egress ledger before it goes and when answered."""
+        egress.record_sent(self.city, batch, covered, self.policy_fingerprint)
+        outcome = self.hub.submit(batch)
+        egress.record_answer(self.city, batch, outcome)
+        if outcome.status is SubmitStatus.REFUSED:
+            # Recorded by the daemon as the cycle's failure (store.health), like any other.
+            raise BatchRefused(
+                f"hub refused batch ({self.node_id}, {batch.last_seq}): {outcome.reason}"
+            )
+        return outcome
+
+    def settle_egress(self, acked: int) -> None:
+        """Give every ledger row still `sent` its answer (see `syncd.city.egress`).
+
+        A batch past the hub's watermark was not kept by the hub: no answer will come. One at
+        or below it was, unless another batch took its place: it is rebuilt from the changelog
+        and submitted again, and the hub's 'duplicate' answer tells which.
+        """
+        with translated("reading the egress ledger"), self.city.connect() as conn:
+            unsettled = egress.pending(conn)
+            conn.rollback()
+        for entry in unsettled:
+            batch = self._rebuild(entry) if entry.last_seq <= acked else None
+            if batch is None:
+                egress.mark_unacknowledged(self.city, entry)
+                continue
+            outcome = self.hub.submit(batch)
+            egress.record_answer(self.city, batch, outcome)
+            log.info("egress_settled", last_seq=batch.last_seq, status=outcome.status)
+
+    def _rebuild(self, entry: EgressEntry) -> Batch | None:
+        """The ledger entry's batch again, or None if the changelog no longer yields it."""
+        with translated("reading the changelog"), self.city.connect() as conn:
+            captured = read_changes(conn, entry.first_seq - 1, entry.last_seq, entry.covered + 1)
+            conn.rollback()
+        if len(captured) != entry.covered or not captured or captured[0].seq != entry.first_seq:
+            return None
+        changes = [c for c in (to_change(self.policy, row) for row in captured) if c is not None]
+        batch = make_batch(self.node_id, entry.first_seq, entry.last_seq, coalesce(changes))
+        return batch if batch.checksum == entry.checksum else None
+
     def record_push(self, result: PushResult) -> None:
         """Record what moved; an idle cycle writes nothing (no write lock taken every second)."""
         if result.batches == 0 and result.acked_seq == self._recorded_acked:
@@ -250,11 +292,18 @@ class Pusher:
         self._recorded_acked = result.acked_seq
 
     def trim(self) -> int:
-        """Delete acknowledged changelog rows older than the retention; never anything else."""
+        """Delete acknowledged changelog rows older than the retention; never anything else.
+
+        The egress ledger is never trimmed, and the changelog rows of a batch still `sent` in
+        it are kept until the next push cycle settles it from them.
+        """
         acked = self.hub.watermark()
         retention = self.settings.sync.trim_retention_seconds
         with translated("trimming the changelog"), self.city.begin() as conn:
+            floor = egress.pending_floor(conn)
             q = changelog.delete().where(changelog.c.seq <= acked)
+            if floor is not None:
+                q = q.where(changelog.c.seq < floor)
             if retention > 0:
                 # captured_at is written by the database clock; compare with the same clock.
                 q = q.where(changelog.c.captured_at < dialect_for(conn).minus_seconds(retention))

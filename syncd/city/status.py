@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from syncd.city.egress import last_acknowledged
 from syncd.city.push import STATE_ACKED, STATE_ERROR, STATE_PUSH, get_state
 from syncd.core.canonical import iso_seconds
 from syncd.core.settings import Settings
@@ -36,6 +37,9 @@ class CityStatus:
     # This node as the hub sees it (`Hub.report`): refused rows, a policy problem, open
     # quarantine; None when status was read without asking the hub (metrics) or it was down.
     at_hub: dict[str, Any] | None = None
+    # The egress ledger's latest acknowledged batch: the hub's id for it, and when.
+    last_egress_batch_id: int | None = None
+    last_egress_at: str | None = None
 
 
 def _db_age_seconds(conn: Connection, ts: dt.datetime | None) -> float | None:
@@ -57,6 +61,7 @@ def city_status(settings: Settings, engine: Engine) -> CityStatus:
             )
         ).one()
         lag = _db_age_seconds(conn, oldest)
+        last_out = last_acknowledged(conn)
     error = state.get(STATE_ERROR) or {}
     warnings = []
     if lag is not None and lag > settings.sync.backlog_warn_seconds:
@@ -82,6 +87,8 @@ def city_status(settings: Settings, engine: Engine) -> CityStatus:
         last_error_kind=error.get("kind"),
         healthy=not problems,
         problems=problems,
+        last_egress_batch_id=None if last_out is None else last_out.hub_batch_id,
+        last_egress_at=None if last_out is None else iso_seconds(last_out.acknowledged_at),
     )
 
 

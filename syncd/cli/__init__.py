@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from syncd import __version__
-from syncd.cli import audit, conflicts, demo, node, ops, quarantine, report
+from syncd.cli import audit, conflicts, demo, egress, node, ops, quarantine, report
 from syncd.cli.context import ConfigOpt, accept_config_everywhere, escape_help, state
 from syncd.cli.render import fail, out
 
@@ -52,6 +52,8 @@ app.command("run")(ops.run)
 app.command("status")(ops.status)
 app.add_typer(ops.schema_app, name="schema")
 app.add_typer(node.app, name="node")
+# `audit egress` runs at a city; its module is its own (cli/audit.py is the hub's commands).
+audit.app.command("egress")(egress.egress)
 app.add_typer(audit.app, name="audit")
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(conflicts.app, name="conflicts")

@@ -187,7 +187,15 @@ def _print_city(st: CityStatus) -> None:
     lag = "-" if st.lag_seconds is None else f"{st.lag_seconds:.1f} s"
     print_table(
         f"{st.node_id} (city)",
-        ["backlog rows", "lag", "last acked seq", "acked at", "last push", "last error"],
+        [
+            "backlog rows",
+            "lag",
+            "last acked seq",
+            "acked at",
+            "last push",
+            "last hub batch",
+            "last error",
+        ],
         [
             (
                 st.backlog_rows,
@@ -195,6 +203,7 @@ def _print_city(st: CityStatus) -> None:
                 st.last_acked_seq,
                 st.last_acked_at,
                 st.last_push_at,
+                _last_batch(st),
                 st.last_error,
             )
         ],
@@ -204,6 +213,13 @@ def _print_city(st: CityStatus) -> None:
 def _node_state(n: NodeStatus) -> str:
     flags = (("FAILING", n.failing), ("POLICY", bool(n.policy_problem)), ("SILENT", n.silent))
     return " ".join(word for word, on in flags if on)
+
+
+def _last_batch(st: CityStatus) -> str | None:
+    """The egress ledger's last acknowledged batch: the hub's id and when it was acknowledged."""
+    if st.last_egress_batch_id is None:
+        return None
+    return f"{st.last_egress_batch_id} at {st.last_egress_at}"
 
 
 def _print_hub(st: HubStatus) -> None:
