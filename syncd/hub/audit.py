@@ -73,6 +73,7 @@ class Action(StrEnum):
     CONFLICT_SUPERSEDED = "conflict_superseded"
     NODE_REGISTERED = "node_registered"
     NODE_CREDENTIALS_ROTATED = "node_credentials_rotated"
+    RECONCILE = "reconcile"  # a city's reconcile summary (counts, no values)
 
 
 # The hashed fields in the order canonical() sorts them, each with its JSON key written out.

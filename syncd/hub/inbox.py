@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from syncd.core.batch import Batch, SubmitResult, SubmitStatus
 from syncd.core.canonical import canonical
 from syncd.core.errors import BatchRefused, UsageError
-from syncd.hub.nodes import hub_schema, restrict_public
+from syncd.hub.nodes import grant_reconcile_all, hub_schema, restrict_public
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine, run_script, sql_template, translated, utcnow
 from syncd.store.dialect import Kind, dialect_for
@@ -26,7 +26,7 @@ NOTIFY_CHANNEL = "syncd_inbox"
 
 
 def install_functions(conn: Connection) -> None:
-    """Create or refresh the hub's submission functions and lock PUBLIC out (PostgreSQL only).
+    """Create or refresh the hub's submission and reconcile functions, lock PUBLIC out (PG only).
 
     The functions go into the current schema, where `init` made the hub's tables, and name
     every table by it (see the file's header for why nothing may be left to search_path).
@@ -35,6 +35,9 @@ def install_functions(conn: Connection) -> None:
         return
     sql = sql_template("syncd.hub", "postgresql", "submit_functions.sql")
     run_script(conn, sql.substitute(schema=hub_schema(conn)))
+    reconcile = sql_template("syncd.hub", "postgresql", "reconcile_functions.sql")
+    run_script(conn, reconcile.substitute(schema=hub_schema(conn)))
+    grant_reconcile_all(conn)
     restrict_public(conn)
 
 

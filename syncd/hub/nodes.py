@@ -41,6 +41,16 @@ def _hub_database(conn: Connection) -> str:
     return str(conn.dialect.identifier_preparer.quote(str(name)))
 
 
+# What a node's role may ask about its own source records (sql/postgresql/reconcile_functions.sql).
+RECONCILE_FUNCTIONS = (
+    "syncd_reconcile_digests(text, text, text[], text[], int[], text[], bigint, bigint, bigint[])",
+    "syncd_reconcile_leaf(text, text, text[], text[], int[], text[], bigint, bigint[])",
+    "syncd_reconcile_columns(text, text, text[], text[], int[], text[], text[], boolean)",
+    "syncd_reconcile_pending(text, text, text[], text[])",
+    "syncd_reconcile_record(text, jsonb)",
+)
+
+
 def restrict_public(conn: Connection) -> None:
     """Take TEMP on the hub database and CREATE on the hub schema from PUBLIC (PostgreSQL).
 
@@ -186,7 +196,7 @@ def rotate_credentials(engine: Engine, hub_url: str, node_id: str) -> NodeCreden
 
 
 def _create_role(conn: Connection, role: str, password: str) -> None:
-    """A login role that may only EXECUTE the two submission functions (guarantee 3).
+    """A login role that may only EXECUTE the submission and reconcile functions (guarantee 3).
 
     No attribute that reaches past them (superuser, createrole, …), NOINHERIT, no TEMP on the
     database and no CREATE anywhere: a node cannot create a temporary table, function or
@@ -231,6 +241,26 @@ def _create_role(conn: Connection, role: str, password: str) -> None:
         f"GRANT EXECUTE ON FUNCTION {q_schema}.syncd_submit_batch"
         f"(text, bigint, bigint, text, jsonb) TO {q_role}"
     )
+    grant_reconcile(conn, role)
+
+
+def grant_reconcile(conn: Connection, role: str) -> None:
+    """Let a node's role call the reconcile functions (on its own records only, as they check)."""
+    q_role = conn.dialect.identifier_preparer.quote(role)
+    q_schema = hub_schema(conn)
+    for signature in RECONCILE_FUNCTIONS:
+        conn.exec_driver_sql(f"GRANT EXECUTE ON FUNCTION {q_schema}.{signature} TO {q_role}")
+
+
+def grant_reconcile_all(conn: Connection) -> None:
+    """`init` on a hub whose nodes were registered before reconcile existed: grant theirs."""
+    roles = conn.execute(
+        sa.select(h.nodes.c.role_name)
+        .where(h.nodes.c.role_name.is_not(None))
+        .where(sa.text("EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = role_name)"))
+    ).scalars()
+    for role in list(roles):
+        grant_reconcile(conn, str(role))
 
 
 def list_nodes(conn: Connection) -> list[dict[str, Any]]:
