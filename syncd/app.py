@@ -315,7 +315,9 @@ def reconcile(
 ) -> ReconcileReport:
     """`syncd reconcile` at a city: compare, optionally repair (and push), record at the hub."""
     if not settings.is_city:
-        raise UsageError("reconcile compares a city with its hub: run it at a city (at the hub: --all-nodes)")
+        raise UsageError(
+            "reconcile compares a city with its hub: run it at a city (at the hub: --all-nodes)"
+        )
     if limit < 1:
         raise UsageError(f"--limit must be at least 1, not {limit}")
     with Node.open(settings) as node:

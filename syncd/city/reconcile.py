@@ -247,7 +247,9 @@ def _key_reports(
     spec: Spec, side: CitySide, hub: ReconcileHub, states: dict[str, KeyState], values: bool
 ) -> list[KeyReport]:
     changed = [k for k, s in states.items() if s is KeyState.DIFFERENT]
-    cols = changed_columns(spec, side.columns(spec, changed, False), hub.columns(spec, changed, False))
+    cols = changed_columns(
+        spec, side.columns(spec, changed, False), hub.columns(spec, changed, False)
+    )
     city_vals = side.columns(spec, list(states), True) if values else {}
     hub_vals = hub.columns(spec, list(states), True) if values else {}
     return [

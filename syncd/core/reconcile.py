@@ -151,9 +151,7 @@ class Digest:
     hash: int = 0
 
     def same(self, other: Digest) -> bool:
-        if self.rows != other.rows or self.hash % (1 << HASH_BITS) != other.hash % (
-            1 << HASH_BITS
-        ):
+        if self.rows != other.rows or self.hash % (1 << HASH_BITS) != other.hash % (1 << HASH_BITS):
             return False
         return all((a or 0) == (b or 0) for a, b in zip(self.sums, other.sums, strict=False))
 
@@ -208,9 +206,7 @@ def _is_leaf(modulus: int, buckets: Sequence[int], *digests: Mapping[int, Digest
     return all(d[b].rows <= LEAF_ROWS for d in digests for b in buckets if b in d)
 
 
-def narrow(
-    spec: Spec, city: Side, hub: Side, top: tuple[Digest, Digest]
-) -> tuple[int, list[int]]:
+def narrow(spec: Spec, city: Side, hub: Side, top: tuple[Digest, Digest]) -> tuple[int, list[int]]:
     """Bisect from the whole table (modulus 1) to small differing buckets: (modulus, buckets)."""
     modulus, buckets = 1, [0]
     c_dig: dict[int, Digest] = {0: top[0]}

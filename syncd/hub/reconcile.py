@@ -114,7 +114,9 @@ class HubReconcile:
 
         if self._pg:
             return dict(self._ask("keys of buckets", pg))
-        return dict(self._ask("keys of buckets", lambda c: self._local(c, spec).leaf(modulus, buckets)))
+        return dict(
+            self._ask("keys of buckets", lambda c: self._local(c, spec).leaf(modulus, buckets))
+        )
 
     def columns(self, spec: Spec, keys: Sequence[str], values: bool) -> dict[str, dict[str, Any]]:
         def pg(conn: Connection) -> dict[str, dict[str, Any]]:
@@ -152,8 +154,12 @@ class HubReconcile:
                         "SELECT * FROM syncd_reconcile_pending(:node, :table, "
                         "CAST(:key AS text[]), CAST(:keys AS text[]))"
                     ),
-                    {"node": self.node_id, "table": spec.table, "key": list(spec.key),
-                     "keys": list(keys)},
+                    {
+                        "node": self.node_id,
+                        "table": spec.table,
+                        "key": list(spec.key),
+                        "keys": list(keys),
+                    },
                 )
                 return _first_state(rows)
 
