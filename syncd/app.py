@@ -342,9 +342,12 @@ def reconcile_results(settings: Settings, node_id: str | None = None) -> list[No
     """`syncd reconcile --all-nodes` at the hub: each city's last recorded reconcile."""
     if settings.is_city:
         raise UsageError("--all-nodes runs at the hub; at a city, run reconcile without it")
-    with Node.open(settings) as node, translated("reading reconcile results"):
-        with node.engine.connect() as conn:
-            return last_results(conn, node_id)
+    with (
+        Node.open(settings) as node,
+        translated("reading reconcile results"),
+        node.engine.connect() as conn,
+    ):
+        return last_results(conn, node_id)
 
 
 def _summed(parts: list[ApplySummary]) -> dict[str, Any]:

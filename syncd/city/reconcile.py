@@ -227,9 +227,9 @@ def reconcile_table(
         modulus, buckets = narrow(spec, side, hub, (mine, theirs))
         diff = compare_leaves(spec, side, hub, modulus, buckets, limit)
         report.truncated = diff.truncated
-        states = {k: KeyState.MISSING for k in diff.missing}
-        states |= {k: KeyState.EXTRA for k in diff.extra}
-        states |= {k: KeyState.DIFFERENT for k in diff.changed}
+        states = dict.fromkeys(diff.missing, KeyState.MISSING)
+        states |= dict.fromkeys(diff.extra, KeyState.EXTRA)
+        states |= dict.fromkeys(diff.changed, KeyState.DIFFERENT)
         held = hub.pending(spec, list(states))
         flying = in_flight(conn, spec, watermark, set(states))
         for k in states:

@@ -147,7 +147,7 @@ class Digest:
     """One bucket's answer: row count, exact sums of the money columns, combined row hash."""
 
     rows: int = 0
-    sums: tuple[decimal.Decimal, ...] = ()
+    sums: tuple[decimal.Decimal | None, ...] = ()  # None: every value NULL
     hash: int = 0
 
     def same(self, other: Digest) -> bool:

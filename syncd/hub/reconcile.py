@@ -27,8 +27,8 @@ from syncd.hub.audit import Action
 from syncd.hub.inbox import HubInbox
 from syncd.store import hub_tables as h
 from syncd.store.db import translated, utcnow
-from syncd.store.digest import TableDigest
 from syncd.store.dialect import Kind, dialect_for
+from syncd.store.digest import TableDigest
 
 
 class HubReconcile:
@@ -129,8 +129,8 @@ class HubReconcile:
                 {**self._args(spec), "keys": list(keys), "values": values},
             )
             out: dict[str, dict[str, Any]] = {}
-            for k, cells in rows:
-                cells = [None if values and v == NULL else v for v in cells]
+            for k, raw in rows:
+                cells = [None if values and v == NULL else v for v in raw]
                 out[str(k)] = dict(zip([c.name for c in spec.columns], cells, strict=True))
             return out
 

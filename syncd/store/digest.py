@@ -77,7 +77,9 @@ class TableDigest:
         return {str(k): str(h) for k, h in self.conn.execute(q)}
 
     def columns(self, keys: Sequence[str], values: bool) -> dict[str, dict[str, Any]]:
-        exprs = [sa.func.coalesce(_text(self.d, self.source, c), NULL) for c in self.spec.columns]
+        exprs: list[sa.ColumnElement[Any]] = [
+            sa.func.coalesce(_text(self.d, self.source, c), NULL) for c in self.spec.columns
+        ]
         if not values:
             exprs = [self.d.md5_hex(e) for e in exprs]
         q = sa.select(self.key_text, *exprs).where(self.where, self.key_text.in_(list(keys)))

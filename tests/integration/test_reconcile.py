@@ -136,7 +136,7 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path, pg_url_factory: Any) ->
         )
     )
     init_node(city)
-    yield Pair(city, hub, hub_url)
+    return Pair(city, hub, hub_url)
 
 
 def _states(report: ReconcileReport, table: str) -> dict[str, KeyState]:
@@ -184,15 +184,19 @@ def test_in_sync_then_each_kind_of_drift_found_and_repaired(pair: Pair) -> None:
         "F2": KeyState.IN_FLIGHT,
     }
     c3 = next(k for t in drift.tables for k in t.keys if k.key == {"customer_id": "C3"})
-    assert c3.columns == ["phone"] and c3.city is None and c3.hub is None
+    assert c3.columns == ["phone"]
+    assert c3.city is None
+    assert c3.hub is None
 
     shown = reconcile(pair.city, tables=["customers"], show_values=True)
     c3 = next(k for k in shown.tables[0].keys if k.key == {"customer_id": "C3"})
-    assert c3.city is not None and c3.hub is not None
+    assert c3.city is not None
+    assert c3.hub is not None
     assert (c3.city["phone"], c3.hub["phone"]) == ("13800000000", "999")
 
     repaired = reconcile(pair.city, repair_drift=True)
-    assert repaired.repaired == 3 and repaired.pushed_batches >= 1
+    assert repaired.repaired == 3
+    assert repaired.pushed_batches >= 1
     pair.apply()
     after = reconcile(pair.city)
     assert after.in_sync
@@ -202,7 +206,8 @@ def test_in_sync_then_each_kind_of_drift_found_and_repaired(pair: Pair) -> None:
     pair.apply()  # audits the recorded summaries
     results = reconcile_results(pair.hub)
     assert [r.node_id for r in results] == [NODE]
-    assert results[0].in_sync and results[0].audited
+    assert results[0].in_sync
+    assert results[0].audited
     assert results[0].summary["tables"]["customers"]["quarantined"] == 1
 
 

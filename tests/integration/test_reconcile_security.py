@@ -9,13 +9,26 @@ about its own records never count B's rows.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import errors
+from sqlalchemy.engine import make_url
 
-from tests.integration.test_hub_security import A, B, Hub, hub  # noqa: F401 (fixture)
+from tests.helpers import run_syncd, write_config
+from tests.integration.test_hub_security import A, B, Hub, _add_nodes, _psycopg_url
+
+
+@pytest.fixture
+def hub(tmp_path: Path, pg_url: str) -> Hub:
+    """A hub made by `syncd init`, with nodes A and B registered by `syncd node add`."""
+    conf = write_config(tmp_path / "hub.toml", "hub-33", "hub", pg_url)
+    run_syncd(conf, "init", check=True)
+    urls, roles = _add_nodes(conf)
+    return Hub(conf, _psycopg_url(pg_url), make_url(pg_url).database or "", urls, roles)
+
 
 COLS = (["loan_id", "balance"], ["text", "dec"], [0, 2], ["loan_id"])
 
@@ -52,7 +65,7 @@ QUESTIONS = [
 ]
 
 
-def test_a_cannot_ask_about_b(hub: Hub) -> None:  # noqa: F811
+def test_a_cannot_ask_about_b(hub: Hub) -> None:
     _seed(hub)
     args = {"n": B, "c": COLS[0], "k": COLS[1], "s": COLS[2], "key": COLS[3]}
     with psycopg.connect(hub.urls[A], autocommit=True) as conn:
@@ -61,7 +74,7 @@ def test_a_cannot_ask_about_b(hub: Hub) -> None:  # noqa: F811
                 conn.execute(question, args)
 
 
-def test_a_sees_only_its_own_records_and_no_hub_table(hub: Hub) -> None:  # noqa: F811
+def test_a_sees_only_its_own_records_and_no_hub_table(hub: Hub) -> None:
     _seed(hub)
     with psycopg.connect(hub.urls[A], autocommit=True) as conn:
         ((bucket, rows, _hash, sums),) = _digests(conn, A)
@@ -74,7 +87,7 @@ def test_a_sees_only_its_own_records_and_no_hub_table(hub: Hub) -> None:  # noqa
         assert [k for k, _ in cols] == ["LA"]
         for table in ("loans", "src_customers", "syncd_audit", "syncd_quarantine"):
             with pytest.raises(errors.InsufficientPrivilege):
-                conn.execute(f"SELECT * FROM {table}")  # noqa: S608 (fixed names)
+                conn.execute(f"SELECT * FROM {table}")
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM syncd_reconcile_plan('loans', %s, %s, %s::int[], %s)", COLS)
 
@@ -100,17 +113,18 @@ BAD = [
 ]
 
 
-def test_only_public_columns_of_source_tables(hub: Hub) -> None:  # noqa: F811
+def test_only_public_columns_of_source_tables(hub: Hub) -> None:
     with psycopg.connect(hub.urls[A], autocommit=True) as conn:
         for table, cols, error in BAD:
             with pytest.raises(error):
                 conn.execute(
-                    "SELECT * FROM syncd_reconcile_digests(%s, %s, %s, %s, %s::int[], %s, 1, 1, NULL)",
+                    "SELECT * FROM syncd_reconcile_digests(%s, %s, %s, %s, %s::int[], %s, "
+                    "1, 1, NULL)",
                     (A, table, *cols),
                 )
 
 
-def test_record_leaves_an_event_only(hub: Hub) -> None:  # noqa: F811
+def test_record_leaves_an_event_only(hub: Hub) -> None:
     with psycopg.connect(hub.urls[A], autocommit=True) as conn:
         conn.execute(
             "SELECT syncd_reconcile_record(%s, %s::jsonb)", (A, json.dumps({"in_sync": True}))

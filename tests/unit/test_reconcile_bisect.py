@@ -120,7 +120,8 @@ def test_a_large_table_narrows_level_by_level() -> None:
 def test_listing_stops_at_the_limit() -> None:
     city = Memory({f"K{i}": (f"K{i}", None, "") for i in range(50)})
     diff = run(city, Memory({}), limit=10)
-    assert diff.count == 10 and diff.truncated
+    assert diff.count == 10
+    assert diff.truncated
 
 
 def test_digest_sums_compare_as_numbers_and_hash_modulo() -> None:
@@ -147,6 +148,7 @@ def test_canonical_text_of_values() -> None:
 def test_spec_of_a_policy_table_has_public_columns_and_money() -> None:
     spec = r.spec_for(load_policy(POLICY).tables["loans"])
     names = [c.name for c in spec.columns]
-    assert "approval_memo" not in names and spec.key == ("loan_id",)
+    assert "approval_memo" not in names
+    assert spec.key == ("loan_id",)
     assert spec.money == ("principal", "balance", "interest_rate")
     assert r.key_values(spec, "L1") == {"loan_id": "L1"}
