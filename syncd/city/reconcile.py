@@ -23,7 +23,6 @@ from syncd.city.crm import crm_metadata
 from syncd.core.errors import UsageError
 from syncd.core.policy import Condition, FilterOp, Policy
 from syncd.core.reconcile import (
-    Digest,
     Side,
     Spec,
     changed_columns,
@@ -215,17 +214,15 @@ def reconcile_table(
     started = time.monotonic()
     with translated(f"reconciling {spec.table}"), city.connect() as conn:
         side = CitySide(conn, policy)
-        mine = side.digests(spec, 1, 1, None).get(0, Digest())
-        theirs = hub.digests(spec, 1, 1, None).get(0, Digest())
+        found = narrow(spec, side, hub)
         report = TableReport(
             spec.table,
-            mine.rows,
-            theirs.rows,
-            dict(zip(spec.money, mine.sums, strict=False)),
-            dict(zip(spec.money, theirs.sums, strict=False)),
+            found.city.rows,
+            found.hub.rows,
+            dict(zip(spec.money, found.city.sums, strict=True)),
+            dict(zip(spec.money, found.hub.sums, strict=True)),
         )
-        modulus, buckets = narrow(spec, side, hub, (mine, theirs))
-        diff = compare_leaves(spec, side, hub, modulus, buckets, limit)
+        diff = compare_leaves(spec, side, hub, found.modulus, found.buckets, limit)
         report.truncated = diff.truncated
         states = dict.fromkeys(diff.missing, KeyState.MISSING)
         states |= dict.fromkeys(diff.extra, KeyState.EXTRA)

@@ -32,7 +32,10 @@ SEP = "\x1f"  # between columns (and list elements)
 NULL = "\x1e"  # a NULL value
 HASH_BITS = 60
 KEY_BITS = 32
-FIRST_MODULUS = 1 << 10
+# The first question splits a table into up to 2^16 buckets at once: one scan per side finds
+# the differing buckets of a table of up to ~4M rows at leaf size (≤ 64 rows), and an answer
+# holds at most 2^16 digests whatever the table's size (bounded memory).
+FIRST_MODULUS = 1 << 16
 FANOUT_BITS = 6
 LEAF_ROWS = 64  # a bucket this small on both sides is listed key by key
 LEAF_CHUNK = 500  # differing leaf buckets asked for in one question
@@ -196,8 +199,20 @@ def differing(city: Mapping[int, Digest], hub: Mapping[int, Digest]) -> list[int
 
 
 def _finer(modulus: int) -> int:
-    nxt = FIRST_MODULUS if modulus == 1 else modulus << FANOUT_BITS
-    return min(nxt, 1 << KEY_BITS)
+    return min(modulus << FANOUT_BITS, 1 << KEY_BITS)
+
+
+def total(digests: Mapping[int, Digest], money: int) -> Digest:
+    """The digest of the union of buckets: counts, sums and hashes add up."""
+    sums: list[decimal.Decimal | None] = [None] * money
+    rows = hash_ = 0
+    for d in digests.values():
+        rows += d.rows
+        hash_ += d.hash
+        for i, v in enumerate(d.sums):
+            if v is not None:
+                sums[i] = v if sums[i] is None else sums[i] + v  # type: ignore[operator]
+    return Digest(rows, tuple(sums), hash_ % (1 << HASH_BITS))
 
 
 def _is_leaf(modulus: int, buckets: Sequence[int], *digests: Mapping[int, Digest]) -> bool:
@@ -206,22 +221,32 @@ def _is_leaf(modulus: int, buckets: Sequence[int], *digests: Mapping[int, Digest
     return all(d[b].rows <= LEAF_ROWS for d in digests for b in buckets if b in d)
 
 
-def narrow(spec: Spec, city: Side, hub: Side, top: tuple[Digest, Digest]) -> tuple[int, list[int]]:
-    """Bisect from the whole table (modulus 1) to small differing buckets: (modulus, buckets)."""
-    modulus, buckets = 1, [0]
-    c_dig: dict[int, Digest] = {0: top[0]}
-    h_dig: dict[int, Digest] = {0: top[1]}
-    if top[0].same(top[1]):
-        return modulus, []
-    while not _is_leaf(modulus, buckets, c_dig, h_dig):
-        finer = _finer(modulus)
-        parents = buckets if len(buckets) <= MAX_PARENTS else None
-        c_dig = city.digests(spec, finer, modulus, parents)
-        h_dig = hub.digests(spec, finer, modulus, parents)
-        wanted = set(buckets)
-        buckets = [b for b in differing(c_dig, h_dig) if b % modulus in wanted]
-        modulus = finer
-    return modulus, buckets
+@dataclass
+class Narrowed:
+    """Both sides' digests of the whole table, and the small buckets where they differ."""
+
+    city: Digest
+    hub: Digest
+    modulus: int
+    buckets: list[int]
+
+
+def narrow(spec: Spec, city: Side, hub: Side) -> Narrowed:
+    """Bisect the table into buckets until the differing ones are small enough to list."""
+    modulus = FIRST_MODULUS
+    c_dig = city.digests(spec, modulus, 1, None)
+    h_dig = hub.digests(spec, modulus, 1, None)
+    money = len(spec.money)
+    found = Narrowed(total(c_dig, money), total(h_dig, money), modulus, differing(c_dig, h_dig))
+    while found.buckets and not _is_leaf(found.modulus, found.buckets, c_dig, h_dig):
+        finer = _finer(found.modulus)
+        parents = found.buckets if len(found.buckets) <= MAX_PARENTS else None
+        c_dig = city.digests(spec, finer, found.modulus, parents)
+        h_dig = hub.digests(spec, finer, found.modulus, parents)
+        wanted = set(found.buckets)
+        found.buckets = [b for b in differing(c_dig, h_dig) if b % found.modulus in wanted]
+        found.modulus = finer
+    return found
 
 
 def compare_leaves(

@@ -25,6 +25,9 @@ Why they differ:
   so access is the file's permissions and the same rules run in Python.
 - **One daemon per node.** A session advisory lock on PostgreSQL; an flock on the database
   file on SQLite (`hold_lock`). Either dies with the process.
+- **Reconcile digests.** PostgreSQL has md5 and exact NUMERIC sums; SQLite gets deterministic
+  Python functions registered on every connection (`syncd.store.digest_functions`), so the
+  same canonical text and hashes come out of both (`md5_hex`, `key32`, `hash_sum`, …).
 - **Row locks.** A snapshot chunk reads its rows FOR SHARE on PostgreSQL to wait for their
   writers; SQLite has no row locks and needs none (`read_locked`).
 """

@@ -62,12 +62,8 @@ class Memory:
 
 
 def run(city: Memory, hub: Memory, limit: int = 10**6) -> r.KeyDiff:
-    top = (
-        city.digests(SPEC, 1, 1, None).get(0, r.Digest()),
-        hub.digests(SPEC, 1, 1, None).get(0, r.Digest()),
-    )
-    modulus, buckets = r.narrow(SPEC, city, hub, top)
-    return r.compare_leaves(SPEC, city, hub, modulus, buckets, limit)
+    found = r.narrow(SPEC, city, hub)
+    return r.compare_leaves(SPEC, city, hub, found.modulus, found.buckets, limit)
 
 
 amounts = st.one_of(st.none(), st.decimals(min_value=-(10**6), max_value=10**6, places=2))
@@ -114,7 +110,19 @@ def test_a_large_table_narrows_level_by_level() -> None:
     city_side, hub_side = Memory(base), Memory(hub)
     diff = run(city_side, hub_side)
     assert diff.changed == [r.joined(["K7"])]
-    assert city_side.questions == 2  # the whole table, then 1024 buckets: ~20 rows each
+    assert city_side.questions == 1  # 2^16 buckets at once: each small enough to list
+
+
+def test_crowded_buckets_are_split_further(monkeypatch: Any) -> None:
+    monkeypatch.setattr(r, "FIRST_MODULUS", 4)
+    base = {f"K{i}": (f"K{i}", decimal.Decimal(i), "n") for i in range(3000)}
+    hub = {k: v for k, v in base.items() if k not in ("K5", "K2999")}
+    city_side, hub_side = Memory(base), Memory(hub)
+    found = r.narrow(SPEC, city_side, hub_side)
+    assert found.modulus == 4 << r.FANOUT_BITS  # 750 rows per bucket, then 12: a leaf
+    assert (found.city.rows, found.hub.rows) == (3000, 2998)
+    diff = r.compare_leaves(SPEC, city_side, hub_side, found.modulus, found.buckets, 100)
+    assert sorted(diff.missing) == ["K2999", "K5"]
 
 
 def test_listing_stops_at_the_limit() -> None:
