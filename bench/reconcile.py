@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import sqlalchemy as sa
 from common import (
     PG_ADMIN,
     clean_exit_on_sigterm,
@@ -48,10 +47,12 @@ COLUMNS = (
 
 def _values(pg: bool) -> str:
     """The select list of customer i, the same in both databases (values, not types)."""
-    money = "CAST(CAST(i % 100000 AS TEXT) || '.50' AS NUMERIC)" if pg else (
-        "CAST(i % 100000 AS TEXT) || '.50'"
+    money = (
+        "CAST(CAST(i % 100000 AS TEXT) || '.50' AS NUMERIC)"
+        if pg
+        else ("CAST(i % 100000 AS TEXT) || '.50'")
     )
-    tags = "CAST('[\"vip\", \"新\"]' AS JSONB)" if pg else "'[\"vip\", \"新\"]'"
+    tags = 'CAST(\'["vip", "新"]\' AS JSONB)' if pg else '\'["vip", "新"]\''
     ts = "TIMESTAMP '2026-06-30 08:00:00'" if pg else "'2026-06-30 08:00:00.000000'"
     values = (
         "'C' || CAST(i AS TEXT), 'individual', '客户' || CAST(i AS TEXT), 'ric', "
@@ -65,7 +66,10 @@ def _values(pg: bool) -> str:
 def _series(pg: bool, n: int) -> str:
     if pg:
         return f"generate_series(1, {int(n)}) AS s(i)"
-    return f"(WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < {int(n)}) SELECT i FROM r) AS s"
+    return (
+        f"(WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < {int(n)}) "
+        "SELECT i FROM r) AS s"
+    )
 
 
 def fill_city(url: str, n: int) -> None:
@@ -100,10 +104,10 @@ def fill_hub(url: str, n: int) -> None:
             "UPDATE src_customers SET phone = 'changed' WHERE customer_id IN "
             f"({', '.join(repr(f'C{2000 + k}') for k in range(DIFFS))})"
         )
+        extra = values.replace("'C'", "'X'", 1)  # keys the city does not have
         conn.exec_driver_sql(
             f"INSERT INTO src_customers (origin_node, {cols}, _seq, _deleted, _applied_at) "
-            f"SELECT '{NODE}', {values.replace(chr(39) + 'C' + chr(39), chr(39) + 'X' + chr(39), 1)}, "
-            f"i, {false}, {now} FROM {_series(pg, DIFFS)}"
+            f"SELECT '{NODE}', {extra}, i, {false}, {now} FROM {_series(pg, DIFFS)}"
         )
     engine.dispose()
 

@@ -23,6 +23,7 @@ from syncd.city.crm import crm_metadata
 from syncd.core.errors import UsageError
 from syncd.core.policy import Condition, FilterOp, Policy
 from syncd.core.reconcile import (
+    Digest,
     Side,
     Spec,
     changed_columns,
