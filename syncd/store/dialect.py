@@ -160,6 +160,10 @@ class Dialect:
         """Aggregate: texts joined by `sep` in the order they come."""
         raise NotImplementedError
 
+    def json_null(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """Whether a JSON document is JSON null (a None SQLAlchemy stored as a document)."""
+        raise NotImplementedError
+
 
 class Postgres(Dialect):
     kind = Kind.POSTGRES
@@ -238,6 +242,9 @@ class Postgres(Dialect):
 
     def text_agg(self, expr: sa.ColumnElement[Any], sep: str) -> sa.ColumnElement[str]:
         return sa.func.string_agg(expr, sep, type_=sa.String())
+
+    def json_null(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        return sa.func.jsonb_typeof(expr) == "null"
 
 
 class _FileLock:
@@ -328,6 +335,9 @@ class Sqlite(Dialect):
 
     def text_agg(self, expr: sa.ColumnElement[Any], sep: str) -> sa.ColumnElement[str]:
         return sa.func.group_concat(expr, sep, type_=sa.String())
+
+    def json_null(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        return sa.func.json_type(expr) == "null"
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: object) -> None:

@@ -32,7 +32,8 @@ def _text(d: Dialect, source: sa.Table, col: Col) -> sa.ColumnElement[Any]:
     if col.kind is Kind.LIST:
         elements = d.list_elements(expr)
         agg = sa.func.coalesce(sa.select(d.text_agg(elements.c.value, SEP)).scalar_subquery(), "")
-        return sa.case((expr.is_(None), None), else_=agg)
+        # A None list may be stored as SQL NULL or as the JSON document null: both are NULL.
+        return sa.case((sa.or_(expr.is_(None), d.json_null(expr)), None), else_=agg)
     return sa.cast(expr, sa.Text())
 
 
@@ -65,7 +66,8 @@ class TableDigest:
         if parents is not None:
             q = q.where((self.key32 % parent_modulus).in_(list(parents)))
         out: dict[int, Digest] = {}
-        for row in self.conn.execute(q.group_by(sa.text("b"))):
+        # By position: a CRM column named like the label would win over it in GROUP BY.
+        for row in self.conn.execute(q.group_by(sa.text("1"))):
             sums_ = tuple(None if v is None else decimal.Decimal(str(v)) for v in row[3:])
             out[int(row[0])] = Digest(int(row[1]), sums_, int(decimal.Decimal(str(row[2] or 0))))
         return out

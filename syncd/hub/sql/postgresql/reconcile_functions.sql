@@ -51,8 +51,9 @@ BEGIN
             WHEN 'bool' THEN format('CASE WHEN %I = true THEN %L WHEN %I = false THEN %L END',
                                     p_cols[i], 't', p_cols[i], 'f')
             WHEN 'list' THEN format(
-                'CASE WHEN %I IS NULL THEN NULL ELSE coalesce((SELECT string_agg(e.value, chr(31)) '
-                'FROM jsonb_array_elements_text(%I) AS e(value)), %L) END', p_cols[i], p_cols[i], '')
+                'CASE WHEN %I IS NULL OR jsonb_typeof(%I) = %L THEN NULL ELSE coalesce((SELECT '
+                'string_agg(e.value, chr(31)) FROM jsonb_array_elements_text(%I) AS e(value)), %L) END',
+                p_cols[i], p_cols[i], 'null', p_cols[i], '')
         END;
         IF v_expr IS NULL THEN
             RAISE EXCEPTION 'unknown column kind %', p_kinds[i] USING ERRCODE = '22023';
