@@ -18,9 +18,16 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 
-from syncd.city import capture, crm
+from syncd.city import capture, crm, repair
 from syncd.city.egress import EgressReport, egress_report
 from syncd.city.push import Pusher, PushResult
+from syncd.city.reconcile import (
+    DEFAULT_LIMIT,
+    ReconcileHub,
+    ReconcileReport,
+    reconcile_table,
+    selected_tables,
+)
 from syncd.city.status import CityStatus, city_status, with_hub_report
 from syncd.core.errors import SyncdError, UsageError
 from syncd.core.logs import get_logger
@@ -29,6 +36,7 @@ from syncd.core.settings import Settings
 from syncd.hub import agreement, inbox, reports
 from syncd.hub.apply import ApplySummary, apply_pending
 from syncd.hub.inbox import HubInbox
+from syncd.hub.reconcile import HubReconcile, NodeReconcile, last_results
 from syncd.hub.status import HubStatus, hub_status
 from syncd.store import hub_tables as schema_hub
 from syncd.store import migrate
@@ -185,6 +193,7 @@ class Node:
     settings: Settings
     engine: Engine
     pusher: Pusher | None = None
+    reconciler: ReconcileHub | None = None
     health: Health = field(default_factory=Health)
     observer: Observer | None = None
     # Whether the database may hold a failure record to clear: unknown at start (a failure
@@ -203,6 +212,7 @@ class Node:
             assert settings.hub.url is not None
             hub = HubInbox(settings.hub.url, settings.node.id, **settings.engine_options)
             node.pusher = Pusher(settings, node.policy, engine, hub)
+            node.reconciler = HubReconcile(hub, node.policy)
         return node
 
     @property
@@ -333,6 +343,50 @@ class Node:
         if self.health.failing:
             return False, f"last cycle failed: {self.health.last_error}"
         return True, "ok"
+
+
+def reconcile(
+    settings: Settings,
+    tables: list[str] | None = None,
+    show_values: bool = False,
+    repair_drift: bool = False,
+    limit: int = DEFAULT_LIMIT,
+) -> ReconcileReport:
+    """`syncd reconcile` at a city: compare, optionally repair (and push), record at the hub."""
+    if not settings.is_city:
+        raise UsageError(
+            "reconcile compares a city with its hub: run it at a city (at the hub: --all-nodes)"
+        )
+    if limit < 1:
+        raise UsageError(f"--limit must be at least 1, not {limit}")
+    with Node.open(settings) as node:
+        assert node.reconciler is not None
+        hub = node.reconciler
+        specs = selected_tables(node.policy, tables or [])
+        watermark = hub.watermark()
+        report = ReconcileReport(settings.node.id)
+        for spec in specs:
+            report.tables.append(
+                reconcile_table(node.engine, hub, node.policy, spec, watermark, show_values, limit)
+            )
+        if repair_drift and not report.in_sync:
+            report.repaired = repair.repair(node.engine, hub, node.policy, report)
+            if report.repaired:
+                report.pushed_batches = int(node.cycle()["batches"])
+        hub.record(report.summary())
+        return report
+
+
+def reconcile_results(settings: Settings, node_id: str | None = None) -> list[NodeReconcile]:
+    """`syncd reconcile --all-nodes` at the hub: each city's last recorded reconcile."""
+    if settings.is_city:
+        raise UsageError("--all-nodes runs at the hub; at a city, run reconcile without it")
+    with (
+        Node.open(settings) as node,
+        translated("reading reconcile results"),
+        node.engine.connect() as conn,
+    ):
+        return last_results(conn, node_id)
 
 
 def _summed(parts: list[ApplySummary]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The `syncd` command line: parse, call a command function, render (rich table or --json).
 
 The root app and its global options live here; each sub-app is one module (`ops` for the
-node's own commands, `node`, `audit`, `quarantine`, `conflicts`, `report`, `demo`), sharing
-`render` (output and exit codes) and `context` (the settings the root options load).
+node's own commands, `node`, `audit`, `quarantine`, `conflicts`, `reconcile`, `report`,
+`demo`), sharing `render` (output and exit codes) and `context` (the settings the root
+options load).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated
 import typer
 
 from syncd import __version__
-from syncd.cli import audit, conflicts, demo, egress, node, ops, quarantine, report
+from syncd.cli import audit, conflicts, demo, egress, node, ops, quarantine, reconcile, report
 from syncd.cli.context import ConfigOpt, accept_config_everywhere, escape_help, state
 from syncd.cli.render import fail, out
 
@@ -50,6 +51,7 @@ app.command("demo")(demo.demo)
 app.command("sync")(ops.sync)
 app.command("run")(ops.run)
 app.command("status")(ops.status)
+app.command("reconcile")(reconcile.reconcile)
 app.add_typer(ops.schema_app, name="schema")
 app.add_typer(node.app, name="node")
 # `audit egress` runs at a city; its module is its own (cli/audit.py is the hub's commands).

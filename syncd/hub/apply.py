@@ -14,6 +14,7 @@ refused; a node whose batch fails backs off without holding up the others.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 from collections import defaultdict
@@ -307,8 +308,22 @@ def _apply_batch_once(
         return BatchResult(h.BatchStatus.APPLIED, writer.counts)
 
 
+def _audit_reconcile(audit: AuditWriter, ev: sa.Row[Any]) -> None:
+    """A city's reconcile summary, as it recorded it (a malformed one is kept as text)."""
+    try:
+        summary: Any = json.loads(ev.reason)
+    except ValueError:
+        summary = {"unreadable": ev.reason[:200]}
+    audit.append(
+        Action.RECONCILE,
+        node_id=ev.node_id,
+        detail={"stage": "reconcile", "event_id": ev.event_id, "summary": summary, "at": ev.at},
+    )
+
+
 def audit_inbox_events(engine: Engine) -> int:
-    """Turn the submit path's unaudited events (duplicates, refusals) into audit entries."""
+    """Turn the submit path's unaudited events (duplicates, refusals, reconcile summaries) into
+    audit entries."""
     e = h.inbox_events.c
     with translated("auditing inbox events"), engine.begin() as conn:
         lock(conn)
@@ -323,6 +338,9 @@ def audit_inbox_events(engine: Engine) -> int:
             return 0
         audit = AuditWriter(conn)
         for ev in events:
+            if ev.kind == h.RECONCILE_EVENT:
+                _audit_reconcile(audit, ev)
+                continue
             action = (
                 Action.BATCH_DUPLICATE
                 if ev.kind == SubmitStatus.DUPLICATE

@@ -81,6 +81,7 @@ class Action(StrEnum):
     CONFLICT_SUPERSEDED = "conflict_superseded"
     NODE_REGISTERED = "node_registered"
     NODE_CREDENTIALS_ROTATED = "node_credentials_rotated"
+    RECONCILE = "reconcile"  # a city's reconcile summary (counts, no values)
 
 
 def _utcnow() -> dt.datetime:

@@ -28,7 +28,7 @@ NOTIFY_CHANNEL = "syncd_inbox"
 
 
 def install_functions(conn: Connection) -> None:
-    """Create or refresh the hub's submission functions and lock PUBLIC out (PostgreSQL only).
+    """Create or refresh the hub's submission and reconcile functions, lock PUBLIC out (PG only).
 
     The functions go into the current schema, where `init` made the hub's tables, and name
     every table by it (see the file's header for why nothing may be left to search_path).
@@ -37,6 +37,8 @@ def install_functions(conn: Connection) -> None:
         return
     sql = sql_template("syncd.hub", "postgresql", "submit_functions.sql")
     run_script(conn, sql.substitute(schema=hub_schema(conn)))
+    reconcile = sql_template("syncd.hub", "postgresql", "reconcile_functions.sql")
+    run_script(conn, reconcile.substitute(schema=hub_schema(conn)))
     restrict_public(conn)
     regrant_node_functions(conn)
 

@@ -41,6 +41,16 @@ def _hub_database(conn: Connection) -> str:
     return str(conn.dialect.identifier_preparer.quote(str(name)))
 
 
+# What a node's role may ask about its own source records (sql/postgresql/reconcile_functions.sql).
+RECONCILE_FUNCTIONS = (
+    "syncd_reconcile_digests(text, text, text[], text[], int[], text[], bigint, bigint, bigint[])",
+    "syncd_reconcile_leaf(text, text, text[], text[], int[], text[], bigint, bigint[])",
+    "syncd_reconcile_columns(text, text, text[], text[], int[], text[], text[], boolean)",
+    "syncd_reconcile_pending(text, text, text[], text[])",
+    "syncd_reconcile_record(text, jsonb)",
+)
+
+
 def restrict_public(conn: Connection) -> None:
     """Take TEMP on the hub database and CREATE on the hub schema from PUBLIC (PostgreSQL).
 
@@ -186,7 +196,7 @@ def rotate_credentials(engine: Engine, hub_url: str, node_id: str) -> NodeCreden
 
 
 def _create_role(conn: Connection, role: str, password: str) -> None:
-    """A login role that may only EXECUTE the two submission functions (guarantee 3).
+    """A login role that may only EXECUTE the submission and reconcile functions (guarantee 3).
 
     No attribute that reaches past them (superuser, createrole, …), NOINHERIT, no TEMP on the
     database and no CREATE anywhere: a node cannot create a temporary table, function or
@@ -235,6 +245,7 @@ NODE_FUNCTIONS = (
     "syncd_submit_batch(text, bigint, bigint, text, jsonb)",
     "syncd_submit_batch(text, bigint, bigint, text, jsonb, jsonb)",
     "syncd_node_report(text)",
+    *RECONCILE_FUNCTIONS,
 )
 
 

@@ -25,6 +25,9 @@ Why they differ:
   so access is the file's permissions and the same rules run in Python.
 - **One daemon per node.** A session advisory lock on PostgreSQL; an flock on the database
   file on SQLite (`hold_lock`). Either dies with the process.
+- **Reconcile digests.** PostgreSQL has md5 and exact NUMERIC sums; SQLite gets deterministic
+  Python functions registered on every connection (`syncd.store.digest_functions`), so the
+  same canonical text and hashes come out of both (`md5_hex`, `key32`, `hash_sum`, …).
 - **Row locks.** A snapshot chunk reads its rows FOR SHARE on PostgreSQL to wait for their
   writers; SQLite has no row locks and needs none (`read_locked`).
 """
@@ -44,6 +47,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.interfaces import Dialect as SaDialect
 
 from syncd.core.errors import DatabaseError
+from syncd.store.digest_functions import register_functions
 
 
 class Kind(StrEnum):
@@ -119,6 +123,47 @@ class Dialect:
         """A decimal as `decimal_type` stores it."""
         return value
 
+    # Reconcile's digests (syncd.core.reconcile): the same canonical text and hashes on both.
+
+    def md5_hex(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """md5 of a text as 32 lowercase hex digits."""
+        raise NotImplementedError
+
+    def key32(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+        """The first 8 hex digits of md5(text) as an integer."""
+        raise NotImplementedError
+
+    def hash_sum(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """Aggregate: the sum of the first 15 hex digits of each row's md5(text)."""
+        raise NotImplementedError
+
+    def exact_sum(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """Aggregate: the exact sum of a decimal column (text or NUMERIC)."""
+        return sa.func.sum(expr)
+
+    def decimal_text(self, expr: sa.ColumnElement[Any], scale: int) -> sa.ColumnElement[str]:
+        """A decimal rendered with exactly `scale` digits after the point."""
+        raise NotImplementedError
+
+    def date_text(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        raise NotImplementedError
+
+    def timestamp_text(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """A naive UTC timestamp as ISO seconds (YYYY-MM-DDTHH:MM:SS)."""
+        raise NotImplementedError
+
+    def list_elements(self, expr: sa.ColumnElement[Any]) -> sa.TableValuedAlias:
+        """A JSON array's elements as text, one row each, in a column named `value`."""
+        raise NotImplementedError
+
+    def text_agg(self, expr: sa.ColumnElement[Any], sep: str) -> sa.ColumnElement[str]:
+        """Aggregate: texts joined by `sep` in the order they come."""
+        raise NotImplementedError
+
+    def json_null(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """Whether a JSON document is JSON null (a None SQLAlchemy stored as a document)."""
+        raise NotImplementedError
+
 
 class Postgres(Dialect):
     kind = Kind.POSTGRES
@@ -167,6 +212,39 @@ class Postgres(Dialect):
     def joined_names(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
         ordered = postgresql.aggregate_order_by(sa.literal(","), expr)
         return sa.func.string_agg(expr, ordered, type_=sa.String())
+
+    def md5_hex(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        return sa.func.md5(text, type_=sa.String())
+
+    def _hex_int(self, text: sa.ColumnElement[Any], digits: int) -> sa.ColumnElement[int]:
+        hexed = sa.literal("x") + sa.func.substr(self.md5_hex(text), 1, digits)
+        return sa.cast(sa.cast(hexed, postgresql.BIT(digits * 4)), sa.BigInteger())
+
+    def key32(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+        return self._hex_int(text, 8)
+
+    def hash_sum(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        # sum(bigint) is numeric in PostgreSQL: a million 60-bit values do not overflow.
+        return sa.func.sum(self._hex_int(text, 15), type_=sa.Numeric())
+
+    def decimal_text(self, expr: sa.ColumnElement[Any], scale: int) -> sa.ColumnElement[str]:
+        rounded = sa.func.round(sa.cast(expr, sa.Numeric()), scale, type_=sa.Numeric())
+        return sa.cast(rounded, sa.Text())
+
+    def date_text(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        return sa.func.to_char(expr, "YYYY-MM-DD", type_=sa.String())
+
+    def timestamp_text(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        return sa.func.to_char(expr, 'YYYY-MM-DD"T"HH24:MI:SS', type_=sa.String())
+
+    def list_elements(self, expr: sa.ColumnElement[Any]) -> sa.TableValuedAlias:
+        return sa.func.jsonb_array_elements_text(expr).table_valued("value")
+
+    def text_agg(self, expr: sa.ColumnElement[Any], sep: str) -> sa.ColumnElement[str]:
+        return sa.func.string_agg(expr, sep, type_=sa.String())
+
+    def json_null(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        return sa.func.jsonb_typeof(expr) == "null"
 
 
 class _FileLock:
@@ -228,6 +306,39 @@ class Sqlite(Dialect):
     def bind_decimal(self, value: Any) -> Any:
         return str(decimal.Decimal(str(value)))
 
+    # SQLite has no md5 and no exact decimals: deterministic Python functions registered on
+    # every connection (`_sqlite_on_connect`, syncd.store.digest_functions).
+    def md5_hex(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        return sa.func.syncd_md5(text, type_=sa.String())
+
+    def key32(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+        return sa.func.syncd_key32(text, type_=sa.BigInteger())
+
+    def hash_sum(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.func.syncd_hashsum(text, type_=sa.String())
+
+    def exact_sum(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.func.syncd_decsum(expr, type_=sa.String())
+
+    def decimal_text(self, expr: sa.ColumnElement[Any], scale: int) -> sa.ColumnElement[str]:
+        return sa.func.syncd_dectext(expr, scale, type_=sa.String())
+
+    def date_text(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        return sa.func.strftime("%Y-%m-%d", expr, type_=sa.String())
+
+    def timestamp_text(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        # SQLite's date functions turn a "+08:00" suffix into UTC, as the hub's validation does.
+        return sa.func.strftime("%Y-%m-%dT%H:%M:%S", expr, type_=sa.String())
+
+    def list_elements(self, expr: sa.ColumnElement[Any]) -> sa.TableValuedAlias:
+        return sa.func.json_each(expr).table_valued("value")
+
+    def text_agg(self, expr: sa.ColumnElement[Any], sep: str) -> sa.ColumnElement[str]:
+        return sa.func.group_concat(expr, sep, type_=sa.String())
+
+    def json_null(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        return sa.func.json_type(expr) == "null"
+
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: object) -> None:
     cur = dbapi_conn.cursor()
@@ -235,6 +346,7 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: object) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+    register_functions(dbapi_conn)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

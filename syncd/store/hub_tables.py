@@ -139,6 +139,9 @@ batch_rows = sa.Table(
 # What the submit path saw but did not accept (duplicates, refusals). The submit function
 # cannot extend the audit chain itself (only the hub's writer does), so it leaves an event here
 # and the next apply cycle turns each event into an audit entry in its own transaction.
+# The kind of event a city's `syncd reconcile` leaves (its summary JSON in `reason`).
+RECONCILE_EVENT = "reconcile"
+
 inbox_events = sa.Table(
     "syncd_inbox_event",
     metadata,

@@ -196,6 +196,23 @@ def test_every_security_definer_function_is_pinned_also_after_reinit(hub: Hub) -
         ("syncd_caller_may_act_for(text)", pinned, False),
         ("syncd_node_report(text)", pinned, False),
         ("syncd_node_watermark(text)", pinned, False),
+        (
+            "syncd_reconcile_columns(text,text,text[],text[],integer[],text[],text[],boolean)",
+            pinned,
+            False,
+        ),
+        (
+            "syncd_reconcile_digests(text,text,text[],text[],integer[],text[],bigint,bigint,bigint[])",
+            pinned,
+            False,
+        ),
+        (
+            "syncd_reconcile_leaf(text,text,text[],text[],integer[],text[],bigint,bigint[])",
+            pinned,
+            False,
+        ),
+        ("syncd_reconcile_pending(text,text,text[],text[])", pinned, False),
+        ("syncd_reconcile_record(text,jsonb)", pinned, False),
         ("syncd_submit_batch(text,bigint,bigint,text,jsonb)", pinned, False),
         ("syncd_submit_batch(text,bigint,bigint,text,jsonb,jsonb)", pinned, False),
     ]
