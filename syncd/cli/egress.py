@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
 import sys
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import typer
 
 from syncd.cli.context import CsvOpt, JsonOpt, settings
 from syncd.cli.render import call, err, to_jsonable, usage
+from syncd.cli.timezones import naive_utc, parse_time, zone
 from syncd.core.canonical import canonical
 
 if TYPE_CHECKING:
@@ -35,22 +35,10 @@ CSV_COLUMNS = (
 )
 
 
-def utc_option(name: str, value: str | None) -> dt.datetime | None:
-    """An ISO date or time as naive UTC (how the ledger stores time); no offset means UTC."""
-    if value is None:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        usage(f"{name} {value!r}: expected an ISO date or time, e.g. 2026-11-26T08:00+08:00")
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.UTC).replace(tzinfo=None)
-    return when
-
-
 def egress(
     since: Annotated[
-        str | None, typer.Option(help="ISO time, from (inclusive); UTC unless it has an offset")
+        str | None,
+        typer.Option(help="ISO time, from (inclusive); no offset: [audit] timezone"),
     ] = None,
     until: Annotated[
         str | None, typer.Option(help="ISO time, until (exclusive); default now")
@@ -66,10 +54,13 @@ def egress(
 
     if as_json and as_csv:
         usage("--json and --csv: choose one")
-    start, end = utc_option("--since", since), utc_option("--until", until)
+    conf = settings()
+    tz = zone(conf.audit.timezone)
+    start = naive_utc(parse_time("--since", since, tz))
+    end = naive_utc(parse_time("--until", until, tz))
     if start is not None and end is not None and end <= start:
         usage(f"--until {until!r} is not after --since {since!r}")
-    report = call(lambda: read_egress(settings(), start, end))
+    report = call(lambda: read_egress(conf, start, end))
     with _opened(output) as fh:
         if as_json:
             _write_json(report, fh)

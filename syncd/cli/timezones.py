@@ -30,3 +30,8 @@ def parse_time(option: str, text: str | None, tz: dt.tzinfo) -> dt.datetime | No
 def shown(value: dt.datetime, tz: dt.tzinfo) -> str:
     """A stored (naive UTC) time in `tz`, to the second, with its offset."""
     return value.replace(tzinfo=dt.UTC).astimezone(tz).isoformat(timespec="seconds")
+
+
+def naive_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """An aware time as naive UTC, how syncd stores time."""
+    return None if value is None else value.astimezone(dt.UTC).replace(tzinfo=None)

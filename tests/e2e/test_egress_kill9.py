@@ -51,10 +51,12 @@ def test_kill9_never_loses_or_duplicates_a_ledger_row(tmp_path: Path, pg_url_fac
             "city-3301": pg_url_factory(),
             "city-3302": f"sqlite:///{tmp_path / 'city-3302.db'}",
         },
-        sync={"interval_seconds": 0.05, "batch_rows": 3, "trim_retention_seconds": 0},
+        sync={"interval_seconds": 0.05, "batch_rows": 5, "trim_retention_seconds": 0},
     )
     cluster.setup()
-    writers = [cluster.writer(node, SEED + i, 30.0) for i, node in enumerate(cluster.city_urls)]
+    # Long enough for the kills below; every batch they write is applied by one `sync --once`
+    # at the hub afterwards, which must stay well inside run_syncd's timeout.
+    writers = [cluster.writer(node, SEED + i, 12.0) for i, node in enumerate(cluster.city_urls)]
     daemons = [cluster.daemon(n) for n in cluster.city_urls]
     started = {d.name: 0 for d in daemons}
     try:
