@@ -33,8 +33,7 @@ from tests.integration.test_apply import (
 )
 
 
-@pytest.fixture
-def hub_conf(tmp_path: Path, db_url: str) -> Iterator[tuple[Path, Engine]]:
+def _hub(tmp_path: Path, db_url: str) -> Iterator[tuple[Path, Engine]]:
     """A hub initialised as `syncd init` does, with two cities' customers applied."""
     conf = write_config(
         tmp_path / "hub.toml",
@@ -60,6 +59,19 @@ def hub_conf(tmp_path: Path, db_url: str) -> Iterator[tuple[Path, Engine]]:
     apply_pending(engine, POLICY)
     yield conf, engine
     engine.dispose()
+
+
+@pytest.fixture
+def hub_conf(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[Path, Engine]]:
+    """For what the CLI adds (times, pages, files): the queries themselves are tested on both
+    databases in test_audit_queries.py, and a subprocess per test per dialect cost minutes."""
+    yield from _hub(tmp_path, sqlite_url)
+
+
+@pytest.fixture
+def any_hub_conf(tmp_path: Path, db_url: str) -> Iterator[tuple[Path, Engine]]:
+    """Both databases: where what the CLI reads depends on the dialect (exports stream rows)."""
+    yield from _hub(tmp_path, db_url)
 
 
 def _log(conf: Path, *args: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -116,8 +128,8 @@ def test_log_pages_with_a_notice_of_what_is_left(hub_conf: tuple[Path, Engine]) 
     assert rest.stderr.strip() == ""
 
 
-def test_log_by_id_number_golden_id_key_and_action(hub_conf: tuple[Path, Engine]) -> None:
-    conf, engine = hub_conf
+def test_log_by_id_number_golden_id_key_and_action(any_hub_conf: tuple[Path, Engine]) -> None:
+    conf, engine = any_hub_conf
     typed = f"{ZHANG[:6]}-{ZHANG[6:14]} {ZHANG[14:]}"
     by_number = _log(conf, "--id-number", typed)
     assert [(e["action"], e["node_id"]) for e in by_number] == [
@@ -161,9 +173,9 @@ def _tampered(path: Path, entry_id: int) -> Path:
 
 
 def test_export_verifies_offline_with_an_anchor(
-    hub_conf: tuple[Path, Engine], tmp_path: Path
+    any_hub_conf: tuple[Path, Engine], tmp_path: Path
 ) -> None:
-    conf, _ = hub_conf
+    conf, _ = any_hub_conf
     anchor = run_syncd(conf, "audit", "head", check=True).stdout.strip()
     head_id = int(anchor.split(":")[0])
     for fmt in ("json", "csv"):
