@@ -162,7 +162,7 @@ def _submit_pg(conn: Connection, batch: Batch) -> SubmitResult:
                 "last": batch.last_seq,
                 "checksum": batch.checksum,
                 "rows": rows,
-                "policy": None if batch.policy is None else canonical(batch.policy.wire()),
+                "policy": None if batch.policy is None else canonical(_sent_stamp(batch)),
             },
         ).scalar_one()
     except sa.exc.DBAPIError as exc:
@@ -221,15 +221,19 @@ def _refusal(conn: Connection, batch: Batch) -> tuple[str | None, int | None]:
         )
     if batch.last_seq < batch.first_seq:
         return "malformed batch", None
-    sent = None if batch.policy is None else batch.policy.wire()
-    return agreement.check(conn, batch.node_id, sent, utcnow()), None
+    return agreement.check(conn, batch.node_id, _sent_stamp(batch), utcnow()), None
+
+
+def _sent_stamp(batch: Batch) -> dict[str, Any] | None:
+    """The batch's policy stamp as it travels (what the PostgreSQL function receives)."""
+    return None if batch.policy is None else batch.policy.wire()
 
 
 def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
     """Submission on a connection to the hub database itself (SQLite hubs, hub-side tools)."""
     reason, duplicate = _refusal(conn, batch)
     now = utcnow()
-    sent = None if batch.policy is None else batch.policy.wire()
+    sent = _sent_stamp(batch)
     if duplicate is not None:
         _event(conn, batch, SubmitStatus.DUPLICATE, "batch already received")
         conn.execute(
