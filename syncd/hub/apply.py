@@ -25,11 +25,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.core.batch import SubmitStatus, checksum
+from syncd.core.batch import SubmitStatus, checksum, payload_checksum
 from syncd.core.errors import SyncdError
 from syncd.core.logs import get_logger
 from syncd.core.policy import Policy
 from syncd.core.validate import Change
+from syncd.hub import payload
 from syncd.hub.audit import Action, AuditWriter
 from syncd.hub.nodes import HEALTHY, record_node_failure, resting_nodes
 from syncd.hub.rows import RowCounts, RowOutcome, RowWriter, classify_safely
@@ -112,8 +113,29 @@ def _has_earlier(conn: Connection, head: _Head) -> bool:
     return earlier is not None
 
 
+def stored_payload(conn: Connection, batch_id: int) -> str | None:
+    """The batch's payload text, or None for a batch stored row by row (an older city's)."""
+    b = h.batches.c
+    return conn.execute(sa.select(b.payload).where(b.batch_id == batch_id)).scalar()
+
+
 def load_changes(conn: Connection, batch_id: int) -> list[tuple[int, Change]]:
-    """A batch's stored (ord, change) pairs in order, JSON read as text so decimals stay exact."""
+    """A batch's stored (ord, change) pairs in order, decimals exact.
+
+    From its payload (`syncd.hub.payload`), or from `syncd_inbox_row` for a batch an older
+    city submitted row by row. A payload that cannot be read raises ValueError with why.
+    """
+    text = stored_payload(conn, batch_id)
+    if text is not None:
+        changes, why = payload.read(text)
+        if changes is None:
+            raise ValueError(why)
+        return list(enumerate(changes))
+    return _load_rows(conn, batch_id)
+
+
+def _load_rows(conn: Connection, batch_id: int) -> list[tuple[int, Change]]:
+    """A row-by-row batch's changes, JSON read as text so decimals stay exact."""
     r = h.batch_rows.c
     stmt = (
         sa.select(
@@ -168,8 +190,18 @@ def _verify(conn: Connection, head: _Head) -> tuple[list[tuple[int, Change]] | N
     A stored row Python cannot decode (an integer of more than 4,300 digits, which no syncd
     city can encode) leaves the batch unverifiable: it is refused like an altered one.
     """
+    text = stored_payload(conn, head.batch_id)
+    if text is not None:
+        # The payload as the city sent it: its checksum is one hash, checked before parsing.
+        computed = payload_checksum(head.node_id, head.first_seq, head.last_seq, text)
+        if computed != head.checksum:
+            return None, _altered(head, computed), computed
+        found, why = payload.read(text)
+        if found is None:
+            return None, f"the stored batch cannot be read: {why}", computed
+        return list(enumerate(found)), "", computed
     try:
-        changes = load_changes(conn, head.batch_id)
+        changes = _load_rows(conn, head.batch_id)
     except ValueError as exc:
         reason = (
             f"a row of the stored batch cannot be decoded ({type(exc).__name__}), so the "
@@ -178,12 +210,15 @@ def _verify(conn: Connection, head: _Head) -> tuple[list[tuple[int, Change]] | N
         return None, reason, ""
     computed = checksum(head.node_id, head.first_seq, head.last_seq, [c.wire() for _, c in changes])
     if computed != head.checksum:
-        reason = (
-            f"stored batch does not match its checksum {head.checksum} (recomputed {computed}): "
-            "it was altered after it was received"
-        )
-        return None, reason, computed
+        return None, _altered(head, computed), computed
     return changes, "", computed
+
+
+def _altered(head: _Head, computed: str) -> str:
+    return (
+        f"stored batch does not match its checksum {head.checksum} (recomputed {computed}): "
+        "it was altered after it was received"
+    )
 
 
 def _scrub_refused(
@@ -194,21 +229,23 @@ def _scrub_refused(
     policy: Policy,
 ) -> None:
     """Drop the data of refused rows from the inbox: what the city may not send is not kept."""
-    rows = []
+    drop: dict[int, dict[str, Any]] = {}
     for (ord_, change), outcome in zip(changes, outcomes, strict=True):
         if outcome is not RowOutcome.REFUSED:
             continue
         table = policy.tables.get(change.table)
         key = change.wire_key if isinstance(change.wire_key, dict) else {}
         pk = table.primary_key if table is not None else ()
-        rows.append(
-            {
-                "b": batch_id,
-                "o": ord_,
-                "row_key": {c: key[c] for c in pk if c in key},
-                "row_data": None,
-            }
+        drop[ord_] = {c: key[c] for c in pk if c in key}
+    if not drop:
+        return
+    if stored_payload(conn, batch_id) is not None:
+        text = payload.scrubbed([c for _, c in changes], drop)
+        conn.execute(
+            h.batches.update().where(h.batches.c.batch_id == batch_id).values(payload=text)
         )
+        return
+    rows = [{"b": batch_id, "o": o, "row_key": k, "row_data": None} for o, k in drop.items()]
     if rows:
         r = h.batch_rows.c
         conn.execute(

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from syncd.core.batch import Batch, SubmitResult, SubmitStatus
 from syncd.core.canonical import canonical
 from syncd.core.errors import BatchRefused, UsageError
-from syncd.hub import agreement
+from syncd.hub import agreement, payload
 from syncd.hub.nodes import hub_schema, regrant_node_functions, restrict_public
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine, run_script, sql_template, translated, utcnow
@@ -148,12 +148,16 @@ def _raise_refusal(exc: sa.exc.DBAPIError) -> None:
         raise BatchRefused(text) from exc
 
 
+def payload_of(batch: Batch) -> str:
+    """The JSON text a batch's changes travel as: what its checksum was computed over."""
+    return batch.wire_json or canonical([c.wire() for c in batch.changes])
+
+
 def _submit_pg(conn: Connection, batch: Batch) -> SubmitResult:
-    rows = batch.wire_json or canonical([c.wire() for c in batch.changes])
     try:
         status = conn.execute(
             sa.text(
-                "SELECT syncd_submit_batch(:node, :first, :last, :checksum, CAST(:rows AS jsonb),"
+                "SELECT syncd_submit_payload(:node, :first, :last, :checksum, CAST(:rows AS text),"
                 " CAST(:policy AS jsonb))"
             ),
             {
@@ -161,7 +165,7 @@ def _submit_pg(conn: Connection, batch: Batch) -> SubmitResult:
                 "first": batch.first_seq,
                 "last": batch.last_seq,
                 "checksum": batch.checksum,
-                "rows": rows,
+                "rows": payload_of(batch),
                 "policy": None if batch.policy is None else canonical(_sent_stamp(batch)),
             },
         ).scalar_one()
@@ -221,7 +225,10 @@ def _refusal(conn: Connection, batch: Batch) -> tuple[str | None, int | None]:
         )
     if batch.last_seq < batch.first_seq:
         return "malformed batch", None
-    return agreement.check(conn, batch.node_id, _sent_stamp(batch), utcnow()), None
+    return (
+        payload.problem(payload_of(batch))
+        or agreement.check(conn, batch.node_id, _sent_stamp(batch), utcnow())
+    ), None
 
 
 def _sent_stamp(batch: Batch) -> dict[str, Any] | None:
@@ -254,25 +261,10 @@ def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
             received_at=now,
             status=h.BatchStatus.PENDING,
             policy_fingerprint=None if batch.policy is None else batch.policy.fingerprint,
+            payload=payload_of(batch),
         )
         .returning(h.batches.c.batch_id)
     ).scalar_one()
-    if batch.changes:
-        conn.execute(
-            h.batch_rows.insert(),
-            [
-                {
-                    "batch_id": batch_id,
-                    "ord": i,
-                    "seq": c.seq,
-                    "table_name": c.table,
-                    "op": c.op,
-                    "row_key": c.key,
-                    "row_data": c.row,
-                }
-                for i, c in enumerate(batch.changes)
-            ],
-        )
     conn.execute(
         h.nodes.update()
         .where(h.nodes.c.node_id == batch.node_id)

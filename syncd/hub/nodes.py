@@ -244,6 +244,7 @@ NODE_FUNCTIONS = (
     "syncd_node_watermark(text)",
     "syncd_submit_batch(text, bigint, bigint, text, jsonb)",
     "syncd_submit_batch(text, bigint, bigint, text, jsonb, jsonb)",
+    "syncd_submit_payload(text, bigint, bigint, text, text, jsonb)",
     "syncd_node_report(text)",
     *RECONCILE_FUNCTIONS,
 )

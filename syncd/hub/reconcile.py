@@ -23,6 +23,7 @@ from syncd.core.canonical import canonical
 from syncd.core.errors import BatchRefused, UsageError
 from syncd.core.policy import Policy
 from syncd.core.reconcile import NULL, Digest, Spec, key_text
+from syncd.hub import payload
 from syncd.hub.audit import Action
 from syncd.hub.inbox import HubInbox
 from syncd.store import hub_tables as h
@@ -223,6 +224,18 @@ def pending_local(conn: Connection, node_id: str, spec: Spec, keys: set[str]) ->
         )
     ).scalars()
     found += [(key_text(spec, k), "in_flight") for k in flying if isinstance(k, dict)]
+    payloads = conn.execute(
+        sa.select(b.payload).where(
+            b.node_id == node_id, b.status == h.BatchStatus.PENDING, b.payload.is_not(None)
+        )
+    ).scalars()
+    for text in payloads:
+        changes, _ = payload.read(text)
+        found += [
+            (key_text(spec, c.wire_key), "in_flight")
+            for c in changes or ()
+            if c.table == spec.table
+        ]
     return _first_state((k, s) for k, s in found if k in keys)
 
 

@@ -118,6 +118,9 @@ batches = sa.Table(
     sa.Column("applied_at", sa.DateTime(), nullable=True),
     sa.Column("stats", JsonDoc, nullable=True),
     sa.Column("policy_fingerprint", sa.String(64), nullable=True),  # hub_0003
+    # hub_0005: the batch's rows as the JSON text the city sent (its checksum is over exactly
+    # these bytes). NULL for a batch an older city submitted row by row into syncd_inbox_row.
+    sa.Column("payload", sa.Text(), nullable=True),
     sa.UniqueConstraint("node_id", "last_seq", name="uq_syncd_inbox_batch_identity"),
     sa.Index("ix_syncd_inbox_batch_pending", "status", "node_id", "last_seq"),
 )

@@ -74,7 +74,7 @@ def forged(node: str = B, seq: int = 900000) -> Batch:
 def submit(conn: psycopg.Connection[Any], batch: Batch) -> str:
     rows = batch.wire_json or canonical([c.wire() for c in batch.changes])
     found = conn.execute(
-        "SELECT syncd_submit_batch(%s, %s, %s, %s, %s::jsonb, %s::jsonb)",
+        "SELECT syncd_submit_payload(%s, %s, %s, %s, %s::text, %s::jsonb)",
         (
             batch.node_id,
             batch.first_seq,
@@ -196,6 +196,7 @@ def test_every_security_definer_function_is_pinned_also_after_reinit(hub: Hub) -
         ("syncd_caller_may_act_for(text)", pinned, False),
         ("syncd_node_report(text)", pinned, False),
         ("syncd_node_watermark(text)", pinned, False),
+        ("syncd_receive_batch(text,bigint,bigint,text,text,jsonb,jsonb)", pinned, False),
         (
             "syncd_reconcile_columns(text,text,text[],text[],integer[],text[],text[],boolean)",
             pinned,
@@ -215,6 +216,7 @@ def test_every_security_definer_function_is_pinned_also_after_reinit(hub: Hub) -
         ("syncd_reconcile_record(text,jsonb)", pinned, False),
         ("syncd_submit_batch(text,bigint,bigint,text,jsonb)", pinned, False),
         ("syncd_submit_batch(text,bigint,bigint,text,jsonb,jsonb)", pinned, False),
+        ("syncd_submit_payload(text,bigint,bigint,text,text,jsonb)", pinned, False),
     ]
     assert definers(hub) == expected
     with psycopg.connect(hub.admin, autocommit=True) as admin:

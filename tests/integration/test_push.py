@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from syncd.app import init_node
 from syncd.city.crm import crm_metadata
 from syncd.city.push import Pusher
-from syncd.core.canonical import loads
 from syncd.core.policy import load_policy
 from syncd.core.settings import Settings
+from syncd.hub.apply import load_changes
 from syncd.hub.inbox import HubInbox
 from syncd.hub.nodes import register_node
 from syncd.store import hub_tables as h
@@ -57,19 +57,12 @@ class Pair:
     def hub_rows(self) -> list[dict[str, Any]]:
         engine = create_engine(self.hub_url)
         with engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(
-                    h.batch_rows.c.seq,
-                    h.batch_rows.c.table_name,
-                    h.batch_rows.c.op,
-                    sa.cast(h.batch_rows.c.row_key, sa.Text),
-                    sa.cast(h.batch_rows.c.row_data, sa.Text),
-                ).order_by(h.batch_rows.c.seq)
-            ).all()
+            ids = conn.execute(sa.select(h.batches.c.batch_id)).scalars().all()
+            changes = [c for b in ids for _, c in load_changes(conn, b)]
         engine.dispose()
         return [
-            {"seq": s, "table": t, "op": o, "key": loads(k), "row": loads(r) if r else None}
-            for s, t, o, k, r in rows
+            {"seq": c.seq, "table": c.table, "op": c.op, "key": c.key, "row": c.row}
+            for c in sorted(changes, key=lambda c: c.seq)
         ]
 
 

@@ -172,6 +172,14 @@ BEGIN
           FROM ${schema}.syncd_inbox_batch b
           JOIN ${schema}.syncd_inbox_row r ON r.batch_id = b.batch_id
          WHERE b.node_id = p_node AND b.status = 'pending' AND r.table_name = p_table
+        UNION ALL
+        -- A batch received as one payload (hub_0005): its changes read from the text.
+        SELECT (SELECT string_agg(coalesce(e.r -> 'key' ->> u.c, chr(30)), chr(31) ORDER BY u.o)
+                  FROM unnest(p_key) WITH ORDINALITY AS u(c, o)), 'in_flight'::text
+          FROM ${schema}.syncd_inbox_batch b
+         CROSS JOIN LATERAL jsonb_array_elements(b.payload::jsonb) AS e(r)
+         WHERE b.node_id = p_node AND b.status = 'pending' AND b.payload IS NOT NULL
+           AND e.r ->> 'table' = p_table
     ) k WHERE k.t = ANY(p_keys);
 END;
 $$;

@@ -111,12 +111,59 @@ BEGIN
 END;
 $$;
 
+-- Why a batch's rows cannot be received, or NULL: the payload text must be JSON (jsonb's
+-- reading of it), and either form an array of changes, each an object with an integer "seq",
+-- a text "table" and "op" and an object "key". What a change holds beyond that is validation's
+-- business at apply, row by row; this only keeps apply from meeting a batch it cannot read.
+-- The rules and words of syncd.hub.apply.payload_problem.
+CREATE OR REPLACE FUNCTION ${schema}.syncd_payload_problem(p_payload text, p_rows jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_doc jsonb := p_rows;
+    v_bad bigint;
+BEGIN
+    IF v_doc IS NULL THEN
+        BEGIN
+            v_doc := p_payload::jsonb;
+        EXCEPTION WHEN OTHERS THEN
+            RETURN 'malformed batch: the payload is not JSON PostgreSQL can read ('
+                   || SQLSTATE || ')';
+        END;
+    END IF;
+    IF jsonb_typeof(v_doc) <> 'array' THEN
+        RETURN 'malformed batch: the payload is not an array of changes';
+    END IF;
+    SELECT e.ord - 1 INTO v_bad
+      FROM jsonb_array_elements(v_doc) WITH ORDINALITY AS e(r, ord)
+     WHERE jsonb_typeof(e.r) IS DISTINCT FROM 'object'
+        OR jsonb_typeof(e.r -> 'seq') IS DISTINCT FROM 'number'
+        OR (e.r ->> 'seq') !~ '^-?[0-9]{1,18}$'
+        OR jsonb_typeof(e.r -> 'table') IS DISTINCT FROM 'string'
+        OR jsonb_typeof(e.r -> 'op') IS DISTINCT FROM 'string'
+        OR jsonb_typeof(e.r -> 'key') IS DISTINCT FROM 'object'
+     ORDER BY e.ord LIMIT 1;
+    IF FOUND THEN
+        RETURN format('malformed batch: change %s is not an object with an integer seq, a '
+                      'text table and op and an object key', v_bad);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 -- Returns 'accepted:<batch id>', 'duplicate:<batch id>' or 'refused: <reason>'. Refusals and
 -- duplicates leave an event that the hub's apply cycle writes into the audit chain. A batch
 -- whose city policy differs from the hub's in what is public is refused before anything of it
 -- is stored, and the node shows why (policy_problem) until one of its batches is accepted.
-CREATE OR REPLACE FUNCTION ${schema}.syncd_submit_batch(
-    p_node text, p_first bigint, p_last bigint, p_checksum text, p_rows jsonb, p_policy jsonb
+--
+-- The batch's rows come either as the payload text the city sent (p_payload: stored as sent,
+-- its checksum is over exactly these bytes) or, from a city older than hub_0005, as jsonb
+-- (p_rows: one syncd_inbox_row per change, as before). Not granted to node roles: they call
+-- syncd_submit_payload or syncd_submit_batch, and the caller check below reads session_user,
+-- which a SECURITY DEFINER call does not change.
+CREATE OR REPLACE FUNCTION ${schema}.syncd_receive_batch(
+    p_node text, p_first bigint, p_last bigint, p_checksum text, p_payload text, p_rows jsonb,
+    p_policy jsonb
 ) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -126,6 +173,7 @@ DECLARE
     v_batch bigint;
     v_reason text;
     v_policy_refused boolean := false;
+    v_doc jsonb := p_rows;
 BEGIN
     IF ${schema}.syncd_caller_may_act_for(p_node) IS NOT TRUE THEN
         RAISE EXCEPTION 'role % may not submit batches for node %', session_user, p_node
@@ -155,9 +203,12 @@ BEGIN
         ELSIF p_first <= v_received THEN
             v_reason := format('batch %s..%s overlaps what was already received (up to %s)',
                                p_first, p_last, v_received);
-        ELSIF p_last < p_first OR jsonb_typeof(p_rows) <> 'array' THEN
+        ELSIF p_last < p_first OR (p_payload IS NULL) = (p_rows IS NULL) THEN
             v_reason := 'malformed batch';
         ELSE
+            v_reason := ${schema}.syncd_payload_problem(p_payload, p_rows);
+        END IF;
+        IF v_reason IS NULL THEN
             v_reason := ${schema}.syncd_policy_refusal(p_policy);
             v_policy_refused := v_reason IS NOT NULL;
         END IF;
@@ -175,16 +226,23 @@ BEGIN
         RETURN 'refused: ' || v_reason;
     END IF;
 
+    IF v_doc IS NULL THEN
+        v_doc := p_payload::jsonb;  -- checked by syncd_payload_problem above
+    END IF;
     INSERT INTO ${schema}.syncd_inbox_batch
            (node_id, first_seq, last_seq, row_count, checksum, received_at, status,
-            policy_fingerprint)
-    VALUES (p_node, p_first, p_last, jsonb_array_length(p_rows), p_checksum,
-            (now() AT TIME ZONE 'UTC'), 'pending', left(p_policy ->> 'fingerprint', 64))
+            policy_fingerprint, payload)
+    VALUES (p_node, p_first, p_last, jsonb_array_length(v_doc), p_checksum,
+            (now() AT TIME ZONE 'UTC'), 'pending', left(p_policy ->> 'fingerprint', 64),
+            p_payload)
     RETURNING batch_id INTO v_batch;
-    INSERT INTO ${schema}.syncd_inbox_row (batch_id, ord, seq, table_name, op, row_key, row_data)
-    SELECT v_batch, (e.ord - 1)::int, (e.r->>'seq')::bigint, e.r->>'table', e.r->>'op',
-           e.r->'key', NULLIF(e.r->'row', 'null'::jsonb)
-      FROM jsonb_array_elements(p_rows) WITH ORDINALITY AS e(r, ord);
+    IF p_payload IS NULL THEN
+        INSERT INTO ${schema}.syncd_inbox_row
+               (batch_id, ord, seq, table_name, op, row_key, row_data)
+        SELECT v_batch, (e.ord - 1)::int, (e.r->>'seq')::bigint, e.r->>'table', e.r->>'op',
+               e.r->'key', NULLIF(e.r->'row', 'null'::jsonb)
+          FROM jsonb_array_elements(p_rows) WITH ORDINALITY AS e(r, ord);
+    END IF;
     UPDATE ${schema}.syncd_node
        SET received_seq = p_last, last_seen_at = (now() AT TIME ZONE 'UTC'),
            policy_fingerprint = left(p_policy ->> 'fingerprint', 64),
@@ -193,6 +251,25 @@ BEGIN
     PERFORM pg_notify('syncd_inbox', p_node);
     RETURN 'accepted:' || v_batch;
 END;
+$$;
+
+-- A city's submission: the batch's rows as the canonical JSON text it hashed.
+CREATE OR REPLACE FUNCTION ${schema}.syncd_submit_payload(
+    p_node text, p_first bigint, p_last bigint, p_checksum text, p_payload text, p_policy jsonb
+) RETURNS text
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ${schema}.syncd_receive_batch(p_node, p_first, p_last, p_checksum, p_payload,
+                                         NULL::jsonb, p_policy);
+$$;
+
+-- The submission of a city of issue 12 (rows as jsonb, one syncd_inbox_row each): kept, so a
+-- hub can be upgraded before its cities.
+CREATE OR REPLACE FUNCTION ${schema}.syncd_submit_batch(
+    p_node text, p_first bigint, p_last bigint, p_checksum text, p_rows jsonb, p_policy jsonb
+) RETURNS text
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ${schema}.syncd_receive_batch(p_node, p_first, p_last, p_checksum, NULL::text,
+                                         p_rows, p_policy);
 $$;
 
 -- The submission of a city older than its hub, which sends no policy: refused, saying why
@@ -238,5 +315,10 @@ REVOKE ALL ON FUNCTION ${schema}.syncd_submit_batch(text, bigint, bigint, text, 
 REVOKE ALL ON FUNCTION ${schema}.syncd_submit_batch(text, bigint, bigint, text, jsonb, jsonb)
     FROM PUBLIC;
 REVOKE ALL ON FUNCTION ${schema}.syncd_node_report(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${schema}.syncd_submit_payload(text, bigint, bigint, text, text, jsonb)
+    FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${schema}.syncd_receive_batch(text, bigint, bigint, text, text, jsonb, jsonb)
+    FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${schema}.syncd_payload_problem(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ${schema}.syncd_policy_refusal(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ${schema}.syncd_policy_differences(jsonb, jsonb) FROM PUBLIC;

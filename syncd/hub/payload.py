@@ -1,0 +1,108 @@
+"""A batch's payload: the JSON text of its changes as the city sent it, read at the hub.
+
+The city hashes the canonical JSON of its changes once (`syncd.core.batch.make_batch`); the hub
+stores that text as it arrived (`syncd_inbox_batch.payload`, hub_0005), checks the checksum with
+one hash over it, and parses it once. Decimals are read exactly; where the text holds a JSON
+float (no syncd city writes one), the change also keeps the value as received, which is what
+quarantine stores.
+
+`problem` states which payloads the hub takes at all — the rules and words of the PostgreSQL
+function `syncd_payload_problem`, which checks them at submit: a JSON array of objects, each with
+an integer `seq`, a text `table` and `op` and an object `key`. Everything else about a change is
+validation's business, row by row.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from syncd.core.validate import Change
+
+_SEQ_MAX = 10**18  # "^-?[0-9]{1,18}$" in the SQL: within bigint, whatever its sign
+
+NOT_JSON = "malformed batch: the payload is not JSON PostgreSQL can read"
+NOT_ARRAY = "malformed batch: the payload is not an array of changes"
+
+
+def _bad_change(index: int) -> str:
+    return (
+        f"malformed batch: change {index} is not an object with an integer seq, a text table "
+        "and op and an object key"
+    )
+
+
+def _parse(text: str) -> tuple[Any, Any]:
+    """(exact, as received): parsed once, twice only when the text holds a JSON float."""
+    floats = False
+
+    def exact(number: str) -> decimal.Decimal:
+        nonlocal floats
+        floats = True
+        return decimal.Decimal(number)
+
+    def constant(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python reads them, jsonb not
+
+    value = json.loads(text, parse_float=exact, parse_constant=constant)
+    return value, (json.loads(text) if floats else value)
+
+
+def _well_formed(change: object) -> bool:
+    if type(change) is not dict:
+        return False
+    seq = change.get("seq")
+    return (
+        type(seq) is int
+        and -_SEQ_MAX < seq < _SEQ_MAX
+        and type(change.get("table")) is str
+        and type(change.get("op")) is str
+        and type(change.get("key")) is dict
+    )
+
+
+def read(text: str) -> tuple[list[Change] | None, str | None]:
+    """The payload's changes in order, or None and why the batch cannot be read."""
+    try:
+        exact, wire = _parse(text)
+    except (ValueError, RecursionError):
+        return None, NOT_JSON
+    if type(exact) is not list:
+        return None, NOT_ARRAY
+    for i, change in enumerate(exact):
+        if not _well_formed(change):
+            return None, _bad_change(i)
+    changes = [
+        Change(
+            e["seq"],
+            e["table"],
+            e["op"],
+            e["key"],
+            e.get("row"),
+            w["key"],
+            w.get("row"),
+        )
+        for e, w in zip(exact, wire, strict=True)
+    ]
+    return changes, None
+
+
+def problem(text: str) -> str | None:
+    """Why a payload cannot be received, or None (`syncd_payload_problem` on PostgreSQL)."""
+    return read(text)[1]
+
+
+def scrubbed(changes: Sequence[Change], drop: dict[int, dict[str, Any]]) -> str:
+    """The payload with the changes at `drop`'s indexes reduced to their given key and no row.
+
+    What the hub keeps of a row it refused: the key, never the data the city may not send.
+    """
+    out = []
+    for i, c in enumerate(changes):
+        wire = c.wire()
+        if i in drop:
+            wire = {**wire, "key": drop[i], "row": None}
+        out.append(wire)
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":"), default=str)
