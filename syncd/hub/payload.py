@@ -50,6 +50,17 @@ def _parse(text: str) -> tuple[Any, Any]:
     return value, (json.loads(text) if floats else value)
 
 
+def _unreadable_text(value: object) -> bool:
+    """A NUL or a lone surrogate in any string or key: JSON escapes jsonb refuses to read."""
+    if type(value) is str:
+        return "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)
+    if type(value) is list:
+        return any(_unreadable_text(v) for v in value)
+    if type(value) is dict:
+        return any(_unreadable_text(k) or _unreadable_text(v) for k, v in value.items())
+    return False
+
+
 def _well_formed(change: object) -> bool:
     if type(change) is not dict:
         return False
@@ -68,6 +79,10 @@ def read(text: str) -> tuple[list[Change] | None, str | None]:
     try:
         exact, wire = _parse(text)
     except (ValueError, RecursionError):
+        return None, NOT_JSON
+    # Only an escape can put a NUL or a surrogate into parsed text, so only a payload with a
+    # \u escape (a city's canonical JSON writes one only for a control character) is walked.
+    if "\\u" in text and _unreadable_text(exact):
         return None, NOT_JSON
     if type(exact) is not list:
         return None, NOT_ARRAY

@@ -110,16 +110,15 @@ EDGES = st.sampled_from(
 
 def _values(sqlite_hub: bool) -> st.SearchStrategy[Any]:
     """Hostile JSON values. PostgreSQL's jsonb refuses NUL and lone surrogates at the submit
-    itself (a city sends them as stand-ins, issue 10 item 3), and normalises JSON floats
-    (1e+16 comes back as 10000000000000000), so the hub's checksum check refuses a batch with
-    one as altered: only that city's batch, audited. syncd cities send decimals as strings and
-    never a float; these go to the SQLite hub only."""
+    itself (a city sends them as stand-ins, issue 10 item 3); these go to the SQLite hub only.
+    JSON floats go to both: the hub keeps the payload as sent (hub_0005), so a float no longer
+    reads as an altered batch on PostgreSQL."""
     alphabet = st.characters(
         codec=None if sqlite_hub else "utf-8",
         exclude_characters=None if sqlite_hub else "\x00",
     )
-    edges = EDGES if sqlite_hub else EDGES.filter(lambda v: not isinstance(v, float))
-    numbers = st.floats(allow_nan=False, allow_infinity=False) if sqlite_hub else st.nothing()
+    edges = EDGES
+    numbers = st.floats(allow_nan=False, allow_infinity=False)
     scalars = st.one_of(
         st.none(),
         st.booleans(),

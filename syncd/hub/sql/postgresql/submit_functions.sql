@@ -127,8 +127,7 @@ BEGIN
         BEGIN
             v_doc := p_payload::jsonb;
         EXCEPTION WHEN OTHERS THEN
-            RETURN 'malformed batch: the payload is not JSON PostgreSQL can read ('
-                   || SQLSTATE || ')';
+            RETURN 'malformed batch: the payload is not JSON PostgreSQL can read';
         END;
     END IF;
     IF jsonb_typeof(v_doc) <> 'array' THEN
