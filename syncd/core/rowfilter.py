@@ -25,6 +25,8 @@ class Transition(StrEnum):
 
 def _comparable(a: Any, b: Any) -> tuple[Any, Any]:
     """Bring a stored value and a policy constant to one type, as SQL's implicit cast would."""
+    if type(a) is str and type(b) is str:  # the usual case (a status, a code): as they are
+        return a, b
     if isinstance(a, bool) or isinstance(b, bool):
         return a, b
     if isinstance(a, int | float | decimal.Decimal) and isinstance(
