@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import re
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from importlib import resources
@@ -256,40 +255,6 @@ def run_script(conn: Connection, script: str) -> None:
         cursor.close()
 
 
-_COPY_CHUNK = 2000
-# COPY's text format: backslash, and the characters that end a field or a row, escaped.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_COPY_TEXT: dict[type, Callable[[Any], str]] = {
-    str: lambda v: v.translate(_COPY_ESCAPES),
-    int: str,
-    bool: lambda v: "t" if v else "f",
-    decimal.Decimal: str,
-    float: repr,
-    dt.date: lambda v: v.isoformat(),
-}
-
-
-def _copy_line(values: Sequence[Any]) -> str | None:
-    """One row in COPY text format, or None if a value is of a type not rendered here.
-
-    psycopg's `write_row` renders each value through its dumpers, a Python call per field;
-    the types apply writes (after the columns' bind processors) are rendered here directly,
-    which is what makes a COPY of 5,000 rows cost a few milliseconds of Python, not tens.
-    """
-    fields = []
-    for v in values:
-        if v is None:
-            fields.append("\\N")
-            continue
-        render = _COPY_TEXT.get(type(v))
-        if render is None:
-            if type(v) is not dt.datetime or v.tzinfo is not None:
-                return None  # an aware time: psycopg's dumper says which zone it is in
-            render = dt.datetime.isoformat
-        fields.append(render(v))
-    return "\t".join(fields) + "\n"
-
-
 def copy_rows(
     conn: Connection, table: sa.Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
@@ -308,23 +273,13 @@ def copy_rows(
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor.copy(statement) as copy:
-            lines: list[str] = []
             for row in rows:
-                values = [
-                    v if p is None or v is None else p(v)
-                    for p, v in zip(processors, row, strict=True)
-                ]
-                line = _copy_line(values)
-                if line is None:  # a value of a type rendered here: psycopg's own dumpers
-                    copy.write("".join(lines))
-                    lines.clear()
-                    copy.write_row(values)
-                    continue
-                lines.append(line)
-                if len(lines) >= _COPY_CHUNK:
-                    copy.write("".join(lines))
-                    lines.clear()
-            copy.write("".join(lines))
+                copy.write_row(
+                    [
+                        v if p is None or v is None else p(v)
+                        for p, v in zip(processors, row, strict=True)
+                    ]
+                )
     except dbapi_error as exc:
         # Past SQLAlchemy, so wrapped here as it would have: `translated` and `is_transient`
         # then see a COPY failure like any other statement's.
