@@ -203,10 +203,10 @@ def audit_verify(
         print_json(res)
     elif res.ok:
         start = f" (from entry {res.starts_after + 1})" if res.starts_after else ""
-        rows = f" covering {res.rows} row decisions" if res.rows else ""
+        rows = f", {res.rows} row decisions in them" if res.rows else ""
         out.print(
-            f"audit chain intact: {res.entries} entries{rows}{start},"
-            f" head {res.head_id}:{res.head_hash}",
+            f"audit chain intact: {res.entries} entries{start},"
+            f" head {res.head_id}:{res.head_hash}{rows}",
             markup=False,
             highlight=False,
         )

@@ -94,9 +94,16 @@ def test_export_records_give_back_the_stored_fields() -> None:
         "row_key": json.loads(entry["row_key"]),
         "detail": json.loads(entry["detail"]),
     }
-    assert parse_export_line(json.dumps(record, ensure_ascii=False)) == entry
+    # An export from before version 2 has no ord: every line is an entry (ord 0).
+    assert parse_export_line(json.dumps(record, ensure_ascii=False)) == {**entry, "ord": 0}
     cells = {k: "" if entry[k] is None else str(entry[k]) for k in COLUMNS}
-    assert from_export_csv(cells) == entry
+    assert from_export_csv(cells) == {**entry, "ord": 0}
+    # A row decision's line (version 2): ord and row_hash, no entry hashes.
+    row = {**record, "ord": 3, "row_hash": "a" * 64, "prev_hash": None, "entry_hash": None}
+    parsed = parse_export_line(json.dumps(row, ensure_ascii=False))
+    assert (parsed["ord"], parsed["row_hash"], parsed["detail"]) == (3, "a" * 64, entry["detail"])
+    csv_row = {**cells, "ord": "3", "row_hash": "a" * 64, "prev_hash": "", "entry_hash": ""}
+    assert from_export_csv(csv_row) == {**parsed, "prev_hash": None, "entry_hash": None}
     with pytest.raises(ValueError, match="entry_id"):
         from_export_csv({**cells, "entry_id": ""})
     with pytest.raises(ValueError, match="JSON object"):
