@@ -99,8 +99,11 @@ def row_hash(action: str, row_key: str | None, detail: str) -> str:
     row_key and detail as their stored canonical JSON text (row_key may be None)."""
     key = "null" if row_key is None else encode_basestring(row_key)
     body = (
-        '{"action":' + encode_basestring(action) + ',"detail":' + encode_basestring(detail)
-    ) + ',"row_key":' + key + "}"
+        ('{"action":' + encode_basestring(action) + ',"detail":' + encode_basestring(detail))
+        + ',"row_key":'
+        + key
+        + "}"
+    )
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -280,6 +283,7 @@ class ChainCheck:
     def _feed_row(self, row: Mapping[str, Any]) -> bool:
         entry_id, ord_ = row["entry_id"], row["ord"]
         group = self._group
+        found: tuple[int, str] | None
         if group is None or group.entry["entry_id"] != entry_id:
             if self._trust_first and self.count == 0:
                 return True  # before the first entry of a partial export: nothing to check by

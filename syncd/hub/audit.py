@@ -91,9 +91,7 @@ class Action(StrEnum):
 
 # Row decisions: with a batch id, `flush` writes them per (action, node, batch, table) as row
 # lines of one covering ROW_DECISIONS entry (version 2) instead of one chain entry each.
-ROW_ACTIONS = frozenset(
-    {Action.ROW_APPLIED, Action.STALE, Action.QUARANTINED, Action.REFUSED_ROW}
-)
+ROW_ACTIONS = frozenset({Action.ROW_APPLIED, Action.STALE, Action.QUARANTINED, Action.REFUSED_ROW})
 _ROW_COLUMNS = ("entry_id", "ord", "action", "row_key", "detail", "row_hash")
 
 

@@ -15,10 +15,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.core.errors import UsageError
 from syncd.core.auditchain import EXPORT_COLUMNS
+from syncd.core.errors import UsageError
 from syncd.hub.audit import (
-    COLUMNS,
     GENESIS_HASH,
     Action,
     AuditWriter,

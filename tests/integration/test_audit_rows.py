@@ -43,21 +43,20 @@ def _batch(engine: Engine, batch_id: int = 7, *, node: str = "3301", loans: int 
     opened by the merge, applied rows of two tables, a quarantined row, the batch entry."""
     with engine.begin() as conn:
         w = AuditWriter(conn, clock=lambda: T0)
-        w.append(Action.REFUSED_ROW, node_id=node, batch_id=batch_id, table="visit",
-                 key={"visit_id": 1}, detail={"reason": "local table"})  # fmt: skip
-        w.append(Action.STALE, node_id=node, batch_id=batch_id, table="loan",
-                 key={"loan_id": 90}, detail={"seq": 1, "stored_seq": 5})  # fmt: skip
-        w.append(Action.CONFLICT_OPENED, table="customer", key={"id_number": "X1"},
-                 detail={"column": "phone"})  # fmt: skip
+
+        def decide(action: str, table: str, key: dict[str, Any], **detail: Any) -> None:
+            w.append(action, node_id=node, batch_id=batch_id, table=table, key=key, detail=detail)
+
+        decide(Action.REFUSED_ROW, "visit", {"visit_id": 1}, reason="local table")
+        decide(Action.STALE, "loan", {"loan_id": 90}, seq=1, stored_seq=5)
+        w.append(
+            Action.CONFLICT_OPENED, table="customer", key={"id_number": "X1"}, detail={"c": "tel"}
+        )
         for i in range(loans):
-            w.append(Action.ROW_APPLIED, node_id=node, batch_id=batch_id, table="loan",
-                     key={"loan_id": i}, detail={"op": "upsert", "seq": 10 + i})  # fmt: skip
-            w.append(Action.ROW_APPLIED, node_id=node, batch_id=batch_id, table="customer",
-                     key={"id_number": f"X{i}"}, detail={"golden_id": i + 1, "seq": 20 + i})  # fmt: skip
-        w.append(Action.STALE, node_id=node, batch_id=batch_id, table="loan",
-                 key={"loan_id": 91}, detail={"seq": 2, "stored_seq": 6})  # fmt: skip
-        w.append(Action.QUARANTINED, node_id=node, batch_id=batch_id, table="loan",
-                 key={"loan_id": 92}, detail={"reason": "bad amount"})  # fmt: skip
+            decide(Action.ROW_APPLIED, "loan", {"loan_id": i}, op="upsert", seq=10 + i)
+            decide(Action.ROW_APPLIED, "customer", {"id_number": f"X{i}"}, golden_id=i + 1)
+        decide(Action.STALE, "loan", {"loan_id": 91}, seq=2, stored_seq=6)
+        decide(Action.QUARANTINED, "loan", {"loan_id": 92}, reason="bad amount")
         w.append(Action.BATCH_APPLIED, node_id=node, batch_id=batch_id, detail={"rows": 10})
         assert w.flush() == 6 + 2 * loans
 
@@ -175,8 +174,10 @@ def test_old_entries_and_new_ones_verify_as_one_chain(engine: Engine) -> None:
     with engine.begin() as conn:
         old = AuditWriter(conn, clock=lambda: T0, group_rows=False)  # as syncd wrote before
         for i in range(3):
-            old.append(Action.ROW_APPLIED, node_id="3301", batch_id=1, table="loan",
-                       key={"loan_id": i}, detail={"seq": i})  # fmt: skip
+            key, detail = {"loan_id": i}, {"seq": i}
+            old.append(
+                Action.ROW_APPLIED, node_id="3301", batch_id=1, table="loan", key=key, detail=detail
+            )
         old.append(Action.BATCH_APPLIED, node_id="3301", batch_id=1)
         old.flush()
     _batch(engine, 2)
