@@ -32,7 +32,7 @@ from syncd.core.auditchain import (
     row_hash,
 )
 from syncd.core.canonical import canonical
-from syncd.store.bulk import insert_rows
+from syncd.store.bulk import insert_rows, insert_text_rows
 from syncd.store.db import translated
 from syncd.store.dialect import Kind, dialect_for
 from syncd.store.hub_tables import audit, audit_rows
@@ -259,13 +259,7 @@ class AuditWriter:
                 last_hash = row["entry_hash"] = entry_hash(last_hash, row)
                 rows.append(row)
             insert_rows(self._conn, audit, COLUMNS, rows)
-            if lines:
-                insert_rows(
-                    self._conn,
-                    audit_rows,
-                    _ROW_COLUMNS,
-                    [dict(zip(_ROW_COLUMNS, line, strict=True)) for line in lines],
-                )
+            insert_text_rows(self._conn, audit_rows, _ROW_COLUMNS, lines)
         written = len(self._pending)
         self._pending.clear()
         return written
