@@ -5,6 +5,7 @@ database and in an export. (Version-1 chains: test_audit.py.)"""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import json
@@ -453,3 +454,37 @@ def test_an_export_is_what_audit_log_shows(engine: Engine) -> None:
         (e["entry_id"], e["ord"], e["row_key"]) for e in shown
     ]
     assert [r["row_key"] for r in exported] == [{"loan_id": 90}, {"loan_id": 91}]
+
+
+def test_an_export_written_before_row_decisions_still_verifies(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Ten CSV columns and no `ord` in JSON, as `audit export` wrote them before version 2."""
+    with engine.begin() as conn:
+        old = AuditWriter(conn, clock=lambda: T0, group_rows=False)
+        for i in range(3):
+            old.append(Action.ROW_APPLIED, node_id="3301", batch_id=1, table="loan", key={"i": i})
+        old.flush()
+    for fmt in ("json", "csv"):
+        out = io.StringIO(newline="")
+        with engine.connect() as conn:
+            export(conn, out, fmt)  # type: ignore[arg-type]
+        if fmt == "json":
+            records = [json.loads(line) for line in out.getvalue().splitlines()]
+            for r in records:
+                del r["ord"], r["row_hash"]
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        else:
+            rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+            assert rows[0][-2:] == ["ord", "row_hash"]
+            buf = io.StringIO(newline="")
+            csv.writer(buf).writerows(row[:-2] for row in rows)
+            text = buf.getvalue()
+        path = tmp_path / f"old.{fmt}"
+        path.write_text(text, encoding="utf-8", newline="")
+        result = verify_file(path)
+        assert (result.ok, result.entries, result.rows) == (True, 3, 0), result.reason
+        forged = text.replace('""i"":1', '""i"":7').replace('"i": 1', '"i": 7')  # CSV, JSON
+        assert forged != text
+        path.write_text(forged, encoding="utf-8", newline="")
+        assert (verify_file(path).ok, verify_file(path).broken_id) == (False, 2)
