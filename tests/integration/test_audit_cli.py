@@ -261,6 +261,23 @@ def test_the_reference_verifier_in_the_docs_agrees(
         assert (theirs.returncode, ours.returncode) == (1, 1)
         assert f"BROKEN at entry {entry_id}" in theirs.stderr
         assert f"BROKEN at entry {entry_id}" in ours.stderr
+    # A row decision changed, removed, or added in the export: named by its covering entry.
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if json.loads(line)["ord"] == 1)
+    row = json.loads(lines[at])
+    edited = json.dumps({**row, "detail": {**row["detail"], "seq": 999}}, ensure_ascii=False)
+    added = json.dumps({**row, "ord": row["ord"] + 1000}, ensure_ascii=False)
+    for name, changed in [
+        ("edited", [*lines[:at], edited + "\n", *lines[at + 1 :]]),
+        ("removed", [*lines[:at], *lines[at + 1 :]]),
+        ("added", [*lines[: at + 1], added + "\n", *lines[at + 1 :]]),
+    ]:
+        bad = tmp_path / f"{name}.jsonl"
+        bad.write_text("".join(changed), encoding="utf-8")
+        theirs, ours = run(str(bad)), _verify_file(bad)
+        assert (theirs.returncode, ours.returncode) == (1, 1), name
+        assert f"BROKEN at entry {row['entry_id']}" in theirs.stderr, name
+        assert f"BROKEN at entry {row['entry_id']}" in ours.stderr, name
     rewritten = run(str(path), f"2:{'b' * 64}")
     assert (rewritten.returncode, "BROKEN at entry 2" in rewritten.stderr) == (1, True)
 
