@@ -13,10 +13,11 @@ Version 2 (row decisions): an entry of action ROW_DECISIONS stands for the row d
 batch, table and outcome; its detail is {"action", "count", "rows_hash", "version": 2}. Each
 decision is a *row line* (entry_id of the covering entry, ord 1..count, action, row_key,
 detail, row_hash) with row_hash = SHA-256 hex of canonical({"action", "detail", "row_key"})
-(row_key and detail as their stored text), and rows_hash = SHA-256 hex of the row hashes'
-hex text concatenated in ord order. The covering entry is hashed and chained like any other,
-so an edited, inserted or deleted row decision breaks the entry's rows_hash (or its ord
-sequence, or its count). The lines of a log are ordered by (entry_id, ord), an entry being ord 0.
+(row_key and detail nested as JSON values, not as text), and rows_hash = SHA-256 hex of
+the row hashes' hex text concatenated in ord order. The covering entry is hashed and chained
+like any other, so an edited, inserted or deleted row decision breaks the entry's rows_hash
+(or its ord sequence, or its count). The lines of a log are ordered by (entry_id, ord), an
+entry being ord 0.
 """
 
 from __future__ import annotations
@@ -95,16 +96,13 @@ def entry_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
 
 
 def row_hash(action: str, row_key: str | None, detail: str) -> str:
-    """The SHA-256 hex of one row decision: canonical({"action", "detail", "row_key"}), with
-    row_key and detail as their stored canonical JSON text (row_key may be None)."""
-    key = "null" if row_key is None else encode_basestring(row_key)
-    body = (
-        ('{"action":' + encode_basestring(action) + ',"detail":' + encode_basestring(detail))
-        + ',"row_key":'
-        + key
-        + "}"
-    )
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+    """The SHA-256 hex of one row decision: of the canonical JSON of
+    {"action": action, "detail": <detail>, "row_key": <row key>}, detail and row key nested as
+    the JSON values they are. Their stored texts are already canonical, so the body is their
+    concatenation: no re-encoding on the hub's hot path."""
+    key = "null" if row_key is None else row_key
+    body = '{"action":' + encode_basestring(action) + ',"detail":' + detail + ',"row_key":' + key
+    return hashlib.sha256((body + "}").encode("utf-8")).hexdigest()
 
 
 def rows_hash(row_hashes: list[str]) -> str:

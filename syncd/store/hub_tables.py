@@ -233,8 +233,8 @@ audit = sa.Table(
 
 # The row decisions a version-2 audit entry (action `row_decisions`) covers, one row each, in
 # the order the entry's rows_hash commits to (hub_0006). Append-only like syncd_audit: node,
-# batch, table and time are the covering entry's; row_hash = H(canonical(action, row_key,
-# detail)). See syncd/core/auditchain.py and docs/auditors.md.
+# batch, table and time are the covering entry's; row_hash = H(canonical({action, detail,
+# row_key})). See syncd/core/auditchain.py and docs/auditors.md.
 audit_rows = sa.Table(
     "syncd_audit_row",
     metadata,

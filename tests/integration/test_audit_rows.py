@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from syncd.core.auditchain import EXPORT_COLUMNS, row_hash, rows_hash
+from syncd.core.canonical import canonical
 from syncd.hub.audit import Action, AuditWriter, install_append_only, verify
 from syncd.hub.audit_file import verify_file
 from syncd.hub.audit_query import AuditFilter, export, query, query_page
@@ -129,17 +131,15 @@ def test_one_entry_per_batch_table_and_outcome_committing_to_its_rows(engine: En
 
 
 def test_the_row_hash_is_the_documented_canonical_json() -> None:
-    body = json.dumps(
-        {"action": "stale", "row_key": '{"k":"张"}', "detail": '{"a":1}'},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    import hashlib
+    def documented(action: str, row_key: Any, detail: Any) -> str:
+        body = {"action": action, "detail": detail, "row_key": row_key}
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    assert row_hash("stale", '{"k":"张"}', '{"a":1}') == hashlib.sha256(body.encode()).hexdigest()
-    null_key = '{"action":"refused_row","detail":"{}","row_key":null}'
-    assert row_hash("refused_row", None, "{}") == hashlib.sha256(null_key.encode()).hexdigest()
+    key, detail = {"k": '张"\\\n'}, {"b": [1, 0.1, None], "a": {"z": "x", "c": True}}
+    stored_key, stored_detail = canonical(key), canonical(detail)
+    assert row_hash("stale", stored_key, stored_detail) == documented("stale", key, detail)
+    assert row_hash("refused_row", None, "{}") == documented("refused_row", None, {})
 
 
 def test_rewind_forgets_rolled_back_row_decisions(engine: Engine) -> None:
