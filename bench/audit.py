@@ -5,9 +5,7 @@ Writes N row decisions in B batches (a transaction and an `AuditWriter.flush` ea
 hub's apply does), with details shaped like the hub's `row_applied` (op, seq, columns,
 golden_id, disputed) over two tables, plus a `batch_applied` entry per batch; then runs
 `audit verify` over the result. Each format gets a fresh log in a scratch database of the test
-server (or a temp SQLite file). The v2 run is repeated with the decisions buffered by
-`AuditWriter.append_rows` (per table) instead of `append` (per row). Prints rows/s of append,
-flush and verify; asserts nothing.
+server (or a temp SQLite file). Prints rows/s of append, flush and verify; asserts nothing.
 
     .venv/bin/python bench/audit.py [--rows 60000] [--batches 12] [--db pg|sqlite]
 """
@@ -35,14 +33,7 @@ from syncd.store.hub_tables import audit, audit_rows
 COLUMNS = ["name", "phone", "address", "balance", "updated_at", "risk_tags"]
 
 
-def _detail(table: str, seq: int, i: int) -> dict[str, object]:
-    detail: dict[str, object] = {"op": "upsert", "seq": seq, "columns": COLUMNS}
-    if table == "customers":
-        detail |= {"golden_id": i, "disputed": []}
-    return detail
-
-
-def run(url: str, rows: int, batches: int, group_rows: bool, bulk: bool) -> dict[str, float]:
+def run(url: str, rows: int, batches: int, group_rows: bool) -> dict[str, float]:
     engine = create_engine(url)
     audit.create(engine)
     audit_rows.create(engine)
@@ -55,30 +46,18 @@ def run(url: str, rows: int, batches: int, group_rows: bool, bulk: bool) -> dict
             with engine.begin() as conn:
                 writer = AuditWriter(conn, group_rows=group_rows)
                 with append:
-                    node = f"city-330{b % 3 + 1}"
-                    for i in range(0 if bulk else per_batch):
+                    for i in range(per_batch):
                         table = "customers" if i % 2 else "deposits"
+                        detail = {"op": "upsert", "seq": b * per_batch + i, "columns": COLUMNS}
+                        if table == "customers":
+                            detail |= {"golden_id": i, "disputed": []}
                         writer.append(
                             Action.ROW_APPLIED,
-                            node_id=node,
+                            node_id=f"city-330{b % 3 + 1}",
                             batch_id=b,
                             table=table,
                             key={"customer_id": f"C{b:02d}{i:08d}"},
-                            detail=_detail(table, b * per_batch + i, i),
-                        )
-                    for table, first in (("deposits", 0), ("customers", 1)) if bulk else ():
-                        writer.append_rows(
-                            Action.ROW_APPLIED,
-                            node_id=node,
-                            batch_id=b,
-                            table=table,
-                            rows=[
-                                (
-                                    {"customer_id": f"C{b:02d}{i:08d}"},
-                                    _detail(table, b * per_batch + i, i),
-                                )
-                                for i in range(first, per_batch, 2)
-                            ],
+                            detail=detail,
                         )
                     writer.append(Action.BATCH_APPLIED, node_id="city-3301", batch_id=b)
                 with flush:
@@ -106,20 +85,17 @@ def main() -> None:
     args = parser.parse_args()
     clean_exit_on_sigterm()
     results: dict[str, dict[str, float]] = {}
-    for label, group_rows, bulk in (("v1", False, False), ("v2", True, False), ("v2b", True, True)):
+    for label, group_rows in (("v1", False), ("v2", True)):
         if args.db == "pg":
             with scratch_databases(args.pg_admin, f"audit_{label}") as dbs:
-                url = sa_url(dbs[f"audit_{label}"])
-                results[label] = run(url, args.rows, args.batches, group_rows, bulk)
+                results[label] = run(
+                    sa_url(dbs[f"audit_{label}"]), args.rows, args.batches, group_rows
+                )
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 url = f"sqlite:///{Path(tmp) / 'hub.db'}"
-                results[label] = run(url, args.rows, args.batches, group_rows, bulk)
-    names = {
-        "v1": "one entry per row decision (v1)",
-        "v2": "entry per batch/table/outcome (v2)",
-        "v2b": "v2, decisions by append_rows",
-    }
+                results[label] = run(url, args.rows, args.batches, group_rows)
+    names = {"v1": "one entry per row decision (v1)", "v2": "entry per batch/table/outcome (v2)"}
     print(f"{args.rows:,} row decisions in {args.batches} batches, {args.db}")
     print_table(
         ["format", "append rows/s", "flush rows/s", "flush s", "verify rows/s"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from importlib import resources
 from typing import Any, cast
@@ -185,37 +185,6 @@ class AuditWriter:
                 row_key=None if key is None else canonical(key),
                 detail=canonical(dict(detail) if detail else {}),
             )
-        )
-
-    def append_rows(
-        self,
-        action: str,
-        *,
-        node_id: str | None,
-        batch_id: int,
-        table: str | None,
-        rows: Iterable[tuple[object, Mapping[str, Any] | None]],
-    ) -> None:
-        """Buffer many row decisions of one batch and table: (key, detail) pairs, in order.
-
-        The same as `append` per row, with the shared fields checked once: the hot path for
-        callers that decide a table's rows together. They are grouped at `flush` like any
-        row decision (one ROW_DECISIONS entry per action, node, batch and table).
-        """
-        checked_action = _checked("action", action)
-        assert checked_action is not None
-        node, name = _checked("node_id", node_id), _checked("table_name", table)
-        batch = int(batch_id)
-        self._pending.extend(
-            _Pending(
-                action=checked_action,
-                node_id=node,
-                batch_id=batch,
-                table_name=name,
-                row_key=None if key is None else canonical(key),
-                detail=canonical(detail if type(detail) is dict else dict(detail or {})),
-            )
-            for key, detail in rows
         )
 
     def mark(self) -> int:

@@ -161,34 +161,6 @@ def test_rewind_forgets_rolled_back_row_decisions(engine: Engine) -> None:
     assert _verify(engine).ok
 
 
-def test_append_rows_is_append_per_row(engine: Engine) -> None:
-    decisions = [({"loan_id": i}, {"seq": i, "张": "三"} if i else None) for i in range(4)]
-    written: list[list[dict[str, Any]]] = []
-    for one_by_one in (True, False):
-        with engine.begin() as conn:
-            w = AuditWriter(conn, clock=lambda: T0)
-            w.append(Action.STALE, node_id="3301", batch_id=1, table="loan", key={"loan_id": 9})
-            mark = w.mark()
-            if one_by_one:
-                for key, detail in decisions:
-                    w.append(Action.ROW_APPLIED, node_id="3301", batch_id=1, table="loan",
-                             key=key, detail=detail)  # fmt: skip
-            else:
-                w.append_rows(
-                    Action.ROW_APPLIED, node_id="3301", batch_id=1, table="loan", rows=decisions
-                )
-            assert w.pending == mark + 4
-            w.flush()
-        written.append([{k: v for k, v in r.items() if k != "entry_id"} for r in _rows(engine)])
-    first, second = written[0], written[1][len(written[0]) :]
-    assert second == first
-    assert [r["detail"] for r in first if r["action"] == "row_applied"][:2] == [
-        "{}",
-        '{"seq":1,"张":"三"}',
-    ]
-    assert _verify(engine).ok
-
-
 def test_a_row_decision_without_a_batch_stays_an_entry_of_its_own(engine: Engine) -> None:
     with engine.begin() as conn:
         w = AuditWriter(conn)
