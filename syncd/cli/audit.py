@@ -55,7 +55,10 @@ TzOpt = Annotated[
     typer.Option("--tz", help="IANA time zone to show and read times in (default: [audit])"),
 ]
 BeforeOpt = Annotated[
-    int | None, typer.Option(min=1, help="only entries older than this entry id (next page)")
+    str | None,
+    typer.Option(
+        help="only lines older than this entry id, or ENTRY.ORD for a row decision (next page)"
+    ),
 ]
 
 
@@ -101,7 +104,7 @@ def _zone(tz: str | None) -> dt.tzinfo:
     return zone(tz if tz is not None else hub_settings().audit.timezone)
 
 
-def _more_notice(more: int, before: int | None, as_json: bool) -> None:
+def _more_notice(more: int, before: int | str | None, as_json: bool) -> None:
     """Say on stderr that older entries match too, and how to read them."""
     if not more or before is None:
         return
@@ -155,7 +158,7 @@ def audit_log(
             ["id", "at", "action", "node", "batch", "table", "key", "detail"],
             [
                 (
-                    e["entry_id"],
+                    e["entry_id"] if not e["ord"] else f"{e['entry_id']}.{e['ord']}",
                     e["at"],
                     e["action"],
                     e["node_id"],
@@ -200,8 +203,10 @@ def audit_verify(
         print_json(res)
     elif res.ok:
         start = f" (from entry {res.starts_after + 1})" if res.starts_after else ""
+        rows = f", {res.rows} row decisions in them" if res.rows else ""
         out.print(
-            f"audit chain intact: {res.entries} entries{start}, head {res.head_id}:{res.head_hash}",
+            f"audit chain intact: {res.entries} entries{start},"
+            f" head {res.head_id}:{res.head_hash}{rows}",
             markup=False,
             highlight=False,
         )
@@ -251,7 +256,7 @@ def audit_export(
     kind: Literal["csv", "json"] = "json" if fmt is ExportFormat.JSON else "csv"
     criteria = Criteria(node, table, key, id_number, golden_id, action, since, until)
 
-    def go(n: Node, conn: Connection) -> tuple[int, int | None]:
+    def go(n: Node, conn: Connection) -> tuple[int, int | str | None]:
         flt = criteria.build(n, conn, zone_)
         if output is None:
             audit_query.export(conn, sys.stdout, kind, flt, limit=limit, before=before)

@@ -21,24 +21,28 @@ from syncd.core.auditchain import (
     COLUMNS,
     GENESIS_HASH,
     HASHED_FIELDS,
+    ROW_DECISIONS,
     ChainCheck,
     VerifyResult,
+    covering_detail,
     entry_hash,
     format_anchor,
     hashed_body,
     parse_anchor,
+    row_hash,
 )
 from syncd.core.canonical import canonical
-from syncd.store.bulk import insert_rows
+from syncd.store.bulk import insert_rows, insert_text_rows
 from syncd.store.db import translated
 from syncd.store.dialect import Kind, dialect_for
-from syncd.store.hub_tables import audit
+from syncd.store.hub_tables import audit, audit_rows
 
 __all__ = [
     "AUDIT_LOCK_KEY",
     "COLUMNS",
     "GENESIS_HASH",
     "HASHED_FIELDS",
+    "ROW_ACTIONS",
     "Action",
     "AuditWriter",
     "VerifyResult",
@@ -82,6 +86,13 @@ class Action(StrEnum):
     NODE_REGISTERED = "node_registered"
     NODE_CREDENTIALS_ROTATED = "node_credentials_rotated"
     RECONCILE = "reconcile"  # a city's reconcile summary (counts, no values)
+    ROW_DECISIONS = ROW_DECISIONS  # version 2: covers the row decisions below of one batch/table
+
+
+# Row decisions: with a batch id, `flush` writes them per (action, node, batch, table) as row
+# lines of one covering ROW_DECISIONS entry (version 2) instead of one chain entry each.
+ROW_ACTIONS = frozenset({Action.ROW_APPLIED, Action.STALE, Action.QUARANTINED, Action.REFUSED_ROW})
+_ROW_COLUMNS = ("entry_id", "ord", "action", "row_key", "detail", "row_hash")
 
 
 def _utcnow() -> dt.datetime:
@@ -126,11 +137,24 @@ class AuditWriter:
     `syncd.store.db.create_engine`, whose BEGIN IMMEDIATE already serializes writers. Flush last,
     just before commit: on PostgreSQL the audit lock is held until the transaction ends, and
     taking row locks after it could deadlock with another writer.
+
+    Row decisions (ROW_ACTIONS with a batch id) are grouped by (action, node, batch, table):
+    each group becomes one ROW_DECISIONS entry, at the place of the group's first decision,
+    committing to the group's row lines in syncd_audit_row (in the order they were appended).
+    Every other entry keeps its place. `group_rows=False` writes one entry per row decision,
+    as syncd did before version 2 (kept for tests and the benchmark of the old format).
     """
 
-    def __init__(self, conn: Connection, *, clock: Callable[[], dt.datetime] = _utcnow) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        group_rows: bool = True,
+    ) -> None:
         self._conn = conn
         self._clock = clock
+        self._group_rows = group_rows
         self._pending: list[_Pending] = []
 
     @property
@@ -171,8 +195,27 @@ class AuditWriter:
         """Forget the entries buffered since `mark`: their savepoint was rolled back."""
         del self._pending[mark:]
 
+    def _entries(self) -> list[_Pending | list[_Pending]]:
+        """The pending decisions in log order, each row-decision group as one list."""
+        if not self._group_rows:
+            return list(self._pending)
+        order: list[_Pending | list[_Pending]] = []
+        groups: dict[tuple[str, str | None, int, str | None], list[_Pending]] = {}
+        for entry in self._pending:
+            if entry.batch_id is None or entry.action not in ROW_ACTIONS:
+                order.append(entry)
+                continue
+            group_key = (entry.action, entry.node_id, entry.batch_id, entry.table_name)
+            members = groups.get(group_key)
+            if members is None:
+                members = groups[group_key] = []
+                order.append(members)
+            members.append(entry)
+        return order
+
     def flush(self) -> int:
-        """Chain the buffered entries onto the log's head in one insert; return how many."""
+        """Chain the buffered decisions onto the log's head (entries in one insert, row lines
+        of covering entries in another); return how many decisions were written."""
         if not self._pending:
             return 0
         with translated("writing the audit log"):
@@ -183,9 +226,27 @@ class AuditWriter:
             # Whole seconds, naive UTC: both dialects give back exactly what was hashed.
             at = naive_utc(self._clock()).replace(microsecond=0)
             rows: list[dict[str, Any]] = []
-            for offset, entry in enumerate(self._pending, start=1):
+            lines: list[tuple[Any, ...]] = []
+            for entry_id, item in enumerate(self._entries(), start=last_id + 1):
+                if isinstance(item, list):
+                    first = item[0]
+                    hashes = [row_hash(e.action, e.row_key, e.detail) for e in item]
+                    lines += [
+                        (entry_id, n, e.action, e.row_key, e.detail, h)
+                        for n, (e, h) in enumerate(zip(item, hashes, strict=True), start=1)
+                    ]
+                    entry = _Pending(
+                        action=ROW_DECISIONS,
+                        node_id=first.node_id,
+                        batch_id=first.batch_id,
+                        table_name=first.table_name,
+                        row_key=None,
+                        detail=canonical(covering_detail(first.action, hashes)),
+                    )
+                else:
+                    entry = item
                 row: dict[str, Any] = {
-                    "entry_id": last_id + offset,
+                    "entry_id": entry_id,
                     "at": at,
                     "action": entry.action,
                     "node_id": entry.node_id,
@@ -198,8 +259,10 @@ class AuditWriter:
                 last_hash = row["entry_hash"] = entry_hash(last_hash, row)
                 rows.append(row)
             insert_rows(self._conn, audit, COLUMNS, rows)
+            insert_text_rows(self._conn, audit_rows, _ROW_COLUMNS, lines)
+        written = len(self._pending)
         self._pending.clear()
-        return len(rows)
+        return written
 
 
 def head(conn: Connection) -> tuple[int, str]:
@@ -220,31 +283,72 @@ def stream(conn: Connection, stmt: sa.Select[Any]) -> CursorResult[Any]:
     return conn.execute(stmt.execution_options(yield_per=_STREAM_ROWS))
 
 
+_ROW_LINE = ("entry_id", "ord", "action", "row_key", "detail", "row_hash")
+
+
+def _chain_lines() -> sa.Select[Any]:
+    """Every entry (ord 0) and every stored row decision, in (entry_id, ord) order.
+
+    Row decisions are read as stored, not joined to an entry: one whose entry is missing or
+    not a covering entry is still fed to the check (and breaks it).
+    """
+    a, r = audit.c, audit_rows.c
+    entries = sa.select(
+        *(a[name] for name in COLUMNS),
+        sa.literal(0, sa.Integer()).label("ord"),
+        sa.cast(sa.null(), sa.String(64)).label("row_hash"),
+    )
+    rows = sa.select(
+        r.entry_id,
+        sa.cast(sa.null(), sa.DateTime()).label("at"),
+        r.action,
+        sa.cast(sa.null(), sa.String(63)).label("node_id"),
+        sa.cast(sa.null(), sa.BigInteger()).label("batch_id"),
+        sa.cast(sa.null(), sa.String(63)).label("table_name"),
+        r.row_key,
+        r.detail,
+        sa.cast(sa.null(), sa.String(64)).label("prev_hash"),
+        sa.cast(sa.null(), sa.String(64)).label("entry_hash"),
+        r.ord,
+        r.row_hash,
+    )
+    lines = sa.union_all(entries, rows).subquery()
+    return sa.select(lines).order_by(lines.c.entry_id, lines.c.ord)
+
+
 def verify(conn: Connection, against: str | None = None) -> VerifyResult:
-    """Check the whole stored chain in entry_id order, and optionally an anchor (see
-    `ChainCheck`); name the first break. A malformed anchor raises UsageError first."""
+    """Check the whole stored chain in entry_id order, each covering entry with its row
+    decisions, and optionally an anchor (see `ChainCheck`); name the first break. A malformed
+    anchor raises UsageError first."""
     check = ChainCheck(against)
-    stmt = sa.select(*(audit.c[name] for name in COLUMNS)).order_by(audit.c.entry_id)
-    with translated("verifying the audit log"), stream(conn, stmt) as rows:
-        for row in rows:
-            if not check.feed(row._asdict()):
+    with translated("verifying the audit log"), stream(conn, _chain_lines()) as lines:
+        for line in lines:
+            fields = line._asdict()
+            if fields["ord"]:
+                fields = {name: fields[name] for name in _ROW_LINE}
+            if not check.feed(fields):
                 break
     return check.result()
 
 
 # The triggers that refuse UPDATE, DELETE and TRUNCATE, in `sql/<kind>/`; SQLite has none.
 _APPEND_ONLY = {Kind.POSTGRES: "audit_append_only.sql", Kind.SQLITE: None}
+_ROWS_APPEND_ONLY = {Kind.POSTGRES: "audit_row_append_only.sql", Kind.SQLITE: None}
 
 
 def install_append_only(conn: Connection) -> None:
-    """Make syncd_audit refuse UPDATE, DELETE and TRUNCATE on PostgreSQL; idempotent.
+    """Make syncd_audit, and syncd_audit_row where it exists (hub_0006), refuse UPDATE, DELETE
+    and TRUNCATE on PostgreSQL; idempotent.
 
     A no-op on SQLite, where the hash chain alone reveals changes.
     """
     kind = dialect_for(conn).kind
-    script = _APPEND_ONLY[kind]
-    if script is None:
-        return
-    ddl = (resources.files("syncd.hub") / "sql" / kind / script).read_text(encoding="utf-8")
-    with translated("installing the audit log's append-only triggers"):
-        conn.exec_driver_sql(ddl)
+    scripts = [_APPEND_ONLY[kind]]
+    if sa.inspect(conn).has_table(audit_rows.name):
+        scripts.append(_ROWS_APPEND_ONLY[kind])
+    for script in scripts:
+        if script is None:
+            continue
+        ddl = (resources.files("syncd.hub") / "sql" / kind / script).read_text(encoding="utf-8")
+        with translated("installing the audit log's append-only triggers"):
+            conn.exec_driver_sql(ddl)

@@ -3,7 +3,9 @@
 An export (`syncd audit export`, JSON Lines or CSV) holds every stored column, so each entry's
 hash can be recomputed exactly as the hub does (`syncd.core.auditchain`). The export must be
 unfiltered, except for a start (--since, or --before/--limit paging): an export that begins
-after entry 1 is checked from its first entry's prev_hash, and the result says so.
+after entry 1 is checked from its first entry's prev_hash, and the result says so. Row
+decisions (exports since version 2) are checked against their covering entry's rows_hash;
+exports written before them (no `ord` column) are read as they always were.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from syncd.core.auditchain import (
     COLUMNS,
+    EXPORT_COLUMNS,
     ChainCheck,
     VerifyResult,
     from_export_csv,
@@ -39,8 +42,10 @@ def _json_lines(fh: Any) -> Iterator[dict[str, Any] | _Unreadable]:
 
 def _csv_rows(fh: Any, name: str) -> Iterator[dict[str, Any] | _Unreadable]:
     reader = csv.DictReader(fh)
-    if tuple(reader.fieldnames or ()) != COLUMNS:
-        raise UsageError(f"{name}: not an audit export: its CSV header is not {','.join(COLUMNS)}")
+    if tuple(reader.fieldnames or ()) not in (EXPORT_COLUMNS, COLUMNS):
+        raise UsageError(
+            f"{name}: not an audit export: its CSV header is not {','.join(EXPORT_COLUMNS)}"
+        )
     for row in reader:
         try:
             yield from_export_csv(row)

@@ -24,23 +24,23 @@ from syncd.core.policy import Policy, Table
 from syncd.store import hub_tables as h
 from syncd.store.bulk import golden_table, source_table
 from syncd.store.db import translated
-from syncd.store.hub_tables import audit
 
 ID_NUMBER = "id_number"
 
 
 @dataclasses.dataclass(frozen=True)
 class GoldenScope:
-    """The entries of some golden records of one table, as a SQL condition on syncd_audit."""
+    """The lines of some golden records of one table, as a SQL condition on the log's lines
+    (`syncd.hub.audit_query.lines`: entries and row decisions)."""
 
     table: str
     golden_ids: tuple[int, ...]
     identity_keys: tuple[str, ...]  # canonical JSON of each identity (conflict entries)
     source_keys: tuple[tuple[str, str], ...]  # (node_id, canonical row key) of source rows
 
-    def condition(self) -> sa.ColumnElement[bool]:
-        """table_name is the table and the entry is about one of the records."""
-        c = audit.c
+    def condition(self, c: Any) -> sa.ColumnElement[bool]:
+        """table_name is the table and the line is about one of the records (`c`: columns
+        with table_name, node_id, row_key and detail)."""
         about: list[sa.ColumnElement[bool]] = [
             sa.and_(c.node_id == node, c.row_key == key) for node, key in self.source_keys
         ]

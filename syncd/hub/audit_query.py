@@ -1,8 +1,12 @@
 """Reading the audit log for auditors: filters, pages with a count of what is left, exports.
 
-Every filter is SQL over syncd_audit; `GoldenScope` (`syncd.hub.audit_golden`) narrows to the
-entries of one golden record. Times are compared in naive UTC, as stored; the CLI turns an
-auditor's zone into that.
+The log is read as *lines*: every entry of syncd_audit (ord 0), and every row decision of
+syncd_audit_row (ord 1..n) with its covering entry's time, node, batch and table, so a reader
+sees one line per row decision whether it was written as its own entry (before version 2) or
+covered by a `row_decisions` entry. Lines are ordered by (entry_id, ord); a page position is
+that pair ("18200" is (18200, 0), "18200.17" is (18200, 17)). Every filter is SQL over the
+lines; `GoldenScope` (`syncd.hub.audit_golden`) narrows to the lines of one golden record.
+Times are compared in naive UTC, as stored; the CLI turns an auditor's zone into that.
 """
 
 from __future__ import annotations
@@ -16,15 +20,69 @@ from typing import Any, Literal, TextIO
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from syncd.core.auditchain import COLUMNS
+from syncd.core.auditchain import COLUMNS, EXPORT_COLUMNS
 from syncd.core.canonical import canonical, json_default
 from syncd.core.errors import UsageError
 from syncd.hub.audit import naive_utc, stream
 from syncd.hub.audit_golden import GoldenScope
 from syncd.store.db import translated
-from syncd.store.hub_tables import audit
+from syncd.store.hub_tables import audit, audit_rows
 
 ExportFormat = Literal["csv", "json"]
+# Where a line stands in the log: (entry_id, ord), ord 0 being the entry itself.
+Position = tuple[int, int]
+
+
+def parse_position(text: str | int) -> Position:
+    """A page position as given to --before: an entry id, or ENTRY.ORD for a row decision."""
+    entry, _, ord_ = str(text).strip().partition(".")
+    try:
+        position = (int(entry), int(ord_) if ord_ else 0)
+    except ValueError:
+        position = (0, -1)
+    if position[0] < 1 or position[1] < 0:
+        raise UsageError(
+            f"--before {str(text)[:40]!r}: expected an entry id, or ENTRY.ORD for a row decision"
+        )
+    return position
+
+
+def format_position(position: Position) -> int | str:
+    """What --before takes to read the lines before `position`: an int for an entry."""
+    entry_id, ord_ = position
+    return entry_id if ord_ == 0 else f"{entry_id}.{ord_}"
+
+
+def _position(before: int | str | Position | None) -> Position | None:
+    if before is None or isinstance(before, tuple):
+        return before
+    return parse_position(before)
+
+
+def lines() -> sa.Subquery:
+    """Every line of the log (EXPORT_COLUMNS): entries, and row decisions with their entry's
+    at, node_id, batch_id and table_name (prev_hash and entry_hash NULL)."""
+    a, r = audit.c, audit_rows.c
+    entries = sa.select(
+        *(a[name] for name in COLUMNS),
+        sa.literal(0, sa.Integer()).label("ord"),
+        sa.cast(sa.null(), sa.String(64)).label("row_hash"),
+    )
+    rows = sa.select(
+        r.entry_id,
+        a.at,
+        r.action,
+        a.node_id,
+        a.batch_id,
+        a.table_name,
+        r.row_key,
+        r.detail,
+        sa.cast(sa.null(), sa.String(64)).label("prev_hash"),
+        sa.cast(sa.null(), sa.String(64)).label("entry_hash"),
+        r.ord,
+        r.row_hash,
+    ).select_from(audit_rows.join(audit, a.entry_id == r.entry_id))
+    return sa.union_all(entries, rows).subquery("audit_line")
 
 
 def _key_text(key: object) -> str:
@@ -55,9 +113,8 @@ class AuditFilter:
     until: dt.datetime | None = None
     golden: GoldenScope | None = None
 
-    def where(self) -> list[sa.ColumnElement[bool]]:
-        """The SQL conditions of this filter."""
-        c = audit.c
+    def where(self, c: Any) -> list[sa.ColumnElement[bool]]:
+        """The SQL conditions of this filter on `c`, the columns of `lines()`."""
         conditions: list[sa.ColumnElement[bool]] = []
         if self.node is not None:
             conditions.append(c.node_id == self.node)
@@ -72,37 +129,43 @@ class AuditFilter:
         if self.until is not None:
             conditions.append(c.at < naive_utc(self.until))
         if self.golden is not None:
-            conditions.append(self.golden.condition())
+            conditions.append(self.golden.condition(c))
         return conditions
 
 
 @dataclasses.dataclass(frozen=True)
 class Page:
-    """A page of entries in entry_id order: the newest `limit` before `before`, if given.
+    """A page of lines in (entry_id, ord) order: the newest `limit` before `before`, if given.
 
-    `more` is how many older entries also match; `next_before` is the `before` that reads
-    them (the first entry_id shown), None when there are none.
+    `more` is how many older lines also match; `next_before` is the `before` that reads
+    them (the first line shown: an entry id, or "ENTRY.ORD"), None when there are none.
     """
 
     entries: list[dict[str, Any]]
     more: int
-    next_before: int | None
+    next_before: int | str | None
 
 
-def _columns() -> list[sa.Column[Any]]:
-    return [audit.c[name] for name in COLUMNS]
+def _before(c: Any, before: Position) -> sa.ColumnElement[bool]:
+    entry_id, ord_ = before
+    return sa.or_(c.entry_id < entry_id, sa.and_(c.entry_id == entry_id, c.ord < ord_))
 
 
-def _select(flt: AuditFilter, limit: int | None, before: int | None) -> sa.Select[Any]:
-    stmt = sa.select(*_columns()).where(*flt.where())
-    if before is not None:
-        stmt = stmt.where(audit.c.entry_id < before)
+def _select(
+    flt: AuditFilter, limit: int | None, before: int | str | Position | None
+) -> sa.Select[Any]:
+    line = lines()
+    c = line.c
+    stmt = sa.select(*(c[name] for name in EXPORT_COLUMNS)).where(*flt.where(c))
+    position = _position(before)
+    if position is not None:
+        stmt = stmt.where(_before(c, position))
     if limit is None:
-        return stmt.order_by(audit.c.entry_id)
+        return stmt.order_by(c.entry_id, c.ord)
     if limit < 0:
         raise UsageError(f"limit must not be negative: {limit}")
-    newest = stmt.order_by(audit.c.entry_id.desc()).limit(limit).subquery()
-    return sa.select(newest).order_by(newest.c.entry_id)
+    newest = stmt.order_by(c.entry_id.desc(), c.ord.desc()).limit(limit).subquery()
+    return sa.select(newest).order_by(newest.c.entry_id, newest.c.ord)
 
 
 def _decoded(text: str | None) -> object:
@@ -123,16 +186,16 @@ def _record(row: Row[Any]) -> dict[str, Any]:
 
 
 def query_page(
-    conn: Connection, flt: AuditFilter, *, limit: int, before: int | None = None
+    conn: Connection, flt: AuditFilter, *, limit: int, before: int | str | Position | None = None
 ) -> Page:
-    """The newest `limit` matching entries (older than `before`), and how many more match."""
+    """The newest `limit` matching lines (older than `before`), and how many more match."""
     with translated("reading the audit log"):
         entries = [_record(row) for row in conn.execute(_select(flt, limit, before))]
         if not entries or len(entries) < limit:
             return Page(entries, 0, None)
-        first = int(entries[0]["entry_id"])
+        first = (int(entries[0]["entry_id"]), int(entries[0]["ord"]))
         more = count(conn, flt, before=first)
-    return Page(entries, more, first if more else None)
+    return Page(entries, more, format_position(first) if more else None)
 
 
 def query(
@@ -147,10 +210,11 @@ def query(
     until: dt.datetime | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Matching entries in entry_id order, the newest `limit` of them if given.
+    """Matching lines in (entry_id, ord) order, the newest `limit` of them if given.
 
     Criteria as in `AuditFilter`: `flt`, or the keywords (one or the other). Each dict holds
-    every column; row_key and detail are decoded from JSON, at is a naive UTC datetime.
+    EXPORT_COLUMNS; row_key and detail are decoded from JSON, at is a naive UTC datetime; a
+    row decision has ord >= 1 and row_hash, an entry ord 0 and its hashes.
     """
     if flt is None:
         flt = AuditFilter(node, table, key, action, since, until)
@@ -172,13 +236,13 @@ def export(
     flt: AuditFilter | None = None,
     *,
     limit: int | None = None,
-    before: int | None = None,
+    before: int | str | Position | None = None,
 ) -> int:
-    """Stream every matching entry (the newest `limit` if given) to `out`; return how many.
+    """Stream every matching line (the newest `limit` if given) to `out`; return how many.
 
-    csv: a header row of every column, then one row per entry; at in ISO 8601 (naive UTC,
+    csv: a header row of EXPORT_COLUMNS, then one row per line; at in ISO 8601 (naive UTC,
     exactly as hashed), row_key and detail as their stored JSON text, NULL as empty. Open
-    `out` with newline="". json: JSON Lines, one object per entry with every column, at as in
+    `out` with newline="". json: JSON Lines, one object per line with every column, at as in
     csv, row_key and detail as nested JSON; each line stands alone, so the output streams.
     To recompute a hash from JSON Lines, re-encode row_key and detail with `canonical`.
     """
@@ -188,7 +252,7 @@ def export(
     count = 0
     writer = csv.writer(out) if fmt == "csv" else None
     if writer is not None:
-        writer.writerow(COLUMNS)
+        writer.writerow(EXPORT_COLUMNS)
     with translated("exporting the audit log"), stream(conn, stmt) as rows:
         for row in rows:
             if writer is not None:
@@ -201,26 +265,38 @@ def export(
     return count
 
 
-def count(conn: Connection, flt: AuditFilter | None = None, *, before: int | None = None) -> int:
-    """How many entries match (older than `before`, if given): what a limited export left out."""
-    stmt = sa.select(sa.func.count()).select_from(audit).where(*(flt or AuditFilter()).where())
-    if before is not None:
-        stmt = stmt.where(audit.c.entry_id < before)
+def count(
+    conn: Connection,
+    flt: AuditFilter | None = None,
+    *,
+    before: int | str | Position | None = None,
+) -> int:
+    """How many lines match (older than `before`, if given): what a limited export left out."""
+    line = lines()
+    stmt = sa.select(sa.func.count()).select_from(line).where(*(flt or AuditFilter()).where(line.c))
+    position = _position(before)
+    if position is not None:
+        stmt = stmt.where(_before(line.c, position))
     with translated("reading the audit log"):
         return int(conn.scalar(stmt) or 0)
 
 
 def left_out(
-    conn: Connection, flt: AuditFilter, *, limit: int | None, before: int | None = None
-) -> tuple[int, int | None]:
-    """What the newest `limit` entries (older than `before`) leave out: how many older entries
+    conn: Connection,
+    flt: AuditFilter,
+    *,
+    limit: int | None,
+    before: int | str | Position | None = None,
+) -> tuple[int, int | str | None]:
+    """What the newest `limit` lines (older than `before`) leave out: how many older lines
     match, and the `before` that reads them (None when nothing is left out)."""
     if limit is None:
         return 0, None
-    page = _select(flt, limit, before).subquery()
+    page = _select(flt, limit, before).limit(1)
     with translated("reading the audit log"):
-        first = conn.scalar(sa.select(sa.func.min(page.c.entry_id)))
-    if first is None:
+        found = conn.execute(page).first()
+    if found is None:
         return 0, None
-    more = count(conn, flt, before=int(first))
-    return more, int(first) if more else None
+    first = (int(found.entry_id), int(found.ord))
+    more = count(conn, flt, before=first)
+    return more, format_position(first) if more else None

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from syncd.core.policy import Policy, Table
 from syncd.store import hub_tables as h
-from syncd.store.db import copy_rows
+from syncd.store.db import copy_rows, copy_text_rows
 from syncd.store.dialect import Kind, dialect_for
 
 # pg_advisory_xact_lock key serializing hub writers (apply, quarantine retry, conflict
@@ -176,6 +176,22 @@ def insert_rows(
     """Insert rows holding `columns`: by COPY on PostgreSQL, one executemany on SQLite."""
     if rows:
         _INSERT[dialect_for(conn).kind](conn, table, columns, rows)
+
+
+def insert_text_rows(
+    conn: Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str | int | None]],
+) -> None:
+    """Insert rows of plain text and integers (values in `columns` order, no bind processing):
+    as COPY text in one buffer on PostgreSQL, one executemany on SQLite."""
+    if not rows:
+        return
+    if dialect_for(conn).kind is Kind.POSTGRES:
+        copy_text_rows(conn, table, columns, rows)
+    else:
+        conn.execute(sa.insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
 
 
 def _copy_in(

@@ -255,6 +255,49 @@ def run_script(conn: Connection, script: str) -> None:
         cursor.close()
 
 
+def _copy_text(value: str | int | None) -> str:
+    """One value in COPY's text format: NULL is \\N; backslash, newline, CR, tab escaped."""
+    if value is None:
+        return "\\N"
+    if not isinstance(value, str):
+        return str(value)
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\n" in value or "\r" in value or "\t" in value:
+        value = value.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return value
+
+
+def copy_text_rows(
+    conn: Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str | int | None]],
+) -> None:
+    """Load rows of plain text and integers into `table` with COPY, in the open transaction.
+
+    PostgreSQL only. For columns that need no bind processing (text, integers): the rows are
+    written as COPY text in one buffer, which is several times cheaper per row than
+    `copy_rows` for a hot path of many small rows (the audit log's row decisions).
+    """
+    text = "".join("\t".join(map(_copy_text, row)) + "\n" for row in rows)
+    if not text:
+        return
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer
+    names = ", ".join(quote.quote(c) for c in columns)
+    statement = f"COPY {quote.format_table(table)} ({names}) FROM STDIN"
+    dbapi_error = dialect.loaded_dbapi.Error
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(statement) as copy:
+            copy.write(text.encode("utf-8"))
+    except dbapi_error as exc:
+        raise DBAPIError.instance(statement, None, exc, dbapi_error, dialect=dialect) from exc
+    finally:
+        cursor.close()
+
+
 def copy_rows(
     conn: Connection, table: sa.Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:

@@ -234,6 +234,22 @@ audit = sa.Table(
     sa.Index("ix_syncd_audit_key", "table_name", "row_key"),
 )
 
+# The row decisions a version-2 audit entry (action `row_decisions`) covers, one row each, in
+# the order the entry's rows_hash commits to (hub_0006). Append-only like syncd_audit: node,
+# batch, table and time are the covering entry's; row_hash = H(canonical({action, detail,
+# row_key})). See syncd/core/auditchain.py and docs/auditors.md.
+audit_rows = sa.Table(
+    "syncd_audit_row",
+    metadata,
+    sa.Column("entry_id", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("ord", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("row_key", sa.Text(), nullable=True),
+    sa.Column("detail", sa.Text(), nullable=False),
+    sa.Column("row_hash", sa.String(64), nullable=False),
+    sa.Index("ix_syncd_audit_row_key", "row_key"),
+)
+
 
 def source_table_name(table: Table) -> str:
     """Where each city's version of a row lives at the hub."""

@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from syncd.core.auditchain import EXPORT_COLUMNS
 from syncd.core.errors import UsageError
 from syncd.hub.audit import (
-    COLUMNS,
     GENESIS_HASH,
     Action,
     AuditWriter,
@@ -31,7 +31,7 @@ from syncd.hub.audit import (
 from syncd.hub.audit_query import AuditFilter, export, query
 from syncd.store.db import create_engine
 from syncd.store.dialect import is_postgres
-from syncd.store.hub_tables import audit
+from syncd.store.hub_tables import audit, audit_rows
 
 T0 = dt.datetime(2025, 3, 1, 8, 0, 0)
 
@@ -40,6 +40,7 @@ T0 = dt.datetime(2025, 3, 1, 8, 0, 0)
 def engine(db_url: str) -> Iterator[Engine]:
     eng = create_engine(db_url)
     audit.create(eng)
+    audit_rows.create(eng)
     with eng.begin() as conn:
         install_append_only(conn)
     yield eng
@@ -54,8 +55,15 @@ def _write(
     node: str | None = "3301",
     clock: Callable[[], dt.datetime] | None = None,
 ) -> None:
+    # Version 1, one chained entry per row decision (as syncd wrote before row_decisions):
+    # these chains must keep verifying, and their tampering keep being caught. Version-2
+    # entries covering row decisions are tested in test_audit_rows.py.
     with engine.begin() as conn:
-        writer = AuditWriter(conn) if clock is None else AuditWriter(conn, clock=clock)
+        writer = (
+            AuditWriter(conn, group_rows=False)
+            if clock is None
+            else AuditWriter(conn, clock=clock, group_rows=False)
+        )
         for i in range(count):
             writer.append(
                 action, node_id=node, batch_id=7, table="loan", key={"loan_id": i}, detail={"i": i}
@@ -115,7 +123,14 @@ def test_append_stores_chained_canonical_entries(engine: Engine) -> None:
         assert writer.flush() == 0
     with engine.connect() as conn:
         rows = [r._asdict() for r in conn.execute(sa.select(audit).order_by(audit.c.entry_id))]
+        lines = [r._asdict() for r in conn.execute(sa.select(audit_rows))]
     assert [r["entry_id"] for r in rows] == [1, 2, 3]
+    # The row decision is a row line of entry 2, which covers it (test_audit_rows.py).
+    assert rows[1]["action"] == "row_decisions"
+    assert rows[1]["row_key"] is None
+    assert json.loads(rows[1]["detail"])["count"] == 1
+    assert [(r["entry_id"], r["ord"], r["action"]) for r in lines] == [(2, 1, "row_applied")]
+    rows[1] = {**rows[1], **lines[0]}
     assert rows[0]["prev_hash"] == GENESIS_HASH
     assert rows[1]["prev_hash"] == rows[0]["entry_hash"]
     assert rows[2]["prev_hash"] == rows[1]["entry_hash"]
@@ -126,7 +141,7 @@ def test_append_stores_chained_canonical_entries(engine: Engine) -> None:
     assert rows[1]["detail"] == '{"at":"2025-01-02","balance":"12.50","name":"张三"}'
     assert rows[2]["detail"] == "{}"
     assert rows[2]["node_id"] is None
-    for r in rows:
+    for r in (rows[0], rows[2]):
         assert r["entry_hash"] == entry_hash(r["prev_hash"], r)
 
     result = _verify(engine)
@@ -357,6 +372,7 @@ def test_malformed_anchor_is_a_usage_error(engine: Engine, anchor: str) -> None:
 def pg_engine(pg_url: str) -> Iterator[Engine]:
     eng = create_engine(pg_url)
     audit.create(eng)
+    audit_rows.create(eng)
     with eng.begin() as conn:
         install_append_only(conn)
         install_append_only(conn)  # idempotent
@@ -466,7 +482,8 @@ def _seed(engine: Engine) -> None:
         (12, "conflict_opened", None, "customer", {"id_type": "01", "id_number": "X1"}),
     ]:
         with engine.begin() as conn:
-            writer = AuditWriter(conn, clock=at(hour))
+            # Version 1 (see _write); the same queries on version-2 lines: test_audit_rows.py.
+            writer = AuditWriter(conn, clock=at(hour), group_rows=False)
             writer.append(
                 action, node_id=node, batch_id=hour, table=table, key=key, detail={"h": hour}
             )
@@ -508,7 +525,8 @@ def test_query_filters(engine: Engine) -> None:
         with pytest.raises(UsageError, match="limit"):
             query(conn, limit=-1)
         entry = query(conn, AuditFilter(node="3301", table="customer"))[0]
-    assert set(entry) == set(COLUMNS)
+    assert set(entry) == set(EXPORT_COLUMNS)
+    assert (entry["ord"], entry["row_hash"]) == (0, None)
     assert entry["row_key"] == x1
     assert entry["detail"] == {"h": 9}
     assert entry["at"] == T0.replace(hour=9)
@@ -522,7 +540,8 @@ def test_export_csv(engine: Engine) -> None:
         assert export(conn, out, "csv") == 5
         rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
         stored = {r.entry_id: r._asdict() for r in conn.execute(sa.select(audit))}
-    assert out.getvalue().splitlines()[0] == ",".join(COLUMNS)
+    assert out.getvalue().splitlines()[0] == ",".join(EXPORT_COLUMNS)
+    assert {(r["ord"], r["row_hash"]) for r in rows} == {("0", "")}
     assert [r["entry_id"] for r in rows] == ["1", "2", "3", "4", "5"]
     first, second = rows[0], rows[1]
     assert first["node_id"] == "3301"
@@ -546,12 +565,13 @@ def test_export_json_lines_can_be_verified_offline(engine: Engine) -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 5
     records = [json.loads(line) for line in lines]
-    assert set(records[0]) == set(COLUMNS)
+    assert set(records[0]) == set(EXPORT_COLUMNS)
     assert records[2]["row_key"] == {"loan_id": 5}
     assert records[2]["detail"] == {"h": 10}
     assert records[4]["node_id"] is None
     prev = GENESIS_HASH
     for record in records:
+        assert (record.pop("ord"), record.pop("row_hash")) == (0, None)
         fields = {
             **record,
             "at": dt.datetime.fromisoformat(record["at"]),

@@ -111,21 +111,32 @@ def test_since_and_until_read_naive_times_in_the_zone(hub_conf: tuple[Path, Engi
     assert (bad.returncode, "--until 'yesterday'" in bad.stderr) == (2, True)
 
 
+def _position(line: dict[str, Any]) -> int | str:
+    """What --before takes to read the lines before this one: ENTRY.ORD for a row decision."""
+    return line["entry_id"] if not line["ord"] else f"{line['entry_id']}.{line['ord']}"
+
+
 def test_log_pages_with_a_notice_of_what_is_left(hub_conf: tuple[Path, Engine]) -> None:
     conf, _ = hub_conf
-    total = len(_log(conf, "--limit", "1000"))
+    everything = _log(conf, "--limit", "1000")
+    total = len(everything)
+    # One line per row decision: more lines than chain entries, the row decisions with ord >= 1.
+    assert any(e["ord"] for e in everything)
     proc = run_syncd(conf, "audit", "log", "--json", "--limit", "3", check=True)
     shown = json.loads(proc.stdout)
-    assert [e["entry_id"] for e in shown] == [total - 2, total - 1, total]
+    assert shown == everything[-3:]
+    first = _position(shown[0])
     assert json.loads(proc.stderr.strip().splitlines()[-1]) == {
         "more": total - 3,
-        "before": total - 2,
+        "before": first,
     }
     text = run_syncd(conf, "audit", "log", "--limit", "3", check=True)
-    assert f"{total - 3} older matching entries not shown: add --before {total - 2}" in text.stderr
-    rest = run_syncd(conf, "audit", "log", "--json", "--before", str(total - 2), check=True)
-    assert [e["entry_id"] for e in json.loads(rest.stdout)] == list(range(1, total - 2))
+    assert f"{total - 3} older matching entries not shown: add --before {first}" in text.stderr
+    rest = run_syncd(conf, "audit", "log", "--json", "--before", str(first), check=True)
+    assert json.loads(rest.stdout) == everything[:-3]
     assert rest.stderr.strip() == ""
+    bad = run_syncd(conf, "audit", "log", "--before", "5.x")
+    assert (bad.returncode, "--before '5.x'" in bad.stderr) == (2, True)
 
 
 def test_log_by_id_number_golden_id_key_and_action(any_hub_conf: tuple[Path, Engine]) -> None:
@@ -200,15 +211,19 @@ def test_limited_export_says_what_it_left_out(
     hub_conf: tuple[Path, Engine], tmp_path: Path
 ) -> None:
     conf, _ = hub_conf
-    total = len(_log(conf, "--limit", "1000"))
+    everything = _log(conf, "--limit", "1000")
+    total = len(everything)
     path = tmp_path / "tail.jsonl"
     proc = run_syncd(
         conf, "audit", "export", "--format", "json", "-o", str(path), "--limit", "2", check=True
     )
-    assert f"{total - 2} older matching entries not shown: add --before {total - 1}" in proc.stderr
+    first = _position(everything[-2])
+    assert f"{total - 2} older matching entries not shown: add --before {first}" in proc.stderr
     tail = _verify_file(path)
     assert tail.returncode == 0
-    assert f"2 entries (from entry {total - 1})" in tail.stdout
+    # Row decisions before the tail's first entry have no entry to be checked against.
+    entries = [e for e in everything[-2:] if not e["ord"]]
+    assert f"{len(entries)} entries (from entry {entries[0]['entry_id']})" in tail.stdout
 
 
 def _reference_verifier(tmp_path: Path) -> Path:
@@ -216,7 +231,7 @@ def _reference_verifier(tmp_path: Path) -> Path:
     match = re.search(r"<!-- reference verifier -->\s*```python\n(.*?)```", doc, re.S)
     assert match, "docs/auditors.md lost its reference verifier"
     code = match.group(1)
-    assert len(code.splitlines()) <= 30
+    assert len(code.splitlines()) <= 50  # short enough to read; version 2 added row decisions
     script = tmp_path / "verify_audit.py"
     script.write_text(code, encoding="utf-8")
     return script
@@ -246,6 +261,23 @@ def test_the_reference_verifier_in_the_docs_agrees(
         assert (theirs.returncode, ours.returncode) == (1, 1)
         assert f"BROKEN at entry {entry_id}" in theirs.stderr
         assert f"BROKEN at entry {entry_id}" in ours.stderr
+    # A row decision changed, removed, or added in the export: named by its covering entry.
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if json.loads(line)["ord"] == 1)
+    row = json.loads(lines[at])
+    edited = json.dumps({**row, "detail": {**row["detail"], "seq": 999}}, ensure_ascii=False)
+    added = json.dumps({**row, "ord": row["ord"] + 1000}, ensure_ascii=False)
+    for name, changed in [
+        ("edited", [*lines[:at], edited + "\n", *lines[at + 1 :]]),
+        ("removed", [*lines[:at], *lines[at + 1 :]]),
+        ("added", [*lines[: at + 1], added + "\n", *lines[at + 1 :]]),
+    ]:
+        bad = tmp_path / f"{name}.jsonl"
+        bad.write_text("".join(changed), encoding="utf-8")
+        theirs, ours = run(str(bad)), _verify_file(bad)
+        assert (theirs.returncode, ours.returncode) == (1, 1), name
+        assert f"BROKEN at entry {row['entry_id']}" in theirs.stderr, name
+        assert f"BROKEN at entry {row['entry_id']}" in ours.stderr, name
     rewritten = run(str(path), f"2:{'b' * 64}")
     assert (rewritten.returncode, "BROKEN at entry 2" in rewritten.stderr) == (1, True)
 

@@ -17,7 +17,15 @@ from syncd.hub.apply import apply_pending
 from syncd.hub.audit import Action
 from syncd.hub.audit_file import verify_file
 from syncd.hub.audit_golden import golden_scope
-from syncd.hub.audit_query import AuditFilter, count, export, left_out, query, query_page
+from syncd.hub.audit_query import (
+    AuditFilter,
+    count,
+    export,
+    format_position,
+    left_out,
+    query,
+    query_page,
+)
 from tests.integration.test_apply import (
     LI,
     POLICY,
@@ -107,25 +115,32 @@ def test_golden_scope_refuses_what_it_cannot_answer(hub: Engine) -> None:
             golden_scope(conn, POLICY, table="loans", golden_id=1)
 
 
+def _positions(entries: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    return [(e["entry_id"], e["ord"]) for e in entries]
+
+
 def test_pages_say_how_many_older_entries_are_left(hub: Engine) -> None:
     _history(hub)
     with hub.connect() as conn:
+        # Lines: each entry (ord 0) and each row decision its entry covers (ord 1, 2, ...).
+        every = _positions(query(conn))
         total = count(conn)
+        assert total == len(every) > len({entry_id for entry_id, _ in every})
         page = query_page(conn, AuditFilter(), limit=3)
-        assert [e["entry_id"] for e in page.entries] == [total - 2, total - 1, total]
-        assert (page.more, page.next_before) == (total - 3, total - 2)
+        assert _positions(page.entries) == every[-3:]
+        assert (page.more, page.next_before) == (total - 3, format_position(every[-3]))
         older = query_page(conn, AuditFilter(), limit=3, before=page.next_before)
-        assert [e["entry_id"] for e in older.entries] == [total - 5, total - 4, total - 3]
+        assert _positions(older.entries) == every[-6:-3]
         assert older.more == total - 6
         last = query_page(conn, AuditFilter(), limit=total, before=4)
-        assert ([e["entry_id"] for e in last.entries], last.more, last.next_before) == (
-            [1, 2, 3],
+        assert (_positions(last.entries), last.more, last.next_before) == (
+            [p for p in every if p[0] < 4],
             0,
             None,
         )
         exact = query_page(conn, AuditFilter(action=Action.BATCH_APPLIED), limit=4)
         assert (len(exact.entries), exact.more) == (4, 0)
-        assert left_out(conn, AuditFilter(), limit=3) == (total - 3, total - 2)
+        assert left_out(conn, AuditFilter(), limit=3) == (total - 3, format_position(every[-3]))
         assert left_out(conn, AuditFilter(), limit=None) == (0, None)
 
 
@@ -167,13 +182,17 @@ def test_export_of_a_hub_verifies_offline(hub: Engine, tmp_path: Path) -> None:
             export(conn, fh, fmt)  # type: ignore[arg-type]
         result = verify_file(path)
         assert result.ok, result
-        assert (result.entries, result.starts_after) == (count_all(hub), 0)
+        entries, rows = count_all(hub)
+        assert (result.entries, result.rows, result.starts_after) == (entries, rows, 0)
         assert verify_file(path, result.anchor).ok
 
 
-def count_all(hub: Engine) -> int:
+def count_all(hub: Engine) -> tuple[int, int]:
+    """How many chain entries, and how many row decisions they cover."""
     with hub.connect() as conn:
-        return count(conn)
+        lines = query(conn)
+    entries = sum(1 for e in lines if not e["ord"])
+    return entries, len(lines) - entries
 
 
 def test_export_from_a_later_entry_verifies_from_there(hub: Engine, tmp_path: Path) -> None:
@@ -183,9 +202,11 @@ def test_export_from_a_later_entry_verifies_from_there(hub: Engine, tmp_path: Pa
     with hub.connect() as conn:
         export(conn, out, "json", limit=4)
     path.write_text(out.getvalue(), encoding="utf-8")
-    first = json.loads(out.getvalue().splitlines()[0])["entry_id"]
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    # Row decisions before the first entry of the export have no entry to be checked by.
+    entries = [e["entry_id"] for e in lines if not e["ord"]]
     result = verify_file(path)
-    assert (result.ok, result.entries, result.starts_after) == (True, 4, first - 1)
+    assert (result.ok, result.entries, result.starts_after) == (True, len(entries), entries[0] - 1)
     early = verify_file(path, f"1:{'0' * 64}")
     assert not early.ok
     assert "not in the entries checked" in (early.reason or "")

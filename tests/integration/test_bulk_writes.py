@@ -15,7 +15,7 @@ from syncd.hub.audit import AuditWriter, verify
 from syncd.hub.audit_query import query
 from syncd.store.bulk import upsert
 from syncd.store.db import create_engine
-from syncd.store.hub_tables import audit
+from syncd.store.hub_tables import audit, audit_rows
 from syncd.store.sqltypes import ExactDecimal, JsonDoc
 
 AWKWARD = ["tab\there", "line\nbreak\r\n", "back\\slash", "\\N", "", '张三 ‘quoted’ "x"', "a,b;c|d"]
@@ -46,6 +46,7 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng = create_engine(db_url)
     md.create_all(eng)
     audit.create(eng)
+    audit_rows.create(eng)
     yield eng
     eng.dispose()
 
@@ -107,9 +108,18 @@ def test_audit_entries_with_awkward_text_chain_and_read_back(engine: Engine) -> 
                 key={"customer_id": text},
                 detail={"note": text, "amount": Decimal("1.50")},
             )
+            # The same text as a version-1 entry of its own (entries' columns, not row lines).
+            writer.append("stale", node_id="3301", key={"customer_id": text}, detail={"n": text})
         writer.flush()
     with engine.connect() as conn:
         assert verify(conn).ok
-        entries = query(conn)
+        lines = query(conn)
+    rows = [e for e in lines if e["action"] == "row_applied"]
+    assert [(e["entry_id"], e["ord"]) for e in rows] == [
+        (2 * i + 1, 1) for i in range(len(AWKWARD))
+    ]
+    assert [e["row_key"] for e in rows] == [{"customer_id": t} for t in AWKWARD]
+    assert [e["detail"]["note"] for e in rows] == AWKWARD
+    entries = [e for e in lines if e["action"] == "stale"]
     assert [e["row_key"] for e in entries] == [{"customer_id": t} for t in AWKWARD]
-    assert [e["detail"]["note"] for e in entries] == AWKWARD
+    assert [e["detail"]["n"] for e in entries] == AWKWARD

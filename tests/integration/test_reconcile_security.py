@@ -85,7 +85,13 @@ def test_a_sees_only_its_own_records_and_no_hub_table(hub: Hub) -> None:
             (A, *COLS),
         ).fetchall()
         assert [k for k, _ in cols] == ["LA"]
-        for table in ("loans", "src_customers", "syncd_audit", "syncd_quarantine"):
+        for table in (
+            "loans",
+            "src_customers",
+            "syncd_audit",
+            "syncd_audit_row",
+            "syncd_quarantine",
+        ):
             with pytest.raises(errors.InsufficientPrivilege):
                 conn.execute(f"SELECT * FROM {table}")
         with pytest.raises(errors.InsufficientPrivilege):

@@ -11,10 +11,12 @@ from syncd.core.auditchain import (
     COLUMNS,
     GENESIS_HASH,
     ChainCheck,
+    covering_detail,
     entry_hash,
     format_anchor,
     from_export_csv,
     parse_export_line,
+    row_hash,
 )
 from syncd.core.canonical import canonical
 from syncd.core.errors import UsageError
@@ -94,10 +96,68 @@ def test_export_records_give_back_the_stored_fields() -> None:
         "row_key": json.loads(entry["row_key"]),
         "detail": json.loads(entry["detail"]),
     }
-    assert parse_export_line(json.dumps(record, ensure_ascii=False)) == entry
+    # An export from before version 2 has no ord: every line is an entry (ord 0).
+    assert parse_export_line(json.dumps(record, ensure_ascii=False)) == {**entry, "ord": 0}
     cells = {k: "" if entry[k] is None else str(entry[k]) for k in COLUMNS}
-    assert from_export_csv(cells) == entry
+    assert from_export_csv(cells) == {**entry, "ord": 0}
+    # A row decision's line (version 2): ord and row_hash, no entry hashes.
+    row = {**record, "ord": 3, "row_hash": "a" * 64, "prev_hash": None, "entry_hash": None}
+    parsed = parse_export_line(json.dumps(row, ensure_ascii=False))
+    assert (parsed["ord"], parsed["row_hash"], parsed["detail"]) == (3, "a" * 64, entry["detail"])
+    csv_row = {**cells, "ord": "3", "row_hash": "a" * 64, "prev_hash": "", "entry_hash": ""}
+    assert from_export_csv(csv_row) == {**parsed, "prev_hash": None, "entry_hash": None}
     with pytest.raises(ValueError, match="entry_id"):
         from_export_csv({**cells, "entry_id": ""})
     with pytest.raises(ValueError, match="JSON object"):
         parse_export_line("[1]")
+
+
+def covered(n_rows: int) -> list[dict[str, Any]]:
+    """Entry 1 (a batch_applied), entry 2 covering n_rows stale decisions, each line as an
+    export has it (the row lines with their entry's fields), entry 3 after them."""
+    rows = [
+        {"action": "stale", "row_key": canonical({"k": i}), "detail": canonical({"seq": i})}
+        for i in range(n_rows)
+    ]
+    hashes = [row_hash(r["action"], r["row_key"], r["detail"]) for r in rows]
+    shared = {"at": "2026-11-01T08:00:00", "node_id": "n", "batch_id": 4, "table_name": "t"}
+    lines: list[dict[str, Any]] = []
+    prev = GENESIS_HASH
+    for entry_id, action, detail in [
+        (1, "batch_applied", "{}"),
+        (2, "row_decisions", canonical(covering_detail("stale", hashes))),
+        (3, "batch_applied", "{}"),
+    ]:
+        entry = {"entry_id": entry_id, **shared, "action": action, "row_key": None}
+        entry |= {"detail": detail, "prev_hash": prev}
+        prev = entry["entry_hash"] = entry_hash(prev, entry)
+        lines.append(entry)
+        if entry_id == 2:
+            lines += [
+                {"entry_id": 2, **shared, **r, "ord": i, "row_hash": h}
+                for i, (r, h) in enumerate(zip(rows, hashes, strict=True), start=1)
+            ]
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda ls: ls[2].update(detail='{"seq":9}'), "does not match its row_hash"),
+        (lambda ls: ls.pop(3), "out of sequence"),
+        (lambda ls: ls.pop(4), "but 2 follow"),
+        (lambda ls: ls.insert(5, {**ls[4], "ord": 4}), "more follow"),
+        (lambda ls: ls[2].update(batch_id=5), "differs from its entry in batch_id"),
+        (lambda ls: ls[2].update(action="row_applied"), "is not a 'stale' decision"),
+        (lambda ls: ls.insert(1, {**ls[2], "entry_id": 1}), "covered by no entry"),
+    ],
+)
+def test_row_decisions_add_up_to_their_entry(change: Any, reason: str) -> None:
+    lines = covered(3)
+    intact = check(lines)
+    assert (intact.ok, intact.entries, intact.rows) == (True, 3, 3)
+    change(lines)
+    result = check(lines)
+    assert not result.ok
+    assert result.broken_id in (1, 2)
+    assert reason in result.reason
