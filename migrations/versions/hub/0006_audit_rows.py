@@ -6,7 +6,7 @@ the decisions themselves are rows of syncd_audit_row, append-only like syncd_aud
 written before stay as they are and verify unchanged.
 
 Revision ID: hub_0006
-Revises: hub_0005 (the integrator re-points it to hub_0005)
+Revises: hub_0005
 Create Date: 2026-11-29
 """
 
