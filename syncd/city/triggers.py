@@ -7,8 +7,11 @@ the two. Identifiers come from the validated policy or the live catalog and are 
 SQLAlchemy; only triggers named `syncd_capture_…` are ever touched.
 
 An update is logged as the new row under its new key; when it changes the primary key, a
-key-change trigger (`KEY_SUFFIX`) also logs a delete of the old key, or the hub would keep a
-row the city no longer has. Its UPDATE OF and WHEN clauses leave ordinary updates untouched.
+delete of the old key is logged too, or the hub would keep a row the city no longer has.
+PostgreSQL logs a whole statement at once from its transition tables and pairs old and new
+rows by primary key (an old key no new row holds is that delete); SQLite, which has no
+statement triggers, keeps row triggers and a key-change trigger (`KEY_SUFFIX`) whose UPDATE OF
+and WHEN clauses leave ordinary updates untouched.
 """
 
 from __future__ import annotations
@@ -29,13 +32,16 @@ from syncd.store.db import sql_template
 from syncd.store.dialect import Kind, dialect_for
 
 TRIGGER_PREFIX = "syncd_capture_"
-# The key-change trigger: an UPDATE that changes the primary key logs a delete of the old key.
-KEY_SUFFIX = "_key"
-# PostgreSQL, filtered tables: updates that keep / change the filter columns.
+# One trigger per event, on both dialects.
+INSERT_SUFFIX = "_ins"
 UPDATE_SUFFIX = "_upd"
-FILTER_SUFFIX = "_flt"
-# PostgreSQL: the statement trigger that notifies CAPTURE_CHANNEL.
-NOTIFY_SUFFIX = "_ntf"
+DELETE_SUFFIX = "_del"
+# SQLite's key-change trigger: an UPDATE that changes the primary key logs a delete of the
+# old key. (PostgreSQL pairs a statement's old and new rows by key instead.)
+KEY_SUFFIX = "_key"
+# PostgreSQL: the transition tables of the statement triggers, as the function reads them.
+NEW_ROWS = "syncd_capture_new"
+OLD_ROWS = "syncd_capture_old"
 # The channel a PostgreSQL city's capture notifies at commit; its daemon LISTENs on it.
 CAPTURE_CHANNEL = "syncd_changelog"
 # The one generic function of early builds, dropped by init.
@@ -112,14 +118,23 @@ _SQLITE_PAIRS = 60
 
 
 class _Postgres:
-    """A PL/pgSQL function per table built from the policy; row triggers, fingerprinted.
+    """A PL/pgSQL function per table built from the policy; statement triggers, fingerprinted.
 
-    The main trigger logs every insert, update and delete (on a filtered table: inserts and
-    deletes, with one update trigger for updates that keep the filter columns and one, which
-    also logs their old values, for updates that change them); the key-change trigger logs the
-    delete of the old key when an update changes the primary key. A trigger's signature covers
-    its own DDL and its function's, so a policy change that alters the image replaces both.
+    Three triggers per table, one per event (PostgreSQL allows transition tables on a trigger
+    of one event only), each `FOR EACH STATEMENT` with its transition tables: the function
+    logs the whole statement with one INSERT … SELECT and notifies the capture channel
+    (capture_function.sql). A trigger's signature covers its own DDL and its function's, so a
+    policy change that alters the image replaces both, and the row triggers of earlier builds
+    (main, `_upd`/`_flt`, `_key`, `_ntf`) are replaced or dropped by the next `init`.
     """
+
+    # (event, trigger suffix, transition tables); the names are syncd's own, so they do not
+    # shadow a CRM table the function might otherwise read.
+    _EVENTS = (
+        ("INSERT", INSERT_SUFFIX, f"NEW TABLE AS {NEW_ROWS}"),
+        ("UPDATE", UPDATE_SUFFIX, f"OLD TABLE AS {OLD_ROWS} NEW TABLE AS {NEW_ROWS}"),
+        ("DELETE", DELETE_SUFFIX, f"OLD TABLE AS {OLD_ROWS}"),
+    )
 
     def __init__(self) -> None:
         self._saved_lock_timeout: str | None = None
@@ -138,16 +153,34 @@ class _Postgres:
         return " || ".join(calls)
 
     def _function_ddl(self, conn: Connection, table: Table) -> str:
+        prep = conn.dialect.identifier_preparer
         public = table.public_columns
+        key = _quoted_key(conn, table)
+        # Primary key columns are NOT NULL in PostgreSQL: a NULL key column of one side of
+        # the full join means that side has no row of that key.
+        filters = [prep.quote(c) for c in table.filter_columns]
+        changed = (
+            "("
+            + ", ".join(f"o.{c}" for c in filters)
+            + ") IS DISTINCT FROM ("
+            + ", ".join(f"n.{c}" for c in filters)
+            + ")"
+            if filters
+            else "false"
+        )
         return sql_template("syncd.city", "postgresql", "capture_function.sql").substitute(
-            function=conn.dialect.identifier_preparer.quote(function_name(table.name)),
+            function=prep.quote(function_name(table.name)),
             changelog=self._changelog(conn),
             table=_literal(conn, table.name),
-            new_image=self._image(conn, "NEW", public),
-            old_image=self._image(conn, "OLD", public),
-            old_filter=(
-                self._image(conn, "OLD", table.filter_columns) if table.filter else "NULL::jsonb"
-            ),
+            new_rows=NEW_ROWS,
+            old_rows=OLD_ROWS,
+            key_join=" AND ".join(f"n.{c} = o.{c}" for c in key),
+            new_missing=f"n.{key[0]} IS NULL",
+            old_missing=f"o.{key[0]} IS NULL",
+            new_image=self._image(conn, "n", public),
+            old_image=self._image(conn, "o", public),
+            filter_changed=changed,
+            old_filter=(self._image(conn, "o", table.filter_columns) if filters else "NULL::jsonb"),
             channel=_literal(conn, CAPTURE_CHANNEL),
         )
 
@@ -177,86 +210,18 @@ class _Postgres:
         prep = conn.dialect.identifier_preparer
         function = _Function(function_name(table.name), self._function_ddl(conn, table))
         triggers = []
-        if not table.filter:
-            triggers.append(
-                self._main(conn, table, function, "", "INSERT OR UPDATE OR DELETE", "", "0")
+        for event, suffix, transition in self._EVENTS:
+            name = trigger_name(table.name, suffix)
+            ddl = sql_template("syncd.city", "postgresql", "capture_trigger.sql").substitute(
+                trigger=prep.quote(name),
+                event=event,
+                table=prep.quote(table.name),
+                transition=transition,
+                function=prep.quote(function.name),
             )
-        else:
-            # Old filter values are needed only when an update changes a filter column; the
-            # WHEN clauses, checked in the server before the function is called, pick one.
-            cols = [prep.quote(c) for c in table.filter_columns]
-            old = "(" + ", ".join(f"OLD.{c}" for c in cols) + ")"
-            new = "(" + ", ".join(f"NEW.{c}" for c in cols) + ")"
-            triggers += [
-                self._main(conn, table, function, "", "INSERT OR DELETE", "", "0"),
-                self._main(
-                    conn,
-                    table,
-                    function,
-                    UPDATE_SUFFIX,
-                    "UPDATE",
-                    f"WHEN ({old} IS NOT DISTINCT FROM {new}) ",
-                    "0",
-                ),
-                self._main(
-                    conn,
-                    table,
-                    function,
-                    FILTER_SUFFIX,
-                    "UPDATE",
-                    f"WHEN ({old} IS DISTINCT FROM {new}) ",
-                    "1",
-                ),
-            ]
-        key = _quoted_key(conn, table)
-        key_name = trigger_name(table.name, KEY_SUFFIX)
-        key_ddl = sql_template("syncd.city", "postgresql", "capture_key_trigger.sql").substitute(
-            trigger=prep.quote(key_name),
-            table=prep.quote(table.name),
-            key_columns=", ".join(key),
-            old_key="(" + ", ".join(f"OLD.{c}" for c in key) + ")",
-            new_key="(" + ", ".join(f"NEW.{c}" for c in key) + ")",
-            function=prep.quote(function.name),
-        )
-        notify_name = trigger_name(table.name, NOTIFY_SUFFIX)
-        notify_ddl = sql_template(
-            "syncd.city", "postgresql", "capture_notify_trigger.sql"
-        ).substitute(
-            trigger=prep.quote(notify_name),
-            table=prep.quote(table.name),
-            function=prep.quote(function.name),
-        )
-        return [
-            *triggers,
-            self._trigger(table, key_name, key_ddl, function),
-            self._trigger(table, notify_name, notify_ddl, function),
-        ]
-
-    def _trigger(self, table: Table, name: str, ddl: str, function: _Function) -> _Trigger:
-        signature = f"{_fingerprint(ddl)}|{_fingerprint(function.ddl)}|{function.name}"
-        return _Trigger(table.name, name, ddl, signature, function)
-
-    def _main(
-        self,
-        conn: Connection,
-        table: Table,
-        function: _Function,
-        suffix: str,
-        events: str,
-        when: str,
-        mode: str,
-    ) -> _Trigger:
-        prep = conn.dialect.identifier_preparer
-        name = trigger_name(table.name, suffix)
-        ddl = sql_template("syncd.city", "postgresql", "capture_trigger.sql").substitute(
-            trigger=prep.quote(name),
-            events=events,
-            table=prep.quote(table.name),
-            when=when,
-            function=prep.quote(function.name),
-            arguments=_literal(conn, mode),
-        )
-        return self._trigger(table, name, ddl, function)
+            signature = f"{_fingerprint(ddl)}|{_fingerprint(function.ddl)}|{function.name}"
+            triggers.append(_Trigger(table.name, name, ddl, signature, function))
+        return triggers
 
     def installed(self, conn: Connection) -> dict[str, dict[str, str]]:
         # Enabled, with both comments syncd wrote: anything else reads as out of date.
@@ -310,7 +275,11 @@ class _Postgres:
 class _Sqlite:
     """Four triggers per table from one template; the catalog keeps their SQL to compare."""
 
-    _EVENTS = (("INSERT", "I", "_ins"), ("UPDATE", "U", "_upd"), ("DELETE", "D", "_del"))
+    _EVENTS = (
+        ("INSERT", "I", INSERT_SUFFIX),
+        ("UPDATE", "U", UPDATE_SUFFIX),
+        ("DELETE", "D", DELETE_SUFFIX),
+    )
 
     def image(self, source: sa.Table, table: Table) -> sa.ColumnElement[Any]:
         # Exactly what the trigger writes (BLOBs as stand-ins, lists as arrays).
