@@ -17,8 +17,9 @@ Measured in one run: initial load (raw COPY into the hub: the limit; native init
 every table is 'r' and counts match; `syncd snapshot` + daemons until the hub applied all),
 incremental (U updates in T transactions until the hub caught up), end of day (one UPDATE of
 every deposit account per city, each in its own transaction: from the last commit until the
-hub has every posted account), single-row latency, city write overhead (the same update load without replication, with the native publication live,
-with syncd capture live, and with capture but the syncd daemons stopped), peak RSS of syncd.
+hub has every posted account), single-row latency, city write overhead (the same update
+load without replication, with the native publication live, with syncd capture live, and
+with capture but the syncd daemons stopped), peak RSS of syncd.
 Prints a table and writes a JSON file. Prints figures; asserts nothing.
 
     .venv/bin/python bench/compare.py [--customers 1000000] [--quick] [--out bench/results.json]

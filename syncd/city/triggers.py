@@ -7,11 +7,10 @@ the two. Identifiers come from the validated policy or the live catalog and are 
 SQLAlchemy; only triggers named `syncd_capture_…` are ever touched.
 
 An update is logged as the new row under its new key; when it changes the primary key, a
-delete of the old key is logged too, or the hub would keep a row the city no longer has.
-PostgreSQL logs a whole statement at once from its transition tables and pairs old and new
-rows by primary key (an old key no new row holds is that delete); SQLite, which has no
-statement triggers, keeps row triggers and a key-change trigger (`KEY_SUFFIX`) whose UPDATE OF
-and WHEN clauses leave ordinary updates untouched.
+key-change trigger (`KEY_SUFFIX`) also logs a delete of the old key, or the hub would keep a
+row the city no longer has. Its UPDATE OF and WHEN clauses leave ordinary updates untouched.
+PostgreSQL logs inserts, updates and deletes a statement at a time from its transition tables;
+SQLite, which has no statement triggers, with row triggers.
 """
 
 from __future__ import annotations
@@ -36,12 +35,13 @@ TRIGGER_PREFIX = "syncd_capture_"
 INSERT_SUFFIX = "_ins"
 UPDATE_SUFFIX = "_upd"
 DELETE_SUFFIX = "_del"
-# SQLite's key-change trigger: an UPDATE that changes the primary key logs a delete of the
-# old key. (PostgreSQL pairs a statement's old and new rows by key instead.)
+# The key-change trigger: an UPDATE that changes the primary key logs a delete of the old key.
 KEY_SUFFIX = "_key"
 # PostgreSQL: the transition tables of the statement triggers, as the function reads them.
 NEW_ROWS = "syncd_capture_new"
 OLD_ROWS = "syncd_capture_old"
+# PostgreSQL: the transaction-local setting that says the transaction has notified already.
+NOTIFIED = "syncd.capture_notified"
 # The channel a PostgreSQL city's capture notifies at commit; its daemon LISTENs on it.
 CAPTURE_CHANNEL = "syncd_changelog"
 # The one generic function of early builds, dropped by init.
@@ -123,9 +123,13 @@ class _Postgres:
     Three triggers per table, one per event (PostgreSQL allows transition tables on a trigger
     of one event only), each `FOR EACH STATEMENT` with its transition tables: the function
     logs the whole statement with one INSERT … SELECT and notifies the capture channel
-    (capture_function.sql). A trigger's signature covers its own DDL and its function's, so a
-    policy change that alters the image replaces both, and the row triggers of earlier builds
-    (main, `_upd`/`_flt`, `_key`, `_ntf`) are replaced or dropped by the next `init`.
+    (capture_function.sql). The UPDATE trigger reads the old rows only on a filtered table
+    (their filter values). The key-change trigger (`KEY_SUFFIX`) is a row trigger whose
+    UPDATE OF and WHEN clauses leave ordinary updates untouched; row triggers fire before
+    statement triggers, so an old key's delete always precedes the rows logged under new
+    keys. A trigger's signature covers its own DDL and its function's, so a policy change
+    that alters the image replaces both, and the row triggers of earlier builds (main,
+    `_upd`/`_flt`, `_ntf`) are replaced or dropped by the next `init`.
     """
 
     # (event, trigger suffix, transition tables); the names are syncd's own, so they do not
@@ -152,35 +156,48 @@ class _Postgres:
         calls = ["jsonb_build_object(" + ", ".join(p) + ")" for p in chunks(pairs, _PAIRS_PER_CALL)]
         return " || ".join(calls)
 
+    def _update_sql(self, conn: Connection, table: Table, changelog_name: str) -> str:
+        """The UPDATE branch of the function: each new row as 'U' (capture_update_*.sql)."""
+        prep = conn.dialect.identifier_preparer
+        common = {
+            "changelog": changelog_name,
+            "table": _literal(conn, table.name),
+            "new_image": self._image(conn, "n", table.public_columns),
+            "new_rows": NEW_ROWS,
+        }
+        if not table.filter:
+            return sql_template("syncd.city", "postgresql", "capture_update_plain.sql").substitute(
+                common
+            )
+        key = _quoted_key(conn, table)
+        filters = [prep.quote(c) for c in table.filter_columns]
+        return sql_template("syncd.city", "postgresql", "capture_update_filtered.sql").substitute(
+            common,
+            old_rows=OLD_ROWS,
+            first_key=key[0],
+            narrow=", ".join(dict.fromkeys([*key, *filters])),
+            key_join=" AND ".join(f"n.{c} = o.{c}" for c in key),
+            old_values="(" + ", ".join(f"o.{c}" for c in filters) + ")",
+            new_values="(" + ", ".join(f"n.{c}" for c in filters) + ")",
+            old_filter=self._image(conn, "o", table.filter_columns),
+        )
+
     def _function_ddl(self, conn: Connection, table: Table) -> str:
         prep = conn.dialect.identifier_preparer
         public = table.public_columns
-        key = _quoted_key(conn, table)
-        # Primary key columns are NOT NULL in PostgreSQL: a NULL key column of one side of
-        # the full join means that side has no row of that key.
-        filters = [prep.quote(c) for c in table.filter_columns]
-        changed = (
-            "("
-            + ", ".join(f"o.{c}" for c in filters)
-            + ") IS DISTINCT FROM ("
-            + ", ".join(f"n.{c}" for c in filters)
-            + ")"
-            if filters
-            else "false"
-        )
+        changelog_name = self._changelog(conn)
         return sql_template("syncd.city", "postgresql", "capture_function.sql").substitute(
             function=prep.quote(function_name(table.name)),
-            changelog=self._changelog(conn),
+            changelog=changelog_name,
             table=_literal(conn, table.name),
             new_rows=NEW_ROWS,
             old_rows=OLD_ROWS,
-            key_join=" AND ".join(f"n.{c} = o.{c}" for c in key),
-            new_missing=f"n.{key[0]} IS NULL",
-            old_missing=f"o.{key[0]} IS NULL",
+            update="the old filter values too where the old row of that key had others",
+            update_sql=self._update_sql(conn, table, changelog_name),
             new_image=self._image(conn, "n", public),
             old_image=self._image(conn, "o", public),
-            filter_changed=changed,
-            old_filter=(self._image(conn, "o", table.filter_columns) if filters else "NULL::jsonb"),
+            old_row_image=self._image(conn, "OLD", public),
+            notified=_literal(conn, NOTIFIED),
             channel=_literal(conn, CAPTURE_CHANNEL),
         )
 
@@ -209,8 +226,11 @@ class _Postgres:
     def desired(self, conn: Connection, insp: sa.Inspector, table: Table) -> list[_Trigger]:
         prep = conn.dialect.identifier_preparer
         function = _Function(function_name(table.name), self._function_ddl(conn, table))
-        triggers = []
-        for event, suffix, transition in self._EVENTS:
+        ddls: list[tuple[str, str]] = []
+        for event, suffix, transitions in self._EVENTS:
+            # An unfiltered table's update has no old filter values to read.
+            plain = event == "UPDATE" and not table.filter
+            transition = f"NEW TABLE AS {NEW_ROWS}" if plain else transitions
             name = trigger_name(table.name, suffix)
             ddl = sql_template("syncd.city", "postgresql", "capture_trigger.sql").substitute(
                 trigger=prep.quote(name),
@@ -219,9 +239,28 @@ class _Postgres:
                 transition=transition,
                 function=prep.quote(function.name),
             )
-            signature = f"{_fingerprint(ddl)}|{_fingerprint(function.ddl)}|{function.name}"
-            triggers.append(_Trigger(table.name, name, ddl, signature, function))
-        return triggers
+            ddls.append((name, ddl))
+        key = _quoted_key(conn, table)
+        key_name = trigger_name(table.name, KEY_SUFFIX)
+        key_ddl = sql_template("syncd.city", "postgresql", "capture_key_trigger.sql").substitute(
+            trigger=prep.quote(key_name),
+            table=prep.quote(table.name),
+            key_columns=", ".join(key),
+            old_key="(" + ", ".join(f"OLD.{c}" for c in key) + ")",
+            new_key="(" + ", ".join(f"NEW.{c}" for c in key) + ")",
+            function=prep.quote(function.name),
+        )
+        ddls.append((key_name, key_ddl))
+        return [
+            _Trigger(
+                table.name,
+                name,
+                ddl,
+                f"{_fingerprint(ddl)}|{_fingerprint(function.ddl)}|{function.name}",
+                function,
+            )
+            for name, ddl in ddls
+        ]
 
     def installed(self, conn: Connection) -> dict[str, dict[str, str]]:
         # Enabled, with both comments syncd wrote: anything else reads as out of date.

@@ -305,9 +305,10 @@ def test_filter_transitions_log_the_old_status(engine: sa.Engine, policy: Policy
 def test_install_twice_changes_nothing(engine: sa.Engine, policy: Policy) -> None:
     install(engine, policy)
     before = trigger_catalog(engine)
-    # Per public table: PostgreSQL's insert, update and delete statement triggers and the
-    # table's function; SQLite's insert, update, delete and key-change row triggers.
-    assert len(before) == 4 * 4
+    # Per public table: PostgreSQL's insert, update and delete statement triggers, its
+    # key-change row trigger and the table's function; SQLite's insert, update, delete and
+    # key-change row triggers.
+    assert len(before) == (4 * 5 if engine.dialect.name == "postgresql" else 4 * 4)
 
     again = install(engine, policy)
 
@@ -620,7 +621,15 @@ def test_pg_capture_notifies_once_at_commit(pg_url: str, policy: Policy) -> None
         assert heard() == 1  # three statements, two tables: one notification
         with engine.begin() as conn:
             insert(conn, "opportunities", "O1")  # a local table: no capture, no wake-up
+            conn.exec_driver_sql("UPDATE customers SET phone = '3' WHERE false")  # no rows
         assert heard() == 0
+        # The notification of a rolled-back subtransaction is gone; the next write notifies.
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SAVEPOINT s")
+            insert(conn, "loans", "L2")
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT s")
+            conn.execute(sa.text("UPDATE customers SET phone = '4' WHERE customer_id = 'C1'"))
+        assert heard() == 1
     finally:
         listener.close()
         engine.dispose()

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from syncd.city.capture import CaptureReport
 from syncd.city.crm import create_crm_schema
 from syncd.city.push import cut_batch, read_changes
-from syncd.city.triggers import KEY_SUFFIX, UPDATE_SUFFIX, trigger_name
+from syncd.city.triggers import KEY_SUFFIX, trigger_name
 from syncd.core.batch import DELETE, UPSERT, Captured, to_change
 from syncd.core.policy import Policy, SchemaProblem, load_policy, parse_policy
 from syncd.hub.apply import apply_pending
@@ -211,24 +211,20 @@ def test_key_trigger_is_verified_and_reconciled_like_the_main_trigger(
     crm: sa.Engine,
 ) -> None:
     policy = load_policy(POLICY)
-    # SQLite logs a key change's delete in a trigger of its own; PostgreSQL in the update
-    # statement trigger, which pairs old and new rows by key.
-    postgres = crm.dialect.name == "postgresql"
-    suffix = UPDATE_SUFFIX if postgres else KEY_SUFFIX
-    key_trigger = trigger_name("loans", suffix)
+    key_trigger = trigger_name("loans", KEY_SUFFIX)
     with crm.begin() as conn:
-        if postgres:
+        if crm.dialect.name == "postgresql":
             conn.exec_driver_sql(f"DROP TRIGGER {key_trigger} ON loans")
             conn.exec_driver_sql(
-                f"ALTER TABLE customers DISABLE TRIGGER {trigger_name('customers', suffix)}"
+                f"ALTER TABLE customers DISABLE TRIGGER {trigger_name('customers', KEY_SUFFIX)}"
             )
         else:
             conn.exec_driver_sql(f"DROP TRIGGER {key_trigger}")
     expected = [f"loans: capture trigger {key_trigger} is missing"]
-    if postgres:
+    if crm.dialect.name == "postgresql":
         expected.insert(
             0,
-            f"customers: capture trigger {trigger_name('customers', suffix)}"
+            f"customers: capture trigger {trigger_name('customers', KEY_SUFFIX)}"
             " is out of date, disabled or altered",
         )
     assert problems(crm, policy) == expected

@@ -17,6 +17,7 @@ import psycopg
 import sqlalchemy as sa
 
 from syncd.city.capture import CaptureReport
+from syncd.city.push import cut_batch
 from syncd.core.batch import DELETE, UPSERT, Captured, to_change
 from syncd.core.policy import load_policy
 from syncd.store.db import create_engine
@@ -149,6 +150,38 @@ def test_a_multi_row_key_change_deletes_every_old_key(crm: sa.Engine) -> None:  
     assert sent == {"C1": DELETE, "C3": DELETE, "C2X": UPSERT, "C3X": UPSERT}
 
 
+def test_keys_shifted_in_one_statement_end_live(crm: sa.Engine) -> None:  # noqa: F811
+    """B→C and A→B in one statement: B is deleted as A's old key is, yet B ends live."""
+    policy = load_policy(POLICY)
+    with crm.begin() as conn:
+        # B first: a sequential scan moves it to C before A takes its key (the primary key
+        # is checked row by row on both databases).
+        insert(conn, "loans", "B")
+        insert(conn, "loans", "A")
+
+    shifted = changes_of(
+        crm, "UPDATE loans SET loan_id = CASE loan_id WHEN 'A' THEN 'B' WHEN 'B' THEN 'C' END"
+    )
+
+    assert sorted((c.op, str(c.image["loan_id"])) for c in shifted) == [
+        ("D", "A"),
+        ("D", "B"),
+        ("U", "B"),
+        ("U", "C"),
+    ]
+    if crm.dialect.name == "postgresql":
+        # Row triggers (the old keys' deletes) fire before the statement's update trigger.
+        assert max(c.seq for c in shifted if c.op == "D") < min(
+            c.seq for c in shifted if c.op == "U"
+        )
+    batch, _ = cut_batch("city-3301", policy, shifted, 10**6)
+    assert {c.key["loan_id"]: c.op for c in batch.changes} == {
+        "A": DELETE,
+        "B": UPSERT,
+        "C": UPSERT,
+    }
+
+
 def test_insert_select_and_delete_of_many_rows(crm: sa.Engine) -> None:  # noqa: F811
     with crm.begin() as conn:
         for i in range(150):
@@ -251,7 +284,8 @@ def test_init_converts_the_row_triggers_of_earlier_builds(pg_url: str) -> None:
             insert(conn, "customers", "C1")  # captured by the old row trigger
         found = problems(engine, policy)
         assert any("syncd_capture_customers_ins is missing" in p for p in found)
-        assert any("unexpected capture trigger syncd_capture_loans_key" in p for p in found)
+        assert any("syncd_capture_loans_key is out of date" in p for p in found)
+        assert any("unexpected capture trigger syncd_capture_loans_ntf" in p for p in found)
 
         report = install(engine, policy)
 
@@ -264,9 +298,12 @@ def test_init_converts_the_row_triggers_of_earlier_builds(pg_url: str) -> None:
                 "SELECT tgname, tgtype & 1 FROM pg_trigger"
                 " WHERE starts_with(tgname, 'syncd_capture') ORDER BY 1"
             ).all()
-        # Three statement triggers per table (tgtype bit 0 clear), nothing of the old ones.
-        assert len(levels) == 3 * len(PUBLIC)
-        assert {level for _, level in levels} == {0}
+        # Three statement triggers per table (tgtype bit 0 clear) and the key-change row
+        # trigger; nothing of the old ones.
+        assert len(levels) == 4 * len(PUBLIC)
+        assert {str(name) for name, level in levels if level} == {
+            f"syncd_capture_{t}_key" for t in PUBLIC
+        }
         assert {name for _, name, *_ in trigger_catalog(engine) if str(name).endswith("_fn")}
         with engine.begin() as conn:
             conn.exec_driver_sql(ACCOUNTS)
