@@ -15,6 +15,8 @@
 -- Then, the first time a transaction logs anything, it notifies ${channel}, which wakes the
 -- city's daemon to push (PostgreSQL delivers it at commit). The transaction-local setting
 -- ${notified} spares later statements the call; a rolled-back subtransaction undoes both.
+-- Where the setting is undone alone (a function with a SET clause restores settings on exit)
+-- a later statement notifies again, which PostgreSQL folds into the same notification.
 -- ${changelog} is schema-qualified: a temporary table of that name must not divert capture.
 CREATE OR REPLACE FUNCTION ${function}() RETURNS trigger
 LANGUAGE plpgsql AS $function$
