@@ -192,7 +192,6 @@ class _Postgres:
             table=_literal(conn, table.name),
             new_rows=NEW_ROWS,
             old_rows=OLD_ROWS,
-            update="the old filter values too where the old row of that key had others",
             update_sql=self._update_sql(conn, table, changelog_name),
             new_image=self._image(conn, "n", public),
             old_image=self._image(conn, "o", public),

@@ -7,7 +7,8 @@
 -- own changelog sequence number.
 --
 --   INSERT  every new row, 'I'
---   UPDATE  every new row, 'U' under its (new) key: ${update}
+--   UPDATE  every new row, 'U' under its (new) key: ${update_sql}, from
+--           capture_update_plain.sql or, with the old filter values, _filtered.sql
 --   DELETE  every old row, 'D'
 --   ROW     the key-change trigger (capture_key_trigger.sql): an UPDATE moved OLD to another
 --           key; log the old key's delete
