@@ -1,11 +1,20 @@
-"""City write overhead of capture: single-row updates of `customers` with and without triggers.
+"""City write overhead of capture: updates of `customers` with and without capture triggers.
 
-Writes go through the driver (one UPDATE statement per row, `--batch` rows per transaction),
-as a CRM application would write, so the figures show the database's cost and not syncd's.
+Writes go through the driver, as a CRM application would write, so the figures show the
+database's cost and not syncd's. Three statement shapes (`--shapes`), each measured with and
+without capture:
+
+- `tx`:    single-row UPDATEs, `--batch` (100) of them per transaction (a CRM's usual write);
+- `stmt`:  one UPDATE of `--batch` (100) rows per transaction (`WHERE customer_id IN (…)`: a
+           batch job's write; PostgreSQL's statement triggers log it in one call);
+- `one`:   a single-row UPDATE in a transaction of its own (a teller's write; commit-bound),
+           over `--rows` / 10 rows.
+
 The two modes alternate in rounds so that drift of the machine (checkpoints, caches, other
 load) hits both alike. Prints figures; asserts nothing.
 
     .venv/bin/python bench/capture.py [--rows 200000] [--batch 100] [--dialect both]
+                                      [--shapes tx,stmt,one]
 """
 
 from __future__ import annotations
@@ -81,32 +90,52 @@ def seed(engine: sa.Engine, policy: Policy, customers: int) -> None:
         conn.execute(sa.insert(crm_metadata(policy).tables["customers"]), rows)
 
 
-def run_updates(engine: sa.Engine, rows: int, batch: int, customers: int, run: int) -> float:
-    """Seconds for `rows` single-row updates in `batch`-row transactions, through the driver.
+SHAPES = {
+    "tx": "1-row UPDATEs, {batch} per transaction",
+    "stmt": "{batch}-row UPDATE, 1 per transaction",
+    "one": "1-row UPDATE, 1 per transaction",
+}
+
+
+def run_updates(
+    engine: sa.Engine, rows: int, batch: int, customers: int, run: int, shape: str = "tx"
+) -> float:
+    """Seconds for `rows` row updates in the statement shape `shape`, through the driver.
 
     Every run writes values no earlier run wrote: SQLite skips rewriting a row whose bytes do
-    not change, which would flatter whichever mode repeats the other's work.
+    not change, which would flatter whichever mode repeats the other's work. A `stmt` update
+    sets one value on `batch` distinct customers.
     """
     rng = random.Random(run)
     postgres = engine.dialect.name == "postgresql"
-    stmt = UPDATE.format(p="%s" if postgres else "?")
-    work = [
-        (
+    p = "%s" if postgres else "?"
+    per_tx = 1 if shape == "one" else batch
+    per_stmt = batch if shape == "stmt" else 1
+    statements: list[tuple[Any, ...]] = []
+    for n in range(0, rows, per_stmt):
+        keys = [f"C{k:08d}" for k in rng.sample(range(customers), per_stmt)]
+        values = (
             1 + rng.randrange(5),
             str(Decimal(rng.randrange(1_000_000)) / 100),
             NOW + dt.timedelta(days=run, seconds=n),
-            f"C{rng.randrange(customers):08d}",
         )
-        for n in range(rows)
-    ]
+        statements.append((*values, *keys))
+    if per_stmt == 1:
+        stmt = UPDATE.format(p=p)
+    else:
+        # Only the WHERE clause's parameter becomes a list: the SET clause keeps its three.
+        stmt = UPDATE.format(p=p).rsplit(f"= {p}", 1)[0] + (
+            "IN (" + ", ".join([p] * per_stmt) + ")"
+        )
+    per_tx_statements = max(per_tx // per_stmt, 1)
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
         start = time.perf_counter()
-        for i in range(0, rows, batch):
+        for i in range(0, len(statements), per_tx_statements):
             if not postgres:
                 cur.execute("BEGIN IMMEDIATE")
-            for params in work[i : i + batch]:
+            for params in statements[i : i + per_tx_statements]:
                 cur.execute(stmt, params)
             raw.commit() if postgres else cur.execute("COMMIT")
         elapsed = time.perf_counter() - start
@@ -124,8 +153,10 @@ class Result:
     logged: int  # changelog rows written
 
 
-def measure(url: str, rows: int, batch: int, rounds: int, verbose: bool = False) -> Result:
-    """Rates without and with capture, alternating the modes round by round."""
+def measure(
+    url: str, rows: int, batch: int, rounds: int, shape: str = "tx", verbose: bool = False
+) -> Result:
+    """Rates without and with capture for one statement shape, alternating the modes."""
     captured, uncaptured = policies()
     customers = min(max(rows // 10, 1000), 50_000)
     engine = create_engine(url)
@@ -133,7 +164,8 @@ def measure(url: str, rows: int, batch: int, rounds: int, verbose: bool = False)
         seed(engine, captured, customers)
         spent = {False: 0.0, True: 0.0}
         ratios: list[float] = []
-        per_round = max(rows // rounds, batch)
+        unit = 1 if shape == "one" else batch
+        per_round = max(rows // rounds // unit * unit, unit)
         runs = 0
         for r in range(rounds):
             took_in_round: dict[bool, float] = {}
@@ -142,7 +174,7 @@ def measure(url: str, rows: int, batch: int, rounds: int, verbose: bool = False)
                 with engine.begin() as conn:
                     install_triggers(conn, captured if capture else uncaptured, 3000)
                 runs += 1
-                took = run_updates(engine, per_round, batch, customers, runs)
+                took = run_updates(engine, per_round, batch, customers, runs, shape)
                 spent[capture] += took
                 took_in_round[capture] = took
                 if verbose:
@@ -182,16 +214,23 @@ def postgres_url(admin: str) -> Iterator[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=200_000, help="updates per mode")
+    parser.add_argument("--rows", type=int, default=200_000, help="row updates per mode")
     parser.add_argument("--batch", type=int, default=100, help="rows per transaction")
     parser.add_argument("--rounds", type=int, default=10, help="alternations of the two modes")
     parser.add_argument("--dialect", choices=["both", "sqlite", "postgresql"], default="both")
+    parser.add_argument(
+        "--shapes", default="tx,stmt,one", help=f"comma-separated, of {', '.join(SHAPES)}"
+    )
     parser.add_argument("--verbose", action="store_true", help="print every round's rate")
     parser.add_argument("--pg-admin", default=PG_ADMIN, help="superuser URL to create the db")
     args = parser.parse_args()
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown:
+        parser.error(f"unknown shape(s) {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
     print(
-        f"capture overhead: {args.rows} single-row updates of customers per mode, "
-        f"{args.batch} rows per transaction, {args.rounds} alternating rounds"
+        f"capture overhead: updates of customers per mode and shape ({args.rows} rows; "
+        f"{args.rows // 10} for one-row transactions), {args.rounds} alternating rounds"
     )
     targets: list[tuple[str, Callable[[], AbstractContextManager[str]]]] = []
     if args.dialect in ("both", "sqlite"):
@@ -199,15 +238,18 @@ def main() -> None:
     if args.dialect in ("both", "postgresql"):
         targets.append(("postgresql", lambda: postgres_url(args.pg_admin)))
     for label, database in targets:
-        with database() as url:
-            res = measure(url, args.rows, args.batch, args.rounds, args.verbose)
-        print(
-            f"{label:<11} without capture {res.without:>9,.0f} rows/s   "
-            f"with capture {res.with_:>9,.0f} rows/s   "
-            f"ratio {res.without / res.with_:.2f}x "
-            f"(median of per-round ratios {res.round_ratio:.2f}x)   "
-            f"changelog rows {res.logged:,}"
-        )
+        for shape in shapes:
+            rows = args.rows // 10 if shape == "one" else args.rows
+            with database() as url:
+                res = measure(url, rows, args.batch, args.rounds, shape, args.verbose)
+            what = SHAPES[shape].format(batch=args.batch)
+            print(
+                f"{label:<11} {what:<38} without {res.without:>9,.0f} rows/s   "
+                f"with {res.with_:>9,.0f} rows/s   "
+                f"ratio {res.without / res.with_:.2f}x "
+                f"(median of per-round ratios {res.round_ratio:.2f}x)   "
+                f"changelog rows {res.logged:,}"
+            )
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ on failure): a city cluster (wal_level=logical) and a hub cluster. The same gene
 
 Measured in one run: initial load (raw COPY into the hub: the limit; native initial sync until
 every table is 'r' and counts match; `syncd snapshot` + daemons until the hub applied all),
-incremental (U updates in T transactions until the hub caught up), single-row latency, city
-write overhead (the same update load without replication, with the native publication live,
-with syncd capture live, and with capture but the syncd daemons stopped), peak RSS of syncd.
+incremental (U updates in T transactions until the hub caught up), end of day (one UPDATE of
+every deposit account per city, each in its own transaction: from the last commit until the
+hub has every posted account), single-row latency, city write overhead (the same update
+load without replication, with the native publication live, with syncd capture live, and
+with capture but the syncd daemons stopped), peak RSS of syncd.
 Prints a table and writes a JSON file. Prints figures; asserts nothing.
 
     .venv/bin/python bench/compare.py [--customers 1000000] [--quick] [--out bench/results.json]
@@ -144,6 +146,54 @@ def wait_visible(
             raise TimeoutError(f"hub did not catch up with {pending}")
         time.sleep(interval)
     return time.monotonic()
+
+
+# --- end of day ---------------------------------------------------------------------------
+
+# The core-banking posting: every deposit account's balance changes, one statement per city.
+END_OF_DAY = "UPDATE deposit_accounts SET balance = balance + 1.00, updated_at = %s"
+END_OF_DAY_LIKE = END_OF_DAY + " WHERE account_id LIKE %s"
+
+
+def run_end_of_day(
+    conn_for: Callable[[str], psycopg.Connection[Any]],
+    cities: Sequence[str],
+    shared: bool,
+    stamp: dt.datetime,
+) -> tuple[float, int]:
+    """One UPDATE of every deposit account per city, each in a transaction of its own.
+
+    `shared`: one database holds every city (native), so each statement picks the city's
+    accounts by their id prefix; a syncd city database holds only its own. Returns (seconds
+    from the first statement to the last commit, rows updated).
+    """
+    rows = 0
+    watch = Stopwatch()
+    with watch:
+        for city in cities:
+            conn = conn_for(city)
+            if shared:
+                cur = conn.execute(END_OF_DAY_LIKE, (stamp, f"D{city}%"))
+            else:
+                cur = conn.execute(END_OF_DAY, (stamp,))
+            rows += cur.rowcount
+            conn.commit()
+    return watch.seconds, rows
+
+
+def wait_posted(
+    conn: psycopg.Connection[Any], stamp: dt.datetime, rows: int, timeout: float
+) -> float:
+    """Wait until the hub's deposit accounts carry the posting's stamp; the monotonic time then."""
+    deadline = time.monotonic() + timeout
+    query = "SELECT count(*) FROM deposit_accounts WHERE updated_at = %s"
+    while True:
+        row = conn.execute(query, (stamp,)).fetchone()
+        if row is not None and row[0] >= rows:
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"hub holds {row[0] if row else 0} of {rows} posted accounts")
+        time.sleep(0.05)
 
 
 # --- native logical replication -----------------------------------------------------------
@@ -338,6 +388,10 @@ class Run:
             self.results["write_overhead"]["native_publication"] = self._writes(write_s)
             self.say(f"native: latency, {self.args.samples} samples")
             self.results["latency"]["native"] = self._latency(conn, check, "3301", "NL")
+            self.say("native: end of day")
+            self.results["end_of_day"]["native"] = self._end_of_day(
+                lambda _c: conn, True, hconn, day=1
+            )
         with psycopg.connect(self.hub.url("native_hub"), autocommit=True) as conn:
             conn.execute("ALTER SUBSCRIPTION bench_sub DISABLE")  # quiet during syncd's turn
 
@@ -381,6 +435,10 @@ class Run:
                 self.results["write_overhead"]["syncd_capture"] = self._writes(write_s)
                 self.say(f"syncd: latency, {self.args.samples} samples")
                 self.results["latency"]["syncd"] = self._latency(conns["3301"], check, "3301", "SL")
+                self.say("syncd: end of day")
+                self.results["end_of_day"]["syncd"] = self._end_of_day(
+                    conns.__getitem__, False, hconn, day=2
+                )
         finally:
             nodes.stop_all()
         self.results["rss_mb"] = {
@@ -413,6 +471,29 @@ class Run:
             "caught_up_seconds": total,
             "lag_after_writes_seconds": total - write_s,
             "rows_per_s": rate(self._rows(), total),
+        }
+
+    def _end_of_day(
+        self,
+        conn_for: Callable[[str], psycopg.Connection[Any]],
+        shared: bool,
+        hub: psycopg.Connection[Any],
+        day: int,
+    ) -> dict[str, float]:
+        """The posting in every city; seconds from the last commit until the hub has it all."""
+        stamp = dt.datetime(2030, 1, day, 18, 0, 0)
+        write_s, rows = run_end_of_day(conn_for, self.spec.cities, shared, stamp)
+        committed = time.monotonic()
+        done = wait_posted(hub, stamp, rows, self.args.timeout)
+        after = done - committed
+        self.say(f"end of day: {rows:,} accounts, written in {write_s:.1f} s, at the hub "
+                 f"{after:.1f} s after the last commit")  # fmt: skip
+        return {
+            "rows": rows,
+            "transactions": len(self.spec.cities),
+            "write_seconds": write_s,
+            "after_last_commit_seconds": after,
+            "rows_per_s": rate(rows, after),
         }
 
     def _writes(self, write_s: float) -> dict[str, float]:
@@ -483,6 +564,24 @@ def report(results: dict[str, Any]) -> None:
                 inc.get(k, {}).get("caught_up_seconds"),
                 inc.get(k, {}).get("lag_after_writes_seconds"),
                 inc.get(k, {}).get("rows_per_s"),
+            ]
+            for label, k in (("native", "native"), ("syncd", "syncd"))
+        ],
+    )
+    eod = results["end_of_day"]
+    native_eod = eod.get("native", {}).get("rows_per_s", float("nan"))
+    print()
+    print("end of day (one UPDATE of every deposit account per city, a transaction each)")
+    print_table(
+        ["method", "rows", "write s", "at hub s after last commit", "rows/s", "x native"],
+        [
+            [
+                label,
+                eod.get(k, {}).get("rows"),
+                eod.get(k, {}).get("write_seconds"),
+                eod.get(k, {}).get("after_last_commit_seconds"),
+                eod.get(k, {}).get("rows_per_s"),
+                eod.get(k, {}).get("rows_per_s", float("nan")) / native_eod,
             ]
             for label, k in (("native", "native"), ("syncd", "syncd"))
         ],
@@ -580,6 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "initial_load": {},
         "incremental": {},
+        "end_of_day": {},
         "latency": {},
         "write_overhead": {},
         "rss_mb": {},

@@ -9,6 +9,8 @@ SQLAlchemy; only triggers named `syncd_capture_…` are ever touched.
 An update is logged as the new row under its new key; when it changes the primary key, a
 key-change trigger (`KEY_SUFFIX`) also logs a delete of the old key, or the hub would keep a
 row the city no longer has. Its UPDATE OF and WHEN clauses leave ordinary updates untouched.
+PostgreSQL logs inserts, updates and deletes a statement at a time from its transition tables;
+SQLite, which has no statement triggers, with row triggers.
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ from syncd.store.db import sql_template
 from syncd.store.dialect import Kind, dialect_for
 
 TRIGGER_PREFIX = "syncd_capture_"
+# One trigger per event, on both dialects.
+INSERT_SUFFIX = "_ins"
+UPDATE_SUFFIX = "_upd"
+DELETE_SUFFIX = "_del"
 # The key-change trigger: an UPDATE that changes the primary key logs a delete of the old key.
 KEY_SUFFIX = "_key"
-# PostgreSQL, filtered tables: updates that keep / change the filter columns.
-UPDATE_SUFFIX = "_upd"
-FILTER_SUFFIX = "_flt"
-# PostgreSQL: the statement trigger that notifies CAPTURE_CHANNEL.
-NOTIFY_SUFFIX = "_ntf"
+# PostgreSQL: the transition tables of the statement triggers, as the function reads them.
+NEW_ROWS = "syncd_capture_new"
+OLD_ROWS = "syncd_capture_old"
+# PostgreSQL: the transaction-local setting that says the transaction has notified already.
+NOTIFIED = "syncd.capture_notified"
 # The channel a PostgreSQL city's capture notifies at commit; its daemon LISTENs on it.
 CAPTURE_CHANNEL = "syncd_changelog"
 # The one generic function of early builds, dropped by init.
@@ -112,14 +118,27 @@ _SQLITE_PAIRS = 60
 
 
 class _Postgres:
-    """A PL/pgSQL function per table built from the policy; row triggers, fingerprinted.
+    """A PL/pgSQL function per table built from the policy; statement triggers, fingerprinted.
 
-    The main trigger logs every insert, update and delete (on a filtered table: inserts and
-    deletes, with one update trigger for updates that keep the filter columns and one, which
-    also logs their old values, for updates that change them); the key-change trigger logs the
-    delete of the old key when an update changes the primary key. A trigger's signature covers
-    its own DDL and its function's, so a policy change that alters the image replaces both.
+    Three triggers per table, one per event (PostgreSQL allows transition tables on a trigger
+    of one event only), each `FOR EACH STATEMENT` with its transition tables: the function
+    logs the whole statement with one INSERT … SELECT and notifies the capture channel
+    (capture_function.sql). The UPDATE trigger reads the old rows only on a filtered table
+    (their filter values). The key-change trigger (`KEY_SUFFIX`) is a row trigger whose
+    UPDATE OF and WHEN clauses leave ordinary updates untouched; row triggers fire before
+    statement triggers, so an old key's delete always precedes the rows logged under new
+    keys. A trigger's signature covers its own DDL and its function's, so a policy change
+    that alters the image replaces both, and the row triggers of earlier builds (main,
+    `_upd`/`_flt`, `_ntf`) are replaced or dropped by the next `init`.
     """
+
+    # (event, trigger suffix, transition tables); the names are syncd's own, so they do not
+    # shadow a CRM table the function might otherwise read.
+    _EVENTS = (
+        ("INSERT", INSERT_SUFFIX, f"NEW TABLE AS {NEW_ROWS}"),
+        ("UPDATE", UPDATE_SUFFIX, f"OLD TABLE AS {OLD_ROWS} NEW TABLE AS {NEW_ROWS}"),
+        ("DELETE", DELETE_SUFFIX, f"OLD TABLE AS {OLD_ROWS}"),
+    )
 
     def __init__(self) -> None:
         self._saved_lock_timeout: str | None = None
@@ -137,17 +156,47 @@ class _Postgres:
         calls = ["jsonb_build_object(" + ", ".join(p) + ")" for p in chunks(pairs, _PAIRS_PER_CALL)]
         return " || ".join(calls)
 
+    def _update_sql(self, conn: Connection, table: Table, changelog_name: str) -> str:
+        """The UPDATE branch of the function: each new row as 'U' (capture_update_*.sql)."""
+        prep = conn.dialect.identifier_preparer
+        common = {
+            "changelog": changelog_name,
+            "table": _literal(conn, table.name),
+            "new_image": self._image(conn, "n", table.public_columns),
+            "new_rows": NEW_ROWS,
+        }
+        if not table.filter:
+            return sql_template("syncd.city", "postgresql", "capture_update_plain.sql").substitute(
+                common
+            )
+        key = _quoted_key(conn, table)
+        filters = [prep.quote(c) for c in table.filter_columns]
+        return sql_template("syncd.city", "postgresql", "capture_update_filtered.sql").substitute(
+            common,
+            old_rows=OLD_ROWS,
+            first_key=key[0],
+            narrow=", ".join(dict.fromkeys([*key, *filters])),
+            key_join=" AND ".join(f"n.{c} = o.{c}" for c in key),
+            old_values="(" + ", ".join(f"o.{c}" for c in filters) + ")",
+            new_values="(" + ", ".join(f"n.{c}" for c in filters) + ")",
+            old_filter=self._image(conn, "o", table.filter_columns),
+        )
+
     def _function_ddl(self, conn: Connection, table: Table) -> str:
+        prep = conn.dialect.identifier_preparer
         public = table.public_columns
+        changelog_name = self._changelog(conn)
         return sql_template("syncd.city", "postgresql", "capture_function.sql").substitute(
-            function=conn.dialect.identifier_preparer.quote(function_name(table.name)),
-            changelog=self._changelog(conn),
+            function=prep.quote(function_name(table.name)),
+            changelog=changelog_name,
             table=_literal(conn, table.name),
-            new_image=self._image(conn, "NEW", public),
-            old_image=self._image(conn, "OLD", public),
-            old_filter=(
-                self._image(conn, "OLD", table.filter_columns) if table.filter else "NULL::jsonb"
-            ),
+            new_rows=NEW_ROWS,
+            old_rows=OLD_ROWS,
+            update_sql=self._update_sql(conn, table, changelog_name),
+            new_image=self._image(conn, "n", public),
+            old_image=self._image(conn, "o", public),
+            old_row_image=self._image(conn, "OLD", public),
+            notified=_literal(conn, NOTIFIED),
             channel=_literal(conn, CAPTURE_CHANNEL),
         )
 
@@ -176,38 +225,20 @@ class _Postgres:
     def desired(self, conn: Connection, insp: sa.Inspector, table: Table) -> list[_Trigger]:
         prep = conn.dialect.identifier_preparer
         function = _Function(function_name(table.name), self._function_ddl(conn, table))
-        triggers = []
-        if not table.filter:
-            triggers.append(
-                self._main(conn, table, function, "", "INSERT OR UPDATE OR DELETE", "", "0")
+        ddls: list[tuple[str, str]] = []
+        for event, suffix, transitions in self._EVENTS:
+            # An unfiltered table's update has no old filter values to read.
+            plain = event == "UPDATE" and not table.filter
+            transition = f"NEW TABLE AS {NEW_ROWS}" if plain else transitions
+            name = trigger_name(table.name, suffix)
+            ddl = sql_template("syncd.city", "postgresql", "capture_trigger.sql").substitute(
+                trigger=prep.quote(name),
+                event=event,
+                table=prep.quote(table.name),
+                transition=transition,
+                function=prep.quote(function.name),
             )
-        else:
-            # Old filter values are needed only when an update changes a filter column; the
-            # WHEN clauses, checked in the server before the function is called, pick one.
-            cols = [prep.quote(c) for c in table.filter_columns]
-            old = "(" + ", ".join(f"OLD.{c}" for c in cols) + ")"
-            new = "(" + ", ".join(f"NEW.{c}" for c in cols) + ")"
-            triggers += [
-                self._main(conn, table, function, "", "INSERT OR DELETE", "", "0"),
-                self._main(
-                    conn,
-                    table,
-                    function,
-                    UPDATE_SUFFIX,
-                    "UPDATE",
-                    f"WHEN ({old} IS NOT DISTINCT FROM {new}) ",
-                    "0",
-                ),
-                self._main(
-                    conn,
-                    table,
-                    function,
-                    FILTER_SUFFIX,
-                    "UPDATE",
-                    f"WHEN ({old} IS DISTINCT FROM {new}) ",
-                    "1",
-                ),
-            ]
+            ddls.append((name, ddl))
         key = _quoted_key(conn, table)
         key_name = trigger_name(table.name, KEY_SUFFIX)
         key_ddl = sql_template("syncd.city", "postgresql", "capture_key_trigger.sql").substitute(
@@ -218,45 +249,17 @@ class _Postgres:
             new_key="(" + ", ".join(f"NEW.{c}" for c in key) + ")",
             function=prep.quote(function.name),
         )
-        notify_name = trigger_name(table.name, NOTIFY_SUFFIX)
-        notify_ddl = sql_template(
-            "syncd.city", "postgresql", "capture_notify_trigger.sql"
-        ).substitute(
-            trigger=prep.quote(notify_name),
-            table=prep.quote(table.name),
-            function=prep.quote(function.name),
-        )
+        ddls.append((key_name, key_ddl))
         return [
-            *triggers,
-            self._trigger(table, key_name, key_ddl, function),
-            self._trigger(table, notify_name, notify_ddl, function),
+            _Trigger(
+                table.name,
+                name,
+                ddl,
+                f"{_fingerprint(ddl)}|{_fingerprint(function.ddl)}|{function.name}",
+                function,
+            )
+            for name, ddl in ddls
         ]
-
-    def _trigger(self, table: Table, name: str, ddl: str, function: _Function) -> _Trigger:
-        signature = f"{_fingerprint(ddl)}|{_fingerprint(function.ddl)}|{function.name}"
-        return _Trigger(table.name, name, ddl, signature, function)
-
-    def _main(
-        self,
-        conn: Connection,
-        table: Table,
-        function: _Function,
-        suffix: str,
-        events: str,
-        when: str,
-        mode: str,
-    ) -> _Trigger:
-        prep = conn.dialect.identifier_preparer
-        name = trigger_name(table.name, suffix)
-        ddl = sql_template("syncd.city", "postgresql", "capture_trigger.sql").substitute(
-            trigger=prep.quote(name),
-            events=events,
-            table=prep.quote(table.name),
-            when=when,
-            function=prep.quote(function.name),
-            arguments=_literal(conn, mode),
-        )
-        return self._trigger(table, name, ddl, function)
 
     def installed(self, conn: Connection) -> dict[str, dict[str, str]]:
         # Enabled, with both comments syncd wrote: anything else reads as out of date.
@@ -310,7 +313,11 @@ class _Postgres:
 class _Sqlite:
     """Four triggers per table from one template; the catalog keeps their SQL to compare."""
 
-    _EVENTS = (("INSERT", "I", "_ins"), ("UPDATE", "U", "_upd"), ("DELETE", "D", "_del"))
+    _EVENTS = (
+        ("INSERT", "I", INSERT_SUFFIX),
+        ("UPDATE", "U", UPDATE_SUFFIX),
+        ("DELETE", "D", DELETE_SUFFIX),
+    )
 
     def image(self, source: sa.Table, table: Table) -> sa.ColumnElement[Any]:
         # Exactly what the trigger writes (BLOBs as stand-ins, lists as arrays).

@@ -16,6 +16,7 @@ SECTIONS = {
     "config": set(),
     "initial_load": {"copy", "native", "syncd"},
     "incremental": {"native", "syncd"},
+    "end_of_day": {"native", "syncd"},
     "latency": {"native", "syncd"},
     "write_overhead": {
         "none",

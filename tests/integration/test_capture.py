@@ -305,10 +305,10 @@ def test_filter_transitions_log_the_old_status(engine: sa.Engine, policy: Policy
 def test_install_twice_changes_nothing(engine: sa.Engine, policy: Policy) -> None:
     install(engine, policy)
     before = trigger_catalog(engine)
-    # Per public table: PostgreSQL's main, key-change and statement (notify) triggers and the
-    # table's function, plus two update triggers on the filtered customers table; SQLite's
-    # insert, update, delete and key-change triggers.
-    assert len(before) == (4 * 4 + 2 if engine.dialect.name == "postgresql" else 4 * 4)
+    # Per public table: PostgreSQL's insert, update and delete statement triggers, its
+    # key-change row trigger and the table's function; SQLite's insert, update, delete and
+    # key-change row triggers.
+    assert len(before) == (4 * 5 if engine.dialect.name == "postgresql" else 4 * 4)
 
     again = install(engine, policy)
 
@@ -486,9 +486,9 @@ def test_disabled_trigger_is_stale_and_replaced(pg_url: str, policy: Policy) -> 
     try:
         with engine.begin() as conn:
             install_triggers(conn, policy, 3000)
-            conn.exec_driver_sql("ALTER TABLE loans DISABLE TRIGGER syncd_capture_loans")
+            conn.exec_driver_sql("ALTER TABLE loans DISABLE TRIGGER syncd_capture_loans_ins")
         assert problems(engine, policy) == [
-            "loans: capture trigger syncd_capture_loans is out of date, disabled or altered"
+            "loans: capture trigger syncd_capture_loans_ins is out of date, disabled or altered"
         ]
         assert install(engine, policy).replaced == ("loans",)
         with engine.begin() as conn:
@@ -504,7 +504,7 @@ def test_check_schema_reports_every_problem(engine: sa.Engine, policy: Policy) -
     assert schema_problems(engine, policy) == []
 
     drop_one = (
-        "DROP TRIGGER syncd_capture_deposit_accounts ON deposit_accounts"
+        "DROP TRIGGER syncd_capture_deposit_accounts_upd ON deposit_accounts"
         if engine.dialect.name == "postgresql"
         else "DROP TRIGGER syncd_capture_deposit_accounts_upd"
     )
@@ -518,9 +518,7 @@ def test_check_schema_reports_every_problem(engine: sa.Engine, policy: Policy) -
 
     found = schema_problems(engine, modified_policy(stage_is_integer))
 
-    missing_trigger = trigger_name(
-        "deposit_accounts", "" if engine.dialect.name == "postgresql" else "_upd"
-    )
+    missing_trigger = trigger_name("deposit_accounts", "_upd")
     assert found[:3] == [
         SchemaProblem("opportunities", "stage", found[0].problem),
         SchemaProblem("opportunities", "owner", "column is missing"),
@@ -623,7 +621,15 @@ def test_pg_capture_notifies_once_at_commit(pg_url: str, policy: Policy) -> None
         assert heard() == 1  # three statements, two tables: one notification
         with engine.begin() as conn:
             insert(conn, "opportunities", "O1")  # a local table: no capture, no wake-up
+            conn.exec_driver_sql("UPDATE customers SET phone = '3' WHERE false")  # no rows
         assert heard() == 0
+        # The notification of a rolled-back subtransaction is gone; the next write notifies.
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SAVEPOINT s")
+            insert(conn, "loans", "L2")
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT s")
+            conn.execute(sa.text("UPDATE customers SET phone = '4' WHERE customer_id = 'C1'"))
+        assert heard() == 1
     finally:
         listener.close()
         engine.dispose()

@@ -1,35 +1,43 @@
--- syncd capture: the row trigger function of one public table, built from the policy.
+-- syncd capture: the trigger function of one public table, built from the policy.
 --
--- It appends the change to the changelog in the writer's own transaction. The row image lists
--- the table's public columns by name (jsonb_build_object of NEW or OLD), so excluded and
--- undeclared columns are never read, and no row pays for building the whole row and removing
--- keys from it. One argument (TG_ARGV[0]) says which trigger called:
---   '0'  the main trigger, or the update trigger of a filtered table whose WHEN saw no filter
---        column change
---   '1'  the update trigger of a filtered table whose WHEN saw a filter column change: log
---        the old filter values too
---   'D'  the key-change trigger: log the OLD row as a delete of its key
---   'N'  the statement trigger: notify ${channel}, which wakes the city's daemon to push
---        (PostgreSQL delivers it at commit, once per transaction however many statements)
+-- It appends a statement's changes to the changelog in the writer's own transaction, with one
+-- INSERT … SELECT over the statement's transition tables (${new_rows}, ${old_rows}) instead
+-- of a function call per row. Row images list the table's public columns by name
+-- (jsonb_build_object), so excluded and undeclared columns are never read. Each row takes its
+-- own changelog sequence number.
+--
+--   INSERT  every new row, 'I'
+--   UPDATE  every new row, 'U' under its (new) key: ${update_sql}, from
+--           capture_update_plain.sql or, with the old filter values, _filtered.sql
+--   DELETE  every old row, 'D'
+--   ROW     the key-change trigger (capture_key_trigger.sql): an UPDATE moved OLD to another
+--           key; log the old key's delete
+--
+-- Then, the first time a transaction logs anything, it notifies ${channel}, which wakes the
+-- city's daemon to push (PostgreSQL delivers it at commit). The transaction-local setting
+-- ${notified} spares later statements the call; a rolled-back subtransaction undoes both.
+-- Where the setting is undone alone (a function with a SET clause restores settings on exit)
+-- a later statement notifies again, which PostgreSQL folds into the same notification.
 -- ${changelog} is schema-qualified: a temporary table of that name must not divert capture.
 CREATE OR REPLACE FUNCTION ${function}() RETURNS trigger
 LANGUAGE plpgsql AS $function$
 BEGIN
-    IF TG_LEVEL = 'STATEMENT' THEN
-        PERFORM pg_notify(${channel}, '');
-    ELSIF TG_OP = 'UPDATE' AND TG_ARGV[0] <> 'D' THEN
-        INSERT INTO ${changelog} (table_name, op, row_image, old_filter)
-        VALUES (${table}, 'U', ${new_image},
-                CASE WHEN TG_ARGV[0] = '1' THEN ${old_filter} END);
+    IF TG_LEVEL = 'ROW' THEN
+        INSERT INTO ${changelog} (table_name, op, row_image)
+        VALUES (${table}, 'D', ${old_row_image});
+        RETURN NULL;
+    ELSIF TG_OP = 'UPDATE' THEN
+        ${update_sql};
     ELSIF TG_OP = 'INSERT' THEN
         INSERT INTO ${changelog} (table_name, op, row_image)
-        VALUES (${table}, 'I', ${new_image});
+        SELECT ${table}, 'I', ${new_image} FROM ${new_rows} n;
     ELSE
-        -- A DELETE, or an UPDATE that moved the row to another primary key: the main trigger
-        -- logs the new key's row, this the old key's end. Only the filter columns of the old
-        -- image decide, as for any delete, whether the hub ever had the old key.
         INSERT INTO ${changelog} (table_name, op, row_image)
-        VALUES (${table}, 'D', ${old_image});
+        SELECT ${table}, 'D', ${old_image} FROM ${old_rows} o;
+    END IF;
+    IF FOUND AND current_setting(${notified}, true) IS DISTINCT FROM 'on' THEN
+        PERFORM set_config(${notified}, 'on', true);
+        PERFORM pg_notify(${channel}, '');
     END IF;
     RETURN NULL;
 END

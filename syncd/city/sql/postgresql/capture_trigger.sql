@@ -1,8 +1,10 @@
--- A capture trigger of one public table, calling the table's own function (capture_function.sql)
--- with the argument that says which trigger it is.
--- ${events} is INSERT OR UPDATE OR DELETE, or on a filtered table INSERT OR DELETE and UPDATE
--- twice: ${when} then splits updates by whether the filter columns changed, so the common
--- update (filter columns unchanged) never pays for the old filter values.
+-- A capture trigger of one public table: one per event, as PostgreSQL requires of a trigger
+-- with transition tables. ${event} is INSERT, UPDATE or DELETE; ${transition} names the
+-- transition tables the table's function (capture_function.sql) reads: NEW TABLE for INSERT,
+-- OLD and NEW TABLE for UPDATE, OLD TABLE for DELETE. The function runs once per statement,
+-- however many rows it wrote (earlier builds called a row trigger per row; `syncd init`
+-- replaces those triggers with these).
 CREATE TRIGGER ${trigger}
-    AFTER ${events} ON ${table}
-    FOR EACH ROW ${when}EXECUTE FUNCTION ${function}(${arguments})
+    AFTER ${event} ON ${table}
+    REFERENCING ${transition}
+    FOR EACH STATEMENT EXECUTE FUNCTION ${function}()
