@@ -621,7 +621,7 @@ class SyncdProcess:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     exit_code: int | None = None
-    peak_rss_mb: float = 0.0
+    peak_rss_mb: float | None = None  # None: it ended before it could be sampled once
 
     def start(self) -> SyncdProcess:
         with self.log.open("ab") as fh:
@@ -638,22 +638,17 @@ class SyncdProcess:
         if self.running and self.proc is not None:
             hwm = vm_hwm_mb(self.proc.pid)
             if hwm is not None:
-                self.peak_rss_mb = max(self.peak_rss_mb, hwm)
+                self.peak_rss_mb = max(self.peak_rss_mb or 0.0, hwm)
 
-    def wait(self, timeout: float | None = None) -> int:
-        """Reap the process, sampling its peak RSS until it exits."""
+    def poll(self) -> int | None:
+        """Sample the peak RSS, then reap the process if it has exited: its exit code or None."""
         assert self.proc is not None
         if self.exit_code is not None:
             return self.exit_code
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"syncd {' '.join(self.args)} did not exit")
-            self.sample()
-            time.sleep(0.05)
+        self.sample()
+        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+        if not pid:
+            return None
         self.exit_code = os.waitstatus_to_exitcode(status)
         self.proc.returncode = self.exit_code
         # Not usage.ru_maxrss: Linux carries the parent's peak RSS across fork and exec into
@@ -661,6 +656,10 @@ class SyncdProcess:
         # size. VmHWM, sampled while the process runs, is its own address space's peak.
         del usage
         return self.exit_code
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Reap the process, sampling its peak RSS until it exits."""
+        return wait_all([self], timeout)[0]
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM (the daemon's clean shutdown), then SIGKILL if it does not exit in time."""
@@ -673,6 +672,20 @@ class SyncdProcess:
         except TimeoutError:
             self.proc.kill()
             return self.wait(10)
+
+
+def wait_all(procs: Sequence[SyncdProcess], timeout: float | None = None) -> list[int]:
+    """Reap every process, sampling the peak RSS of each while any runs (waiting for one at a
+    time would leave the others unsampled, and a peak unmeasured)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        codes = [p.poll() for p in procs]
+        if all(c is not None for c in codes):
+            return [c for c in codes if c is not None]
+        if deadline is not None and time.monotonic() > deadline:
+            late = [" ".join(p.args) for p, c in zip(procs, codes, strict=True) if c is None]
+            raise TimeoutError(f"syncd {'; '.join(late)} did not exit")
+        time.sleep(0.05)
 
 
 @dataclass

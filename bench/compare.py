@@ -62,6 +62,7 @@ from common import (
     public_table,
     rate,
     setup_nodes,
+    wait_all,
     wait_applied,
 )
 from psycopg import sql
@@ -408,8 +409,9 @@ class Run:
             self.say("syncd: snapshot + apply")
             started = time.monotonic()
             snapshots = {n: nodes.command(n, "snapshot", "--json") for n in cities}
-            for n, proc in snapshots.items():
-                if proc.wait(self.args.timeout) != 0:
+            codes = wait_all(list(snapshots.values()), self.args.timeout)
+            for (n, proc), code in zip(snapshots.items(), codes, strict=True):
+                if code != 0:
                     raise RuntimeError(f"syncd snapshot of {n} failed; see {proc.log}")
             targets = {n: changelog_high(url) for n, url in cities.items()}
             done = wait_applied(hub_url, targets, self.args.timeout)

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace, hub_url: str, city_url: str, root: Path) -> No
     print()
     print(
         f"{args.samples} samples in {elapsed:.0f} s; peak RSS hub daemon "
-        f"{hub.peak_rss_mb:.0f} MB, city daemon {city_daemon.peak_rss_mb:.0f} MB"
+        f"{hub.peak_rss_mb or 0:.0f} MB, city daemon {city_daemon.peak_rss_mb or 0:.0f} MB"
     )
     ok = verdict(s["p99_ms"] < GOAL_P99_MS)
     print(f"goal: p99 < {GOAL_P99_MS / 1000:.0f} s -> {s['p99_ms'] / 1000:.2f} s ({ok})")

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace, hub_url: str, city_url: str, root: Path) -> No
             ["syncd run (hub)", hub.peak_rss_mb],
         ],
     )
-    peak = max(snap.peak_rss_mb, city_daemon.peak_rss_mb, hub.peak_rss_mb)
+    peak = max(p.peak_rss_mb or 0.0 for p in (snap, city_daemon, hub))
     r = rate(total, seconds)
     print()
     print(

@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -84,6 +85,27 @@ def pg_url_factory(pg_admin: str) -> Iterator[object]:
     yield make
     for name in made:
         drop_pg_database(pg_admin, name)
+
+
+@pytest.fixture(scope="module")
+def pg_functions(pg_admin: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to a scratch hub database holding the hub's tables and its
+    PostgreSQL functions (no policy tables): for calling one function against Python's rules."""
+    from syncd.hub import inbox
+    from syncd.store import hub_tables as h
+    from syncd.store.db import create_engine
+
+    name = create_pg_database(pg_admin, "syncd_fn")
+    url = f"{_pg_base().replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    engine = create_engine(url)
+    h.metadata.create_all(engine)
+    with engine.begin() as conn:
+        inbox.install_functions(conn)
+    engine.dispose()
+    conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    yield conn
+    conn.close()
+    drop_pg_database(pg_admin, name)
 
 
 @pytest.fixture

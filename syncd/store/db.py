@@ -7,7 +7,7 @@ import re
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from importlib import resources
@@ -281,8 +281,18 @@ def copy_text_rows(
     `copy_rows` for a hot path of many small rows (the audit log's row decisions).
     """
     text = "".join("\t".join(map(_copy_text, row)) + "\n" for row in rows)
-    if not text:
-        return
+    if text:
+        _copy(conn, table, columns, lambda copy: copy.write(text.encode("utf-8")))
+
+
+def _copy(
+    conn: Connection, table: sa.Table, columns: Sequence[str], feed: Callable[[Any], None]
+) -> None:
+    """COPY `columns` of `table` FROM STDIN on the connection's driver, `feed` writing the data.
+
+    A failure is wrapped as SQLAlchemy would have wrapped it, past which this runs: `translated`
+    and `is_transient` then see a COPY failure like any other statement's.
+    """
     dialect = conn.dialect
     quote = dialect.identifier_preparer
     names = ", ".join(quote.quote(c) for c in columns)
@@ -291,7 +301,7 @@ def copy_text_rows(
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor.copy(statement) as copy:
-            copy.write(text.encode("utf-8"))
+            feed(copy)
     except dbapi_error as exc:
         raise DBAPIError.instance(statement, None, exc, dbapi_error, dialect=dialect) from exc
     finally:
@@ -309,23 +319,14 @@ def copy_rows(
     """
     dialect = conn.dialect
     processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
-    quote = dialect.identifier_preparer
-    names = ", ".join(quote.quote(c) for c in columns)
-    statement = f"COPY {quote.format_table(table)} ({names}) FROM STDIN"
-    dbapi_error = dialect.loaded_dbapi.Error
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        with cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(
-                    [
-                        v if p is None or v is None else p(v)
-                        for p, v in zip(processors, row, strict=True)
-                    ]
-                )
-    except dbapi_error as exc:
-        # Past SQLAlchemy, so wrapped here as it would have: `translated` and `is_transient`
-        # then see a COPY failure like any other statement's.
-        raise DBAPIError.instance(statement, None, exc, dbapi_error, dialect=dialect) from exc
-    finally:
-        cursor.close()
+
+    def feed(copy: Any) -> None:
+        for row in rows:
+            copy.write_row(
+                [
+                    v if p is None or v is None else p(v)
+                    for p, v in zip(processors, row, strict=True)
+                ]
+            )
+
+    _copy(conn, table, columns, feed)

@@ -9,12 +9,10 @@ holds the two to the same answer, word for word.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,13 +20,12 @@ from hypothesis import strategies as st
 from syncd.app import init_node
 from syncd.core.batch import UPSERT, Change, checksum, make_batch, payload_checksum
 from syncd.core.canonical import canonical
-from syncd.hub import inbox, payload
+from syncd.hub import payload
 from syncd.hub.apply import apply_pending, load_changes
 from syncd.hub.inbox import HubInbox
 from syncd.hub.nodes import register_node
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine
-from tests.conftest import _pg_base, create_pg_database, drop_pg_database
 from tests.helpers import settings_for, write_config
 from tests.integration.test_apply import LI, POLICY, STAMP, customer
 
@@ -76,21 +73,6 @@ PAYLOADS = st.one_of(
 )
 # A raw NUL never reaches PostgreSQL (psycopg refuses text holding one); JSON has no raw NUL
 # either, so Python refuses it as not JSON.
-
-
-@pytest.fixture(scope="module")
-def pg_functions(pg_admin: str) -> Iterator[psycopg.Connection[Any]]:
-    name = create_pg_database(pg_admin, "syncd_payload")
-    url = f"{_pg_base().replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    engine = create_engine(url)
-    h.metadata.create_all(engine)
-    with engine.begin() as conn:
-        inbox.install_functions(conn)
-    engine.dispose()
-    conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
-    yield conn
-    conn.close()
-    drop_pg_database(pg_admin, name)
 
 
 @settings(max_examples=150, deadline=None)

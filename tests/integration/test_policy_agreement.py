@@ -5,7 +5,6 @@ hub refuses are counted and shown at both ends."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,12 @@ from syncd.core.batch import UPSERT, Change, make_batch
 from syncd.core.canonical import canonical
 from syncd.core.errors import BatchRefused
 from syncd.core.policy import load_policy
-from syncd.hub import inbox
 from syncd.hub.audit import Action
 from syncd.hub.audit_query import query
 from syncd.hub.inbox import HubInbox
 from syncd.hub.nodes import register_node
-from syncd.store import hub_tables as h
 from syncd.store.db import create_engine
-from tests.conftest import POLICY, _pg_base, create_pg_database, drop_pg_database
+from tests.conftest import POLICY
 from tests.helpers import run_syncd, settings_for, write_config
 from tests.integration.test_push import NOW, customer
 
@@ -246,21 +243,6 @@ def test_differences_are_empty_exactly_when_the_shapes_agree(
         f"{t}.{c}" for t in set(city) & set(hub) for c in set(city[t]) ^ set(hub[t])
     }
     assert named == expected
-
-
-@pytest.fixture(scope="module")
-def pg_functions(pg_admin: str) -> Iterator[psycopg.Connection[Any]]:
-    name = create_pg_database(pg_admin, "syncd_agree")
-    url = f"{_pg_base().replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    engine = create_engine(url)
-    h.metadata.create_all(engine)
-    with engine.begin() as conn:
-        inbox.install_functions(conn)
-    engine.dispose()
-    conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
-    yield conn
-    conn.close()
-    drop_pg_database(pg_admin, name)
 
 
 @settings(max_examples=60, deadline=None)
