@@ -23,7 +23,7 @@ clean-demo:
 	rm -rf demo-out
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,8 +6,9 @@ one hash over it, and parses it once. Decimals are read exactly; where the text 
 float (no syncd city writes one), the change also keeps the value as received, which is what
 quarantine stores.
 
-`problem` states which payloads the hub takes at all — the rules and words of the PostgreSQL
-function `syncd_payload_problem`, which checks them at submit: a JSON array of objects, each with
+`problem` states which payloads the hub takes at all — with `as_jsonb`, the rules and words of
+the PostgreSQL function `syncd_payload_problem`, which checks them at submit (a SQLite hub
+takes what jsonb alone cannot hold: see `read`): a JSON array of objects, each with
 an integer `seq`, a text `table` and `op` and an object `key`. Everything else about a change is
 validation's business, row by row.
 """
@@ -74,15 +75,21 @@ def _well_formed(change: object) -> bool:
     )
 
 
-def read(text: str) -> tuple[list[Change] | None, str | None]:
-    """The payload's changes in order, or None and why the batch cannot be read."""
+def read(text: str, *, as_jsonb: bool = False) -> tuple[list[Change] | None, str | None]:
+    """The payload's changes in order, or None and why the batch cannot be read.
+
+    `as_jsonb` adds jsonb's own refusal of a NUL or a lone surrogate written as a \\u escape:
+    a PostgreSQL hub cannot read such a payload at all. A SQLite hub can, and validation then
+    quarantines the one row that holds it (no NUL, no lone surrogate in text), so a city's
+    other rows, and its later batches, are not held up by it.
+    """
     try:
         exact, wire = _parse(text)
     except (ValueError, RecursionError):
         return None, NOT_JSON
     # Only an escape can put a NUL or a surrogate into parsed text, so only a payload with a
     # \u escape (a city's canonical JSON writes one only for a control character) is walked.
-    if "\\u" in text and _unreadable_text(exact):
+    if as_jsonb and "\\u" in text and _unreadable_text(exact):
         return None, NOT_JSON
     if type(exact) is not list:
         return None, NOT_ARRAY
@@ -104,9 +111,10 @@ def read(text: str) -> tuple[list[Change] | None, str | None]:
     return changes, None
 
 
-def problem(text: str) -> str | None:
-    """Why a payload cannot be received, or None (`syncd_payload_problem` on PostgreSQL)."""
-    return read(text)[1]
+def problem(text: str, *, as_jsonb: bool = False) -> str | None:
+    """Why a payload cannot be received, or None; with `as_jsonb`, exactly the answer of
+    `syncd_payload_problem` on a PostgreSQL hub."""
+    return read(text, as_jsonb=as_jsonb)[1]
 
 
 def scrubbed(changes: Sequence[Change], drop: dict[int, dict[str, Any]]) -> str:

@@ -84,7 +84,7 @@ def test_pg_takes_a_payload_exactly_when_python_does(
         "SELECT syncd_payload_problem(%s::text, NULL::jsonb)", (text,)
     ).fetchone()
     assert found is not None
-    assert found[0] == payload.problem(text)
+    assert found[0] == payload.problem(text, as_jsonb=True)
 
 
 @given(
@@ -130,3 +130,13 @@ def test_a_float_from_a_city_applies_on_either_hub(tmp_path: Path, db_url: str) 
     assert stored == batch.wire_json  # kept as sent, byte for byte
     assert kept.wire_row["credit_limit"] == 1e16
     assert reason.startswith("credit_limit:"), reason
+
+
+def test_a_nul_is_refused_only_where_jsonb_cannot_hold_it() -> None:
+    """A PostgreSQL hub cannot read a payload with a NUL at all; a SQLite hub takes it, and
+    validation quarantines the one row (the city's other rows and batches go on)."""
+    key = {"customer_id": "c\x00"}
+    text = canonical([{"seq": 1, "table": "customers", "op": "upsert", "key": key, "row": None}])
+    assert "\\u0000" in text
+    assert payload.problem(text) is None
+    assert payload.problem(text, as_jsonb=True) == payload.NOT_JSON

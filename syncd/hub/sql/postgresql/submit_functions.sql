@@ -115,7 +115,7 @@ $$;
 -- reading of it), and either form an array of changes, each an object with an integer "seq",
 -- a text "table" and "op" and an object "key". What a change holds beyond that is validation's
 -- business at apply, row by row; this only keeps apply from meeting a batch it cannot read.
--- The rules and words of syncd.hub.apply.payload_problem.
+-- The rules and words of syncd.hub.payload.problem(…, as_jsonb=True).
 CREATE OR REPLACE FUNCTION ${schema}.syncd_payload_problem(p_payload text, p_rows jsonb)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
