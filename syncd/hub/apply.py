@@ -239,7 +239,11 @@ def _scrub_refused(
         drop[ord_] = {c: key[c] for c in pk if c in key}
     if not drop:
         return
-    if stored_payload(conn, batch_id) is not None:
+    b = h.batches.c
+    has_payload = conn.execute(
+        sa.select(b.payload.is_not(None)).where(b.batch_id == batch_id)
+    ).scalar()
+    if has_payload:  # asked, not read again: the text is megabytes, the answer one flag
         text = payload.scrubbed([c for _, c in changes], drop)
         conn.execute(
             h.batches.update().where(h.batches.c.batch_id == batch_id).values(payload=text)
