@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 
-from syncd.city import capture, crm, repair
+from syncd.city import capture, crm, insights, repair
 from syncd.city.egress import EgressReport, egress_report
 from syncd.city.push import Pusher, PushResult
 from syncd.city.reconcile import (
@@ -33,7 +33,7 @@ from syncd.core.errors import SyncdError, UsageError
 from syncd.core.logs import get_logger
 from syncd.core.policy import Policy, SchemaProblem, load_policy
 from syncd.core.settings import Settings
-from syncd.hub import agreement, inbox, reports
+from syncd.hub import agreement, downlink, inbox, reports
 from syncd.hub.apply import ApplySummary, apply_pending
 from syncd.hub.inbox import HubInbox
 from syncd.hub.reconcile import HubReconcile, NodeReconcile, last_results
@@ -83,6 +83,8 @@ def _init_city(settings: Settings, policy: Policy, engine: Engine) -> InitReport
         if settings.crm.create_schema:
             crm.create_crm_schema(conn, policy)
         report = capture.install_triggers(conn, policy, settings.database.lock_timeout_ms)
+        if insights.applies(policy):
+            insights.install(conn, policy)
     return InitReport(
         node_id=settings.node.id,
         role="city",
@@ -203,6 +205,10 @@ class Node:
     # A hub records the policy it applies with before its first cycle (cities' batches are
     # checked against it); `init` records it too.
     _policy_recorded: bool = False
+    # The downward path at a hub: when this process last built insight batches, and whether
+    # batches were applied since (nothing new to send otherwise).
+    _published_at: float = 0.0
+    _applied_since_publish: bool = False
 
     @classmethod
     def open(cls, settings: Settings) -> Node:
@@ -289,13 +295,28 @@ class Node:
         res = self.pusher.push_once(stop=stop)
         if self.observer is not None:
             self.observer.pushed(res, time.monotonic() - started)
-        return {
+        result: dict[str, Any] = {
             "role": "city",
             "batches": res.batches,
             "rows": res.rows,
             "covered": res.covered,
             "acked_seq": res.acked_seq,
         }
+        if self.settings.downlink.enabled and insights.applies(self.policy):
+            result["downlink"] = self._pull()
+        return result
+
+    def _pull(self) -> dict[str, Any]:
+        """Apply the province's insights for this city. Its failure is recorded for `status`
+        and logged, and does not fail the push cycle: upward sync goes on regardless."""
+        assert self.pusher is not None
+        try:
+            got = insights.pull(self.engine, self.pusher.hub, self.policy, self.settings.node.id)
+        except SyncdError as exc:
+            log.error("downlink_failed", error=str(exc))
+            insights.record_error(self.engine, str(exc))
+            return {"error": str(exc)}
+        return dataclasses.asdict(got)
 
     def _apply(self, stop: threading.Event | None, retry_resting: bool) -> dict[str, Any]:
         started = time.monotonic()
@@ -323,7 +344,40 @@ class Node:
                 break
         if self.observer is not None:
             self.observer.apply_finished(time.monotonic() - started)
-        return {"role": "hub", **_summed(parts)}
+        summary = {"role": "hub", **_summed(parts)}
+        if self._publish_due(summary):
+            summary["downlink"] = self.publish()
+        return summary
+
+    def _publish_due(self, summary: dict[str, Any]) -> bool:
+        """Whether to send insights now: enabled, the interval passed since the last publish,
+        and batches applied since (or none published yet by this process)."""
+        down = self.settings.downlink
+        if not down.enabled or down.publish_interval_seconds <= 0:
+            return False
+        if summary.get("batches"):
+            self._applied_since_publish = True
+        elapsed = time.monotonic() - self._published_at
+        first = self._published_at == 0.0
+        return (first or self._applied_since_publish) and (
+            first or elapsed >= down.publish_interval_seconds
+        )
+
+    def publish(self, nodes: list[str] | None = None) -> dict[str, Any]:
+        """Build the insight batches of every city (or of `nodes`); failures go to `status`."""
+        self._published_at = time.monotonic()
+        self._applied_since_publish = False
+        try:
+            res = downlink.publish(
+                self.engine, self.policy, self.settings.report, self.settings.downlink, nodes
+            )
+        except SyncdError as exc:
+            log.error("downlink_publish_failed", error=str(exc))
+            downlink.record_error(self.engine, str(exc))
+            return {"error": str(exc)}
+        failed = "; ".join(f"{n}: {e}" for n, e in sorted(res.failed.items()))
+        downlink.record_error(self.engine, failed or None)
+        return dataclasses.asdict(res)
 
     def trim(self) -> int:
         return self.pusher.trim() if self.pusher is not None else 0

@@ -30,6 +30,7 @@ from syncd.core.batch import (
     make_batch,
     to_change,
 )
+from syncd.core.downlink import DownBatch
 from syncd.core.egress import EgressEntry
 from syncd.core.errors import BatchRefused, DatabaseError
 from syncd.core.logs import get_logger
@@ -164,6 +165,10 @@ class Hub(Protocol):
     def submit(self, batch: Batch) -> SubmitResult: ...
 
     def report(self) -> dict[str, Any]: ...
+
+    def fetch_insights(self, after: int, limit: int) -> list[DownBatch]: ...
+
+    def ack_insights(self, seq: int) -> int: ...
 
     def close(self) -> None: ...
 

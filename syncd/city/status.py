@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from syncd.city import insights
 from syncd.city.egress import last_acknowledged
 from syncd.city.push import STATE_ACKED, STATE_ERROR, STATE_PUSH, get_state
 from syncd.core.canonical import iso_seconds
@@ -40,6 +41,13 @@ class CityStatus:
     # The egress ledger's latest acknowledged batch: the hub's id for it, and when.
     last_egress_batch_id: int | None = None
     last_egress_at: str | None = None
+    # The downward path (issue 14): the last insight batch applied here, the last the hub had
+    # built when this city last asked, and the last failure to apply them.
+    downlink_applied_seq: int = 0
+    downlink_hub_seq: int | None = None
+    downlink_behind: int | None = None
+    downlink_applied_at: str | None = None
+    downlink_error: str | None = None
 
 
 def _db_age_seconds(conn: Connection, ts: dt.datetime | None) -> float | None:
@@ -72,6 +80,12 @@ def city_status(settings: Settings, engine: Engine) -> CityStatus:
     problems: tuple[str, ...] = ()
     if error.get("message"):
         problems = (f"last cycle failed at {error.get('at')}: {error['message']}",)
+    applied = int(state.get(insights.SEQ_KEY) or 0)
+    hub_seq = state.get(insights.HUB_SEQ_KEY)
+    behind = None if hub_seq is None else max(0, int(hub_seq) - applied)
+    down_error = state.get(insights.ERROR_KEY)
+    if down_error:
+        problems += (f"applying the province's insights failed: {down_error}",)
     return CityStatus(
         node_id=settings.node.id,
         role="city",
@@ -89,6 +103,11 @@ def city_status(settings: Settings, engine: Engine) -> CityStatus:
         problems=problems,
         last_egress_batch_id=None if last_out is None else last_out.hub_batch_id,
         last_egress_at=None if last_out is None else iso_seconds(last_out.acknowledged_at),
+        downlink_applied_seq=applied,
+        downlink_hub_seq=None if hub_seq is None else int(hub_seq),
+        downlink_behind=behind,
+        downlink_applied_at=state.get(insights.APPLIED_AT_KEY),
+        downlink_error=down_error or None,
     )
 
 

@@ -13,7 +13,18 @@ from typing import Annotated
 import typer
 
 from syncd import __version__
-from syncd.cli import audit, conflicts, demo, egress, node, ops, quarantine, reconcile, report
+from syncd.cli import (
+    audit,
+    conflicts,
+    demo,
+    egress,
+    insights,
+    node,
+    ops,
+    quarantine,
+    reconcile,
+    report,
+)
 from syncd.cli.context import ConfigOpt, accept_config_everywhere, escape_help, state
 from syncd.cli.render import fail, out
 
@@ -60,6 +71,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(conflicts.app, name="conflicts")
 app.add_typer(report.app, name="report")
+app.add_typer(insights.app, name="insights")
 
 
 def command() -> typer.core.TyperGroup:

@@ -194,6 +194,7 @@ def _print_city(st: CityStatus) -> None:
             "acked at",
             "last push",
             "last hub batch",
+            "insights (applied/hub)",
             "last error",
         ],
         [
@@ -204,10 +205,17 @@ def _print_city(st: CityStatus) -> None:
                 st.last_acked_at,
                 st.last_push_at,
                 _last_batch(st),
+                _downlink(st),
                 st.last_error,
             )
         ],
     )
+
+
+def _downlink(st: CityStatus) -> str:
+    """Insight batches applied here against those the hub had built at the last ask."""
+    hub = "?" if st.downlink_hub_seq is None else str(st.downlink_hub_seq)
+    return f"{st.downlink_applied_seq}/{hub}"
 
 
 def _node_state(n: NodeStatus) -> str:
@@ -237,6 +245,7 @@ def _print_hub(st: HubStatus) -> None:
             "quarantined",
             "refused",
             "conflicts",
+            "insights acked/built",
             "state",
         ],
         [
@@ -251,6 +260,7 @@ def _print_hub(st: HubStatus) -> None:
                 n.quarantined,
                 n.refused_rows,
                 n.open_conflicts,
+                f"{n.down_acked_seq}/{n.down_built_seq}",
                 _node_state(n),
             )
             for n in st.nodes

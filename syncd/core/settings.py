@@ -149,6 +149,21 @@ class ReportSection(_Section):
     tier_medium_pct: float = Field(default=30.0, ge=0, le=100)
 
 
+class DownlinkSection(_Section):
+    """The downward path (`syncd.hub.downlink`, `syncd.city.insights`).
+
+    At the hub: the province's insights are rebuilt and sent at most every
+    `publish_interval_seconds` (after an apply cycle); 0 turns publishing off. At a city: each
+    push cycle also fetches and applies the batches the hub built for it, `batch_rows` changes
+    at most per batch.
+    """
+
+    enabled: bool = True
+    publish_interval_seconds: float = Field(default=300.0, ge=0)
+    batch_rows: int = Field(default=5000, gt=0)
+    retention_days: float = Field(default=7.0, ge=0)
+
+
 class AuditSection(_Section):
     # An IANA zone: `audit log` shows times in it, and reads --since/--until without an offset
     # in it. UTC by default, which is how those options read before the setting existed.
@@ -191,6 +206,7 @@ class Settings(BaseSettings):
     log: LogSection = LogSection()
     metrics: MetricsSection = MetricsSection()
     report: ReportSection = ReportSection()
+    downlink: DownlinkSection = DownlinkSection()
     audit: AuditSection = AuditSection()
     conflicts: ConflictsSection = ConflictsSection()
     config_path: Path | None = None

@@ -86,6 +86,8 @@ class Action(StrEnum):
     NODE_REGISTERED = "node_registered"
     NODE_CREDENTIALS_ROTATED = "node_credentials_rotated"
     RECONCILE = "reconcile"  # a city's reconcile summary (counts, no values)
+    INSIGHTS_SENT = "insights_sent"  # one downlink batch of insights built for a city
+    INSIGHTS_RESEND = "insights_resend"  # a city's sent insights forgotten: all sent again
     ROW_DECISIONS = ROW_DECISIONS  # version 2: covers the row decisions below of one batch/table
 
 

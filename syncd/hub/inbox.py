@@ -17,8 +17,9 @@ from sqlalchemy.engine import Connection
 
 from syncd.core.batch import Batch, SubmitResult, SubmitStatus
 from syncd.core.canonical import canonical
+from syncd.core.downlink import DownBatch
 from syncd.core.errors import BatchRefused, UsageError
-from syncd.hub import agreement, payload
+from syncd.hub import agreement, downlink, payload
 from syncd.hub.nodes import hub_schema, regrant_node_functions, restrict_public
 from syncd.store import hub_tables as h
 from syncd.store.db import create_engine, run_script, sql_template, translated, utcnow
@@ -39,6 +40,8 @@ def install_functions(conn: Connection) -> None:
     run_script(conn, sql.substitute(schema=hub_schema(conn)))
     reconcile = sql_template("syncd.hub", "postgresql", "reconcile_functions.sql")
     run_script(conn, reconcile.substitute(schema=hub_schema(conn)))
+    downlink = sql_template("syncd.hub", "postgresql", "downlink_functions.sql")
+    run_script(conn, downlink.substitute(schema=hub_schema(conn)))
     restrict_public(conn)
     regrant_node_functions(conn)
 
@@ -92,6 +95,8 @@ class HubInbox:
         self._watermark = _WATERMARK[dialect.kind]
         self._submit = _SUBMIT[dialect.kind]
         self._report = _REPORT[dialect.kind]
+        self._fetch = _FETCH[dialect.kind]
+        self._ack = _ACK[dialect.kind]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -112,6 +117,18 @@ class HubInbox:
             found = self._report(conn, self.node_id)
             conn.rollback()
         return {k: _seconds(v) if k.endswith("_at") else v for k, v in found.items()}
+
+    def fetch_insights(self, after: int, limit: int) -> list[DownBatch]:
+        """The insight batches the hub built for this node after seq `after`, in order."""
+        with translated("fetching insights from the hub"), self.engine.connect() as conn:
+            found = self._fetch(conn, self.node_id, after, limit)
+            conn.rollback()
+        return found
+
+    def ack_insights(self, seq: int) -> int:
+        """Tell the hub this node applied every insight batch up to seq; its built_seq back."""
+        with translated("acknowledging insights at the hub"), self.engine.begin() as conn:
+            return self._ack(conn, self.node_id, seq)
 
     def submit(self, batch: Batch) -> SubmitResult:
         """Hand one batch to the hub in one transaction; safe to repeat."""
@@ -278,3 +295,34 @@ def submit_local(conn: Connection, batch: Batch) -> SubmitResult:
 _WATERMARK = {Kind.POSTGRES: _watermark_pg, Kind.SQLITE: _watermark_local}
 _SUBMIT = {Kind.POSTGRES: _submit_pg, Kind.SQLITE: submit_local}
 _REPORT = {Kind.POSTGRES: _report_pg, Kind.SQLITE: node_report}
+
+
+def _fetch_pg(conn: Connection, node_id: str, after: int, limit: int) -> list[DownBatch]:
+    try:
+        rows = conn.execute(
+            sa.text(
+                "SELECT * FROM syncd_fetch_insights(CAST(:n AS text), CAST(:after AS bigint),"
+                " CAST(:limit AS integer))"
+            ),
+            {"n": node_id, "after": after, "limit": limit},
+        ).all()
+    except sa.exc.DBAPIError as exc:
+        _raise_refusal(exc)
+        raise
+    return [DownBatch(node_id, int(r.seq), r.checksum, r.payload, int(r.row_count)) for r in rows]
+
+
+def _ack_pg(conn: Connection, node_id: str, seq: int) -> int:
+    try:
+        built = conn.execute(
+            sa.text("SELECT syncd_ack_insights(CAST(:n AS text), CAST(:seq AS bigint))"),
+            {"n": node_id, "seq": seq},
+        ).scalar_one()
+    except sa.exc.DBAPIError as exc:
+        _raise_refusal(exc)
+        raise
+    return int(built)
+
+
+_FETCH = {Kind.POSTGRES: _fetch_pg, Kind.SQLITE: downlink.fetch}
+_ACK = {Kind.POSTGRES: _ack_pg, Kind.SQLITE: downlink.ack}

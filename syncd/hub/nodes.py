@@ -246,6 +246,8 @@ NODE_FUNCTIONS = (
     "syncd_submit_batch(text, bigint, bigint, text, jsonb, jsonb)",
     "syncd_submit_payload(text, bigint, bigint, text, text, jsonb)",
     "syncd_node_report(text)",
+    "syncd_fetch_insights(text, bigint, integer)",
+    "syncd_ack_insights(text, bigint)",
     *RECONCILE_FUNCTIONS,
 )
 

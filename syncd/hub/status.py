@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncd.core.canonical import iso_seconds, loads
 from syncd.core.settings import Settings
-from syncd.hub import agreement
+from syncd.hub import agreement, downlink
 from syncd.store import hub_tables as h
 from syncd.store.db import translated, utcnow
 from syncd.store.health import read_error
@@ -43,6 +43,13 @@ class NodeStatus:
     refused_rows: int = 0
     last_refused_reason: str | None = None
     last_refused_at: str | None = None
+    # The downward path (issue 14): insight batches built for the node, the last it applied
+    # (acknowledged), and how long the oldest batch it has not applied has waited.
+    down_built_seq: int = 0
+    down_acked_seq: int = 0
+    down_acked_at: str | None = None
+    down_behind: int = 0
+    down_lag_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class HubStatus:
     healthy: bool = True
     problems: tuple[str, ...] = ()
     policy_fingerprint: str | None = None  # of the policy the hub checks batches against
+    downlink_error: str | None = None  # the last publish's failure, until one succeeds
 
 
 def _per_node_counts(conn: Connection) -> tuple[dict[str, Any], dict[str, int], dict[str, int]]:
@@ -102,12 +110,16 @@ def hub_status(settings: Settings, engine: Engine) -> HubStatus:
         )
         hub_error = read_error(conn, is_city=False) or {}
         hub_policy = agreement.recorded(conn)
+        down = downlink.lag(conn)
+        down_error = downlink.last_error(conn)
     now = utcnow()
     out: list[NodeStatus] = []
     warnings: list[str] = []
     problems: list[str] = []
     if hub_error:
         problems.append(f"last apply cycle failed at {hub_error.get('at')}: {hub_error['message']}")
+    if down_error:
+        problems.append(f"sending insights to the cities failed: {down_error}")
     for n in nodes:
         node_id = n["node_id"]
         count, oldest = pending.get(node_id, (0, None))
@@ -126,6 +138,15 @@ def hub_status(settings: Settings, engine: Engine) -> HubStatus:
                 f"({n['failures']} tries, next {iso_seconds(n['retry_at'])}): {n['last_error']}"
             )
         problems += _policy_problem(n)
+        d = down.get(node_id, {})
+        built, acked = d.get("built_seq", 0), d.get("acked_seq", 0)
+        oldest_down = d.get("oldest_unacked_at")
+        down_lag = (now - oldest_down).total_seconds() if oldest_down else 0.0
+        if down_lag > settings.sync.silent_node_seconds:
+            warnings.append(
+                f"{node_id} has not applied {built - acked} insight batch(es) for "
+                f"{down_lag:.0f} s (downward lag)"
+            )
         out.append(
             NodeStatus(
                 node_id=node_id,
@@ -151,6 +172,11 @@ def hub_status(settings: Settings, engine: Engine) -> HubStatus:
                 refused_rows=int(n["refused_rows"]),
                 last_refused_reason=n["last_refused_reason"],
                 last_refused_at=iso_seconds(n["last_refused_at"]),
+                down_built_seq=built,
+                down_acked_seq=acked,
+                down_acked_at=iso_seconds(d.get("acked_at")),
+                down_behind=built - acked,
+                down_lag_seconds=round(down_lag, 3),
             )
         )
     return HubStatus(
@@ -167,6 +193,7 @@ def hub_status(settings: Settings, engine: Engine) -> HubStatus:
         healthy=not problems,
         problems=tuple(problems),
         policy_fingerprint=None if hub_policy is None else hub_policy.fingerprint,
+        downlink_error=down_error,
     )
 
 

@@ -347,6 +347,13 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: object) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
     register_functions(dbapi_conn)
+    # Only syncd's own connections define it: the read-only guard of syncd_province_insight
+    # (syncd.city.insights) calls it, so a write from any other connection fails.
+    dbapi_conn.create_function("syncd_insight_writer", 0, _insight_writer)
+
+
+def _insight_writer() -> int:
+    return 1
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

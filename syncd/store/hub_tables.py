@@ -250,6 +250,43 @@ audit_rows = sa.Table(
     sa.Index("ix_syncd_audit_row_key", "row_key"),
 )
 
+# The downward path (hub_0009, `syncd.hub.downlink`): the province's insights on each city's
+# own customers, in per-node batches a city fetches in order, exactly once, by (node, seq).
+# downlink_nodes: per node, the last batch built and the last one the city acknowledged.
+downlink_nodes = sa.Table(
+    "syncd_downlink_node",
+    metadata,
+    sa.Column("node_id", sa.String(63), sa.ForeignKey("syncd_node.node_id"), primary_key=True),
+    sa.Column("built_seq", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("built_at", sa.DateTime(), nullable=True),
+    sa.Column("acked_seq", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("acked_at", sa.DateTime(), nullable=True),
+)
+
+# One batch of insight changes for one node: payload is the JSON text whose SHA-256 (with the
+# node and seq, `core.downlink.batch_checksum`) is checksum. Kept after the city acknowledges
+# it for `[downlink] retention_days`, then trimmed; the audit entry stays.
+downlink_batches = sa.Table(
+    "syncd_downlink_batch",
+    metadata,
+    sa.Column("node_id", sa.String(63), sa.ForeignKey("syncd_node.node_id"), primary_key=True),
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("row_count", sa.Integer(), nullable=False),
+    sa.Column("checksum", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+)
+
+# What each node was last sent for each of its customers: the digest of the insight row, so
+# the next build sends only what changed, and a delete for a customer the node no longer holds.
+insight_sent = sa.Table(
+    "syncd_insight_sent",
+    metadata,
+    sa.Column("node_id", sa.String(63), sa.ForeignKey("syncd_node.node_id"), primary_key=True),
+    sa.Column("row_key", sa.String(200), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+)
+
 
 def source_table_name(table: Table) -> str:
     """Where each city's version of a row lives at the hub."""

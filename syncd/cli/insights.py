@@ -1,0 +1,172 @@
+"""`syncd insights`: the province's analysis sent down to each city (the downward path).
+
+At the hub `publish` builds the cities' insight batches now (the daemon does it after apply
+cycles, every `[downlink] publish_interval_seconds`) and `resend` sends one city everything
+again. At a city `pull` applies what the hub built for it (each push cycle does it too) and
+`show` lists the city's customers with the province's tier and warnings, as a relationship
+manager's CRM screen would, joining the CRM's customers to syncd_province_insight.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from syncd.cli.context import JsonOpt, settings
+from syncd.cli.hub import on_hub
+from syncd.cli.render import call, out, print_json, print_table, usage
+
+app = typer.Typer(
+    help="The province's insights on each city's customers, sent down to the cities.",
+    no_args_is_help=True,
+)
+
+
+@app.command("publish")
+def publish(
+    node: Annotated[
+        list[str] | None, typer.Option("--node", help="only this city (repeatable)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hub: derive every customer's insight and build each city's batches now."""
+    result = on_hub(lambda n: n.publish(node))
+    if as_json:
+        print_json(result)
+    elif "error" in result:
+        pass
+    else:
+        print_table(
+            f"insights for {result['customers']} customers",
+            ["node", "batches", "changes", "failed"],
+            (
+                (n, result["batches"].get(n, 0), result["changes"].get(n, 0), e)
+                for n, e in _nodes(result)
+            ),
+        )
+    problem = result.get("error") or result.get("skipped") or _failures(result)
+    if problem:
+        from syncd.cli.render import err
+
+        err.print(f"syncd: failed: {problem}", markup=False, highlight=False)
+        raise typer.Exit(1)
+
+
+def _nodes(result: dict[str, Any]) -> list[tuple[str, str]]:
+    names = sorted({*result["batches"], *result["failed"]})
+    return [(n, result["failed"].get(n, "")) for n in names]
+
+
+def _failures(result: dict[str, Any]) -> str:
+    return "; ".join(f"{n}: {e}" for n, e in sorted(result.get("failed", {}).items()))
+
+
+@app.command("resend")
+def resend(
+    node_id: Annotated[str, typer.Argument(help="the city to send everything again")],
+) -> None:
+    """Hub: forget what a city was sent and send it every insight again (audited).
+
+    For a city whose syncd_province_insight was emptied (dropped, then made again by init).
+    """
+    from syncd.hub import downlink
+
+    def go(n: Any) -> dict[str, Any]:
+        forgotten = downlink.forget_sent(n.engine, node_id)
+        return {"forgotten": forgotten, **n.publish([node_id])}
+
+    result = on_hub(go)
+    out.print(
+        f"{node_id}: forgot {result['forgotten']} sent insights; built "
+        f"{result.get('batches', {}).get(node_id, 0)} batches",
+        highlight=False,
+    )
+
+
+@app.command("pull")
+def pull(as_json: JsonOpt = False) -> None:
+    """City: fetch and apply the insight batches the hub built for this city."""
+    from syncd.app import Node
+    from syncd.city import insights
+
+    s = settings()
+    if not s.is_city:
+        usage(f"insights pull runs at a city; {s.node.id} is the hub (see insights publish)")
+
+    def go() -> insights.PullResult:
+        with Node.open(s) as node:
+            assert node.pusher is not None
+            return insights.pull(node.engine, node.pusher.hub, node.policy, s.node.id)
+
+    got = call(go)
+    if as_json:
+        print_json(got)
+    else:
+        out.print(
+            f"applied {got.batches} insight batches ({got.upserts} set, {got.deletes} removed); "
+            f"at {got.applied_seq} of the hub's {got.hub_seq}",
+            highlight=False,
+        )
+
+
+@app.command("show")
+def show(
+    tier: Annotated[
+        str | None, typer.Option("--tier", help="key, high, medium or standard")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="rows shown, best first")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """City: this city's customers with the province's tier, rank and warnings."""
+    from syncd.app import Node
+    from syncd.city import insights
+    from syncd.core.downlink import TIERS
+    from syncd.store.db import translated
+
+    s = settings()
+    if not s.is_city:
+        usage(f"insights show runs at a city; {s.node.id} is the hub (see report value)")
+    if tier is not None and tier not in TIERS:
+        usage(f"--tier {tier!r}: expected one of {', '.join(sorted(TIERS))}")
+    if limit < 1:
+        usage(f"--limit must be at least 1, not {limit}")
+
+    def go() -> list[dict[str, Any]]:
+        with Node.open(s) as node, translated("reading insights"), node.engine.connect() as c:
+            return insights.listing(c, node.policy, tier=tier, limit=limit)
+
+    rows = call(go)
+    if as_json:
+        print_json(rows)
+        return
+    keys = [k for k in (rows[0] if rows else {}) if k not in _SHOWN]
+    print_table(
+        f"{s.node.id}: customers with the province's insight (syncd_province_insight)",
+        [*keys, "name", "tier", "rank", "contribution", "warnings"],
+        (
+            [
+                *(r[k] for k in keys),
+                r["name"],
+                r["tier"],
+                r["contribution_rank"],
+                r["contribution"],
+                r["warning_reasons"],
+            ]
+            for r in rows
+        ),
+    )
+
+
+_SHOWN = frozenset(
+    {
+        "name",
+        "tier",
+        "contribution_rank",
+        "contribution",
+        "segment",
+        "warning_count",
+        "top_severity",
+        "warning_reasons",
+    }
+)

@@ -1,0 +1,57 @@
+-- The downward path on a PostgreSQL hub (syncd/hub/downlink.py): a city fetches the insight
+-- batches built for it and acknowledges what it applied. Like the submission functions
+-- (submit_functions.sql, whose header says why search_path is pg_catalog, pg_temp and every
+-- name is qualified), these run as the hub's owner and answer only for the caller's own node:
+-- a node's role has no right on syncd_downlink_batch itself, so these functions are the only
+-- way to read it, and they never return another node's rows.
+
+CREATE OR REPLACE FUNCTION ${schema}.syncd_fetch_insights(p_node text, p_after bigint, p_limit integer)
+RETURNS TABLE (seq bigint, row_count integer, checksum text, payload text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF ${schema}.syncd_caller_may_act_for(p_node) IS NOT TRUE THEN
+        RAISE EXCEPTION 'role % may not act for node %', session_user, p_node
+            USING ERRCODE = '42501';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM ${schema}.syncd_node n WHERE n.node_id = p_node) THEN
+        RAISE EXCEPTION 'node % is not registered at this hub', p_node USING ERRCODE = '42704';
+    END IF;
+    RETURN QUERY
+        SELECT b.seq, b.row_count, b.checksum::text, b.payload
+          FROM ${schema}.syncd_downlink_batch b
+         WHERE b.node_id = p_node AND b.seq > p_after
+         ORDER BY b.seq
+         LIMIT GREATEST(LEAST(p_limit, 100), 1);
+END;
+$$;
+
+-- Returns the node's built_seq, so the city learns its downward lag in the same call.
+CREATE OR REPLACE FUNCTION ${schema}.syncd_ack_insights(p_node text, p_seq bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_built bigint;
+BEGIN
+    IF ${schema}.syncd_caller_may_act_for(p_node) IS NOT TRUE THEN
+        RAISE EXCEPTION 'role % may not act for node %', session_user, p_node
+            USING ERRCODE = '42501';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM ${schema}.syncd_node n WHERE n.node_id = p_node) THEN
+        RAISE EXCEPTION 'node % is not registered at this hub', p_node USING ERRCODE = '42704';
+    END IF;
+    SELECT d.built_seq INTO v_built FROM ${schema}.syncd_downlink_node d
+     WHERE d.node_id = p_node;
+    v_built := COALESCE(v_built, 0);
+    IF p_seq > v_built THEN
+        RAISE EXCEPTION 'node % acknowledges downlink batch %, never built', p_node, p_seq
+            USING ERRCODE = '42704';
+    END IF;
+    UPDATE ${schema}.syncd_downlink_node d
+       SET acked_seq = p_seq, acked_at = (now() AT TIME ZONE 'UTC')
+     WHERE d.node_id = p_node AND d.acked_seq < p_seq;
+    RETURN v_built;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION ${schema}.syncd_fetch_insights(text, bigint, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ${schema}.syncd_ack_insights(text, bigint) FROM PUBLIC;
