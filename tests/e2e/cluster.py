@@ -65,12 +65,14 @@ class Cluster:
     city_confs: dict[str, Path] = field(default_factory=dict)
     sync: dict[str, Any] = field(default_factory=dict)
     city_hub_urls: dict[str, str] = field(default_factory=dict)
+    # More config for every node (e.g. a [downlink] section), appended to each file.
+    extra: str = ""
     # Keys whose current city row the hub must quarantine (filled by expected_sources).
     invalid: set[tuple[str, str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.hub_conf = write_config(
-            self.root / "hub.toml", "hub-33", "hub", self.hub_url, sync=self.sync
+            self.root / "hub.toml", "hub-33", "hub", self.hub_url, sync=self.sync, extra=self.extra
         )
 
     def setup(self, hub_url_for_city: dict[str, str] | None = None) -> None:
@@ -81,7 +83,13 @@ class Cluster:
             hub_for_city = (hub_url_for_city or {}).get(node, creds)
             self.city_hub_urls[node] = creds
             self.city_confs[node] = write_config(
-                self.root / f"{node}.toml", node, "city", url, hub_for_city, sync=self.sync
+                self.root / f"{node}.toml",
+                node,
+                "city",
+                url,
+                hub_for_city,
+                sync=self.sync,
+                extra=self.extra,
             )
             run_syncd(self.city_confs[node], "init", check=True)
 
@@ -165,6 +173,54 @@ class Cluster:
                         assert key in self._quarantined(conn), f"{key}: no open quarantine"
         engine.dispose()
         return out
+
+    def check_downlink(self) -> int:
+        """Every city holds exactly the province's insight on the customers it sent, each batch
+        applied once: its rows are the hub's sent digests for it, its position the hub's last
+        batch, and its keys the live customer rows it sent (none of another city's). Returns
+        how many insight rows the cities hold."""
+        engine = create_engine(self.hub_url)
+        src = h.policy_metadata(self.policy).tables["src_customers"]
+        d, sent = h.downlink_nodes, h.insight_sent
+        total = 0
+        with engine.connect() as conn:
+            for node, url in self.city_urls.items():
+                built, acked = conn.execute(
+                    sa.select(d.c.built_seq, d.c.acked_seq).where(d.c.node_id == node)
+                ).one()
+                hub_digests = dict(
+                    conn.execute(
+                        sa.select(sent.c.row_key, sent.c.digest).where(sent.c.node_id == node)
+                    ).all()
+                )
+                own = {
+                    json.dumps({"customer_id": k}, ensure_ascii=False, separators=(",", ":"))
+                    for (k,) in conn.execute(
+                        sa.select(src.c.customer_id).where(
+                            src.c[h.ORIGIN] == node, src.c._deleted.is_(False)
+                        )
+                    )
+                }
+                city = create_engine(url)
+                with city.connect() as cc:
+                    held = {
+                        json.dumps({"customer_id": k}, ensure_ascii=False, separators=(",", ":")): v
+                        for k, v in cc.execute(
+                            sa.text("SELECT customer_id, digest FROM syncd_province_insight")
+                        )
+                    }
+                    position = cc.execute(
+                        sa.text("SELECT value FROM syncd_city_state WHERE key = 'downlink_seq'")
+                    ).scalar()
+                city.dispose()
+                assert held == hub_digests, f"{node}: city insights differ from what was sent"
+                assert set(held) == own, f"{node}: insights on customers it does not hold"
+                assert int(json.loads(str(position)) if position is not None else 0) == built
+                assert acked == built, f"{node}: acknowledged {acked} of {built}"
+                total += len(held)
+                print(f"downlink {node}: {len(held)} insights, {built} batches")
+        engine.dispose()
+        return total
 
     def _quarantined(self, conn: sa.Connection) -> set[tuple[str, str, str]]:
         q = h.quarantine.c

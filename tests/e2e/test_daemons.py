@@ -36,6 +36,8 @@ def test_kill9_anywhere_loses_nothing_and_applies_nothing_twice(
             "city-3302": f"sqlite:///{tmp_path / 'city-3302.db'}",
         },
         sync={"interval_seconds": 0.1, "batch_rows": 7},
+        # Insights go down while daemons die too: small batches, built every half second.
+        extra="[downlink]\npublish_interval_seconds = 0.5\nbatch_rows = 5\n",
     )
     cluster.setup()
     writers = [cluster.writer(node, SEED + i, 12.0) for i, node in enumerate(cluster.city_urls)]
@@ -71,6 +73,11 @@ def test_kill9_anywhere_loses_nothing_and_applies_nothing_twice(
     assert not extra, f"at the hub but not in any city: {sorted(extra)[:5]} (seed {SEED})"
     diff = [k for k in expected if expected[k] != got[k]]
     assert not diff, f"differ: {diff[:3]} (seed {SEED})"
+    # The downward path, killed as often: each city holds its own customers' insights only,
+    # each batch applied once, and a new build finds nothing left to send.
+    assert cluster.check_downlink() > 0
+    published = run_syncd(cluster.hub_conf, "insights", "publish", "--json", check=True)
+    assert json.loads(published.stdout)["batches"] == {}
     verify = run_syncd(cluster.hub_conf, "audit", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
 

@@ -132,6 +132,11 @@ def assert_refused_as_b(conn: psycopg.Connection[Any], hub: Hub, before: dict[st
     assert "may not submit batches for node city-3302" in str(refused.value)
     with pytest.raises(errors.InsufficientPrivilege):
         conn.execute("SELECT syncd_node_watermark(%s)", (B,))
+    # Nor read or acknowledge B's insights (the downward path).
+    with pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("SELECT * FROM syncd_fetch_insights(%s, 0, 10)", (B,))
+    with pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("SELECT syncd_ack_insights(%s, 0)", (B,))
     assert state(hub) == before
 
 
@@ -185,6 +190,34 @@ def definers(hub: Hub) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
+def test_a_node_reads_only_its_own_insights(hub: Hub, as_a: psycopg.Connection[Any]) -> None:
+    """Sovereignty downward: A's role fetches A's batches and nothing else, and has no right
+    on the tables; a forged acknowledgement past what was built is refused."""
+    with psycopg.connect(hub.admin, autocommit=True) as admin:
+        for node in (A, B):
+            admin.execute(
+                "INSERT INTO syncd_downlink_node (node_id, built_seq, acked_seq) VALUES (%s, 1, 0)",
+                (node,),
+            )
+            admin.execute(
+                "INSERT INTO syncd_downlink_batch VALUES (%s, 1, 0, 'c', %s, now())",
+                (node, f"[] of {node}"),
+            )
+    rows = as_a.execute("SELECT seq, payload FROM syncd_fetch_insights(%s, 0, 10)", (A,)).fetchall()
+    assert rows == [(1, f"[] of {A}")]
+    for table in ("syncd_downlink_batch", "syncd_insight_sent", "syncd_downlink_node"):
+        with pytest.raises(errors.InsufficientPrivilege):
+            as_a.execute(f"SELECT * FROM {table}")
+    with pytest.raises(errors.UndefinedObject, match="never built"):
+        as_a.execute("SELECT syncd_ack_insights(%s, 2)", (A,))
+    assert as_a.execute("SELECT syncd_ack_insights(%s, 1)", (A,)).fetchone() == (1,)
+    with psycopg.connect(hub.admin) as admin:
+        acked = admin.execute(
+            "SELECT node_id, acked_seq FROM syncd_downlink_node ORDER BY node_id"
+        ).fetchall()
+    assert acked == [(A, 1), (B, 0)]
+
+
 def test_every_security_definer_function_is_pinned_also_after_reinit(hub: Hub) -> None:
     """Each SECURITY DEFINER function: pg_temp last, no writable schema, no EXECUTE for PUBLIC.
 
@@ -193,7 +226,9 @@ def test_every_security_definer_function_is_pinned_also_after_reinit(hub: Hub) -
     """
     pinned = ["search_path=pg_catalog, pg_temp"]
     expected = [
+        ("syncd_ack_insights(text,bigint)", pinned, False),
         ("syncd_caller_may_act_for(text)", pinned, False),
+        ("syncd_fetch_insights(text,bigint,integer)", pinned, False),
         ("syncd_node_report(text)", pinned, False),
         ("syncd_node_watermark(text)", pinned, False),
         ("syncd_receive_batch(text,bigint,bigint,text,text,jsonb,jsonb)", pinned, False),
