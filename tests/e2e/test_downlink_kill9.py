@@ -109,7 +109,8 @@ def test_kill9_while_building_and_applying_insights(tmp_path: Path, pg_url: str)
     city_args = ["--config", str(city_confs[HZ]), "insights", "pull"]
     city_kills = sum(killed_at_random(city_args, rng, 1.0, 3.0) for _ in range(4))
     print(f"kills while running: hub {hub_kills} of 3, city {city_kills} of 4")
-    assert hub_kills >= 1 and city_kills >= 2, "the kills must land while the processes run"
+    assert hub_kills >= 1, "a kill must land while the hub builds"
+    assert city_kills >= 2, "kills must land while the city applies"
     for node in (HZ, NB):
         out = run_syncd(city_confs[node], "insights", "pull", "--json", check=True)
         assert json.loads(out.stdout)["applied_seq"] == len(seqs[node])

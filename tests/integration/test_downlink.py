@@ -23,9 +23,9 @@ from syncd.core.canonical import loads
 from syncd.core.errors import BatchRefused
 from syncd.core.settings import DownlinkSection, ReportSection
 from syncd.hub import downlink, inbox, reports
+from syncd.hub.apply import apply_pending
 from syncd.hub.audit import Action, verify
 from syncd.hub.audit_query import query
-from syncd.hub.apply import apply_pending
 from syncd.hub.inbox import HubInbox
 from syncd.store import hub_tables as h
 from syncd.store import migrate
