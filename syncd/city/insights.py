@@ -300,13 +300,13 @@ def _money_text(value: Any) -> str:
 
 def status(conn: Connection) -> dict[str, Any]:
     """The downlink figures of `status`: applied and hub seq, when, the last failure."""
-    state = dict(
-        conn.execute(
-            sa.select(city_state.c.key, city_state.c.value).where(
-                city_state.c.key.in_([SEQ_KEY, APPLIED_AT_KEY, HUB_SEQ_KEY, ERROR_KEY])
-            )
-        ).all()
-    )
+    keys = [SEQ_KEY, APPLIED_AT_KEY, HUB_SEQ_KEY, ERROR_KEY]
+    state: dict[str, Any] = {
+        key: value
+        for key, value in conn.execute(
+            sa.select(city_state.c.key, city_state.c.value).where(city_state.c.key.in_(keys))
+        )
+    }
     applied = int(state.get(SEQ_KEY) or 0)
     hub_seq = state.get(HUB_SEQ_KEY)
     return {

@@ -101,13 +101,14 @@ def _changes(
     conn: Connection, views: Views, node_id: str, insights: Mapping[Any, Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """Upserts for customers whose insight is new or changed, deletes for those no longer held."""
-    sent = dict(
-        conn.execute(
+    sent: dict[str, str] = {
+        row_key: digest
+        for row_key, digest in conn.execute(
             sa.select(h.insight_sent.c.row_key, h.insight_sent.c.digest).where(
                 h.insight_sent.c.node_id == node_id
             )
-        ).all()
-    )
+        )
+    }
     changes: list[dict[str, Any]] = []
     held: set[str] = set()
     for golden_id, key in _held(conn, views, node_id):
