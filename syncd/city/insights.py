@@ -301,12 +301,8 @@ def _money_text(value: Any) -> str:
 def status(conn: Connection) -> dict[str, Any]:
     """The downlink figures of `status`: applied and hub seq, when, the last failure."""
     keys = [SEQ_KEY, APPLIED_AT_KEY, HUB_SEQ_KEY, ERROR_KEY]
-    state: dict[str, Any] = {
-        key: value
-        for key, value in conn.execute(
-            sa.select(city_state.c.key, city_state.c.value).where(city_state.c.key.in_(keys))
-        )
-    }
+    query = sa.select(city_state.c.key, city_state.c.value).where(city_state.c.key.in_(keys))
+    state: dict[str, Any] = {row.key: row.value for row in conn.execute(query)}
     applied = int(state.get(SEQ_KEY) or 0)
     hub_seq = state.get(HUB_SEQ_KEY)
     return {

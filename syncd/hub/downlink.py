@@ -101,14 +101,10 @@ def _changes(
     conn: Connection, views: Views, node_id: str, insights: Mapping[Any, Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """Upserts for customers whose insight is new or changed, deletes for those no longer held."""
-    sent: dict[str, str] = {
-        row_key: digest
-        for row_key, digest in conn.execute(
-            sa.select(h.insight_sent.c.row_key, h.insight_sent.c.digest).where(
-                h.insight_sent.c.node_id == node_id
-            )
-        )
-    }
+    query = sa.select(h.insight_sent.c.row_key, h.insight_sent.c.digest).where(
+        h.insight_sent.c.node_id == node_id
+    )
+    sent: dict[str, str] = {row.row_key: row.digest for row in conn.execute(query)}
     changes: list[dict[str, Any]] = []
     held: set[str] = set()
     for golden_id, key in _held(conn, views, node_id):
