@@ -89,6 +89,8 @@ def _print_next_steps(result: DemoResult) -> None:
     lines += [
         f"  syncd --config {p.name} status      # {n}" for n, p in result.city_configs.items()
     ]
+    first = next(iter(result.city_configs.values())).name
+    lines.append(f"  syncd --config {first} insights show --tier key   # the province's analysis")
     lines.append('The README\'s tour ("A five-minute tour") goes on from here.')
     for line in lines:
         out.print(line, markup=False, highlight=False)
@@ -100,12 +102,37 @@ def _show(report: DemoReport) -> None:
     _show_conflicts(report)
     _show_quarantine(report)
     _show_reports(report)
+    _show_insights(report)
     heading("audit")
     res = report.audit
     out.print(
         f"audit verify: {'intact' if res.ok else 'BROKEN'} — {res.entries} "
         f"entries, head {res.head_id}:{res.head_hash}",
         highlight=False,
+    )
+
+
+def _show_insights(report: DemoReport) -> None:
+    heading(f"the province's analysis back at {report.rm_city} (syncd insights show)")
+    out.print(
+        "A relationship manager's CRM screen: the city's own customers joined to "
+        "syncd_province_insight on customer_id.",
+        highlight=False,
+    )
+    print_table(
+        f"{report.rm_city}: customers with the province's tier and warnings",
+        ["customer", "name", "tier", "rank", "contribution", "warnings"],
+        [
+            (
+                r["customer_id"],
+                r["name"],
+                r["tier"],
+                r["contribution_rank"],
+                money(r["contribution"]),
+                r["warning_reasons"],
+            )
+            for r in report.rm_view
+        ],
     )
 
 

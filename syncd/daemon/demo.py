@@ -8,6 +8,7 @@ and the demo prints what the hub decided, with its own checks of the guarantees.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from syncd.app import Node, init_node, read_city_status
+from syncd.city import insights
 from syncd.city.crm import crm_metadata
 from syncd.city.status import CityStatus
 from syncd.core import demo_data
@@ -33,7 +35,7 @@ from syncd.core.errors import NodeLocked, SyncdError, UsageError
 from syncd.core.policy import Policy, load_policy
 from syncd.core.settings import Settings, load_settings
 from syncd.daemon.lock import NodeLock
-from syncd.hub import audit, audit_query, conflicts, quarantine, reports
+from syncd.hub import audit, audit_query, conflicts, downlink, quarantine, reports
 from syncd.hub.audit import VerifyResult
 from syncd.hub.nodes import register_node
 from syncd.hub.status import HubStatus, hub_status
@@ -108,6 +110,13 @@ class DemoReport:
     city_summary: list[dict[str, Any]]  # report cities, plus `non_performing`
     top_customers: list[dict[str, Any]]
     audit: VerifyResult
+    # A relationship manager's screen at the first city: its customers joined to the
+    # province's insight (syncd_province_insight), best contribution first.
+    rm_city: str = ""
+    rm_view: list[dict[str, Any]] = field(default_factory=list)
+
+
+RM_ROWS = 8
 
 
 def policy_file() -> Path:
@@ -125,6 +134,7 @@ def _config(path: Path, node_id: str, role: str, db: Path, hub_db: Path | None) 
         "[database]", f'url = "sqlite:///{db.name}"',
         "[policy]", 'path = "crm.yaml"',
         "[sync]", "interval_seconds = 0.3", "retry_max_wait_seconds = 5",
+        "[downlink]", "publish_interval_seconds = 1",
         "[log]", 'format = "json"', 'level = "info"',
     ]  # fmt: skip
     if hub_db is not None:
@@ -219,11 +229,29 @@ def _settled(hub: Engine, cities: dict[str, Engine]) -> bool:
     return True
 
 
+def _down_settled(hub: Engine) -> bool:
+    """The hub published after its last apply, and every city applied what it built."""
+    d = schema_hub.downlink_nodes
+    with hub.connect() as conn:
+        applied = conn.execute(sa.select(sa.func.max(schema_hub.nodes.c.applied_at))).scalar()
+        published = conn.execute(
+            sa.select(schema_hub.hub_state.c.value).where(
+                schema_hub.hub_state.c.key == downlink.PUBLISHED_KEY
+            )
+        ).scalar()
+        behind = conn.execute(
+            sa.select(sa.func.count()).where(d.c.acked_seq < d.c.built_seq)
+        ).scalar_one()
+    if applied is None or not isinstance(published, str):
+        return False
+    return not behind and published >= applied.isoformat(timespec="microseconds")
+
+
 def _wait(hub: Engine, cities: dict[str, Engine], daemons: Daemons, timeout: float) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         daemons.check_alive()
-        if _settled(hub, cities):
+        if _settled(hub, cities) and _down_settled(hub):
             return time.monotonic() - started
         time.sleep(0.3)
     raise SyncdError(
@@ -343,7 +371,42 @@ def hub_report(result: DemoResult) -> DemoReport:
     result.checks.append(
         Check("the audit chain verifies", report.audit.ok, f"{report.audit.entries} entries")
     )
-    return report
+    result.checks.append(_downlink_check(result))
+    first = next(iter(result.city_configs.values()))
+    city = load_settings(first)
+    with Node.open(city) as node, node.engine.connect() as conn:
+        rm_view = insights.listing(conn, node.policy, limit=RM_ROWS)
+    return dataclasses.replace(report, rm_city=city.node.id, rm_view=rm_view)
+
+
+def _downlink_check(result: DemoResult) -> Check:
+    """Each city holds the province's insight on exactly the customers it sent, no other."""
+    hub = load_settings(result.hub_config)
+    with Node.open(hub) as node, node.engine.connect() as conn:
+        src = schema_hub.policy_metadata(node.policy).tables["src_customers"]
+        rows = conn.execute(
+            sa.select(src.c[schema_hub.ORIGIN], src.c.customer_id).where(src.c._deleted.is_(False))
+        ).all()
+    expected: dict[str, set[str]] = {}
+    for origin, cid in rows:
+        expected.setdefault(origin, set()).add(cid)
+    wrong, total = [], 0
+    for node_id, conf in result.city_configs.items():
+        engine = create_engine(load_settings(conf).database.url)
+        with engine.connect() as conn:
+            held = set(
+                conn.execute(sa.text("SELECT customer_id FROM syncd_province_insight")).scalars()
+            )
+        engine.dispose()
+        total += len(held)
+        if held != expected.get(node_id, set()):
+            wrong.append(node_id)
+    return Check(
+        "each city received the province's insight on its own customers only",
+        not wrong and total > 0,
+        f"{total} insight rows in {len(result.city_configs)} cities"
+        + (f"; differ: {', '.join(wrong)}" if wrong else ""),
+    )
 
 
 def run_demo(

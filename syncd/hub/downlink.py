@@ -251,6 +251,8 @@ def publish(
             result.changes[node_id] = changes
             log.info("insights_built", node_id=node_id, batches=batches, changes=changes)
     result.trimmed = trim(engine, settings.retention_days)
+    with translated("recording the publish"), engine.begin() as conn:
+        put_state(conn, h.hub_state, PUBLISHED_KEY, utcnow().isoformat(timespec="microseconds"))
     return result
 
 
@@ -283,6 +285,7 @@ def trim(engine: Engine, retention_days: float) -> int:
 # --- the last failure, for status ---------------------------------------------------------
 
 ERROR_KEY = "downlink_error"
+PUBLISHED_KEY = "downlink_published_at"  # when the last publish finished (naive UTC, ISO)
 
 
 def record_error(engine: Engine, message: str | None) -> None:
