@@ -423,6 +423,9 @@ def reconcile(
             report.tables.append(
                 reconcile_table(node.engine, hub, node.policy, spec, watermark, show_values, limit)
             )
+        if not tables and settings.downlink.enabled and insights.applies(node.policy):
+            assert node.pusher is not None
+            report.insights = insights.reconcile(node.engine, node.pusher.hub, node.policy)
         if repair_drift and not report.in_sync:
             report.repaired = repair.repair(node.engine, hub, node.policy, report)
             if report.repaired:

@@ -60,6 +60,8 @@ class InsightSource(Protocol):
 
     def ack_insights(self, seq: int) -> int: ...
 
+    def insight_summary(self) -> dict[str, Any]: ...
+
 
 def key_columns(policy: Policy) -> tuple[str, ...]:
     return tuple(policy.table(CUSTOMERS).primary_key)
@@ -276,10 +278,57 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def tampered(conn: Connection, policy: Policy) -> list[dict[str, Any]]:
-    """Keys of rows whose content no longer hashes to the digest the hub sent (reconcile)."""
+@dataclass
+class InsightReconcile:
+    """`syncd reconcile`'s view of the downward path: does this city hold what the hub sent?
+
+    in_sync: same customers with the same digests (sums over both sides match) and every row
+    still hashes to its digest; behind: batches built that this city has not applied yet (not
+    drift: the next pull applies them); drift otherwise — rows altered here (`tampered`), or
+    missing or extra (e.g. the table was emptied: `syncd insights resend <node>` at the hub).
+    """
+
+    status: str
+    city_rows: int
+    hub_rows: int
+    applied_seq: int
+    built_seq: int
+    tampered: int
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "city_rows": self.city_rows,
+            "hub_rows": self.hub_rows,
+            "tampered": self.tampered,
+        }
+
+
+def reconcile(engine: Engine, hub: InsightSource, policy: Policy) -> InsightReconcile:
+    """Compare this city's insights with what the hub sent it (counts, a hash sum, digests)."""
+    found = hub.insight_summary()
+    with translated("reading the province's insights"), engine.connect() as conn:
+        applied = _position(conn)
+        rows, total, altered = 0, 0, 0
+        for row_key, stored, ok in _rows_checked(conn, policy):
+            rows += 1
+            total += wire.row_hash(row_key, stored)
+            altered += not ok
+        conn.rollback()
+    built = int(found["built_seq"])
+    if applied < built:
+        status = "behind"
+    elif altered or rows != int(found["rows"]) or str(total) != str(found["hash_sum"]):
+        status = "drift"
+    else:
+        status = "in_sync"
+    return InsightReconcile(status, rows, int(found["rows"]), applied, built, altered)
+
+
+def _rows_checked(conn: Connection, policy: Policy) -> Iterator[tuple[str, str, bool]]:
+    """(row key as the hub keeps it, the stored digest, whether the row still hashes to it)."""
     table = insight_table(policy)
-    found = []
+    keys = key_columns(policy)
     for row in conn.execute(sa.select(table)).mappings():
         fields = {
             "golden_id": row["golden_id"],
@@ -289,9 +338,8 @@ def tampered(conn: Connection, policy: Policy) -> list[dict[str, Any]]:
             "segment": row["segment"],
             "warnings": loads(row["warnings"]),
         }
-        if wire.digest(fields) != row["digest"]:
-            found.append({k: row[k] for k in key_columns(policy)})
-    return found
+        row_key = canonical({k: row[k] for k in keys})
+        yield row_key, row["digest"], wire.digest(fields) == row["digest"]
 
 
 def _money_text(value: Any) -> str:

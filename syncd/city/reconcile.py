@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from syncd.city.crm import crm_metadata
+from syncd.city.insights import InsightReconcile
 from syncd.core.errors import UsageError
 from syncd.core.policy import Condition, FilterOp, Policy
 from syncd.core.reconcile import (
@@ -104,10 +105,13 @@ class ReconcileReport:
     tables: list[TableReport] = field(default_factory=list)
     repaired: int = 0  # changes queued by --repair
     pushed_batches: int = 0
+    # The downward path (issue 14): does this city hold the insights the hub sent it?
+    insights: InsightReconcile | None = None
 
     @property
     def in_sync(self) -> bool:
-        return all(t.status != "drift" for t in self.tables)
+        down_ok = self.insights is None or self.insights.status != "drift"
+        return down_ok and all(t.status != "drift" for t in self.tables)
 
     def summary(self) -> dict[str, Any]:
         """What the hub's audit log keeps of this run: counts only, never keys or values."""
@@ -123,6 +127,7 @@ class ReconcileReport:
                 }
                 for t in self.tables
             },
+            **({} if self.insights is None else {"insights": self.insights.summary()}),
         }
 
 

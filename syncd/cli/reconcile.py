@@ -3,6 +3,7 @@ result of each city (--all-nodes). Exit 0 in sync, 1 drift remains, 2 bad input.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -79,6 +80,7 @@ def _jsonable(report: ReconcileReport) -> dict[str, object]:
             }
             for t in report.tables
         ],
+        "insights": None if report.insights is None else dataclasses.asdict(report.insights),
     }
 
 
@@ -115,6 +117,19 @@ def _print_report(report: ReconcileReport) -> None:
             "the hub applies them on its next cycle — run reconcile again to confirm",
             highlight=False,
         )
+    down = report.insights
+    if down is not None:
+        out.print(
+            f"province insights: {down.status} — {down.city_rows} here, {down.hub_rows} sent by "
+            f"the hub, batch {down.applied_seq} of {down.built_seq} applied"
+            + (f", {down.tampered} altered here" if down.tampered else ""),
+            highlight=False,
+        )
+        if down.status == "drift":
+            out.print(
+                f"  (the hub sends them again with `syncd insights resend {report.node_id}`)",
+                highlight=False,
+            )
     out.print("in sync" if report.in_sync else "drift remains", highlight=False)
 
 

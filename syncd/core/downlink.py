@@ -40,6 +40,13 @@ def digest(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical({f: fields[f] for f in FIELDS}).encode("utf-8")).hexdigest()
 
 
+def row_hash(row_key: str, digest_hex: str) -> int:
+    """The first 60 bits of md5(row_key:digest): summed over a node's insights for reconcile
+    (PostgreSQL's syncd_insight_summary computes the same); order-independent."""
+    text = f"{row_key}:{digest_hex}".encode()
+    return int(hashlib.md5(text, usedforsecurity=False).hexdigest()[:15], 16)
+
+
 def batch_checksum(node_id: str, seq: int, payload: str) -> str:
     """SHA-256 over canonical([node, seq, changes]), the payload spliced in as it travelled."""
     head = f"[{canonical(node_id)},{int(seq)},"

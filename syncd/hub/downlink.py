@@ -343,6 +343,19 @@ def ack(conn: Connection, node_id: str, seq: int) -> int:
     return built
 
 
+def summary(conn: Connection, node_id: str) -> dict[str, Any]:
+    """What the node was sent, summed (`core.downlink.row_hash`), and its last batch (SQLite
+    hub; PostgreSQL's syncd_insight_summary answers the same for the caller's node)."""
+    _registered(conn, node_id)
+    s, d = h.insight_sent, h.downlink_nodes
+    total, rows = 0, 0
+    for row in conn.execute(sa.select(s.c.row_key, s.c.digest).where(s.c.node_id == node_id)):
+        total += wire.row_hash(row.row_key, row.digest)
+        rows += 1
+    built = conn.execute(sa.select(d.c.built_seq).where(d.c.node_id == node_id)).scalar()
+    return {"rows": rows, "hash_sum": str(total), "built_seq": int(built or 0)}
+
+
 def lag(conn: Connection) -> dict[str, dict[str, Any]]:
     """Per node: built and acknowledged seq, and when the oldest unacknowledged batch was made."""
     d, b = h.downlink_nodes, h.downlink_batches

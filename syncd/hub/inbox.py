@@ -97,6 +97,7 @@ class HubInbox:
         self._report = _REPORT[dialect.kind]
         self._fetch = _FETCH[dialect.kind]
         self._ack = _ACK[dialect.kind]
+        self._summary = _SUMMARY[dialect.kind]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -129,6 +130,13 @@ class HubInbox:
         """Tell the hub this node applied every insight batch up to seq; its built_seq back."""
         with translated("acknowledging insights at the hub"), self.engine.begin() as conn:
             return self._ack(conn, self.node_id, seq)
+
+    def insight_summary(self) -> dict[str, Any]:
+        """What the hub sent this node, summed, and its last batch (`syncd reconcile`)."""
+        with translated("reading the hub's insight summary"), self.engine.connect() as conn:
+            found = self._summary(conn, self.node_id)
+            conn.rollback()
+        return found
 
     def submit(self, batch: Batch) -> SubmitResult:
         """Hand one batch to the hub in one transaction; safe to repeat."""
@@ -324,5 +332,17 @@ def _ack_pg(conn: Connection, node_id: str, seq: int) -> int:
     return int(built)
 
 
+def _summary_pg(conn: Connection, node_id: str) -> dict[str, Any]:
+    try:
+        value = conn.execute(
+            sa.text("SELECT syncd_insight_summary(CAST(:n AS text))"), {"n": node_id}
+        ).scalar_one()
+    except sa.exc.DBAPIError as exc:
+        _raise_refusal(exc)
+        raise
+    return dict(value)
+
+
+_SUMMARY = {Kind.POSTGRES: _summary_pg, Kind.SQLITE: downlink.summary}
 _FETCH = {Kind.POSTGRES: _fetch_pg, Kind.SQLITE: downlink.fetch}
 _ACK = {Kind.POSTGRES: _ack_pg, Kind.SQLITE: downlink.ack}

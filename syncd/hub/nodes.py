@@ -248,6 +248,7 @@ NODE_FUNCTIONS = (
     "syncd_node_report(text)",
     "syncd_fetch_insights(text, bigint, integer)",
     "syncd_ack_insights(text, bigint)",
+    "syncd_insight_summary(text)",
     *RECONCILE_FUNCTIONS,
 )
 

@@ -254,3 +254,37 @@ def test_the_insight_table_is_read_only_outside_syncd(tmp_path: Path) -> None:
     finally:
         other.close()
     hz.dispose()
+
+
+def reconciled(city_engine: Engine, hub_url: str, node: str) -> insights.InsightReconcile:
+    source = HubInbox(hub_url, node)
+    try:
+        return insights.reconcile(city_engine, source, POLICY)
+    finally:
+        source.close()
+
+
+def test_reconcile_finds_insights_altered_missing_or_not_yet_applied(
+    hub: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """The hub's sum (syncd_insight_summary on PostgreSQL, Python on SQLite) meets the city's."""
+    downlink.publish(hub, POLICY, REPORT, DOWN)
+    hz = city(tmp_path, HZ, {"C1": "张三", "C2": "李四"})
+    pull(hz, db_url, HZ)
+    found = reconciled(hz, db_url, HZ)
+    assert (found.status, found.city_rows, found.hub_rows, found.tampered) == ("in_sync", 2, 2, 0)
+    table = insights.insight_table(POLICY)
+    with hz.begin() as conn:  # syncd's own connection may write: a careless script did
+        conn.execute(table.update().where(table.c.customer_id == "C2").values(tier="key"))
+    assert (reconciled(hz, db_url, HZ).status, reconciled(hz, db_url, HZ).tampered) == (
+        "drift",
+        1,
+    )
+    with hz.begin() as conn:  # the row gone altogether: counts and sums differ
+        conn.execute(table.delete().where(table.c.customer_id == "C2"))
+    assert (reconciled(hz, db_url, HZ).status, reconciled(hz, db_url, HZ).city_rows) == ("drift", 1)
+    assert downlink.forget_sent(hub, HZ) == 2  # the operator's `insights resend`
+    downlink.publish(hub, POLICY, REPORT, DOWN)
+    assert reconciled(hz, db_url, HZ).status == "behind"  # built, not applied yet: not drift
+    pull(hz, db_url, HZ)
+    assert reconciled(hz, db_url, HZ).status == "in_sync"

@@ -137,6 +137,8 @@ def assert_refused_as_b(conn: psycopg.Connection[Any], hub: Hub, before: dict[st
         conn.execute("SELECT * FROM syncd_fetch_insights(%s, 0, 10)", (B,))
     with pytest.raises(errors.InsufficientPrivilege):
         conn.execute("SELECT syncd_ack_insights(%s, 0)", (B,))
+    with pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("SELECT syncd_insight_summary(%s)", (B,))
     assert state(hub) == before
 
 
@@ -229,6 +231,7 @@ def test_every_security_definer_function_is_pinned_also_after_reinit(hub: Hub) -
         ("syncd_ack_insights(text,bigint)", pinned, False),
         ("syncd_caller_may_act_for(text)", pinned, False),
         ("syncd_fetch_insights(text,bigint,integer)", pinned, False),
+        ("syncd_insight_summary(text)", pinned, False),
         ("syncd_node_report(text)", pinned, False),
         ("syncd_node_watermark(text)", pinned, False),
         ("syncd_receive_batch(text,bigint,bigint,text,text,jsonb,jsonb)", pinned, False),

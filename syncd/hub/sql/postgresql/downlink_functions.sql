@@ -55,3 +55,34 @@ $$;
 
 REVOKE ALL ON FUNCTION ${schema}.syncd_fetch_insights(text, bigint, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ${schema}.syncd_ack_insights(text, bigint) FROM PUBLIC;
+
+-- What the hub sent the node, summed for `syncd reconcile` at the city: how many customers,
+-- and the sum of the first 60 bits of md5(row_key || ':' || digest) over them (order does not
+-- matter; `syncd.core.downlink.row_hash` is the same in Python), and the last batch built.
+CREATE OR REPLACE FUNCTION ${schema}.syncd_insight_summary(p_node text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_rows bigint;
+    v_sum numeric;
+BEGIN
+    IF ${schema}.syncd_caller_may_act_for(p_node) IS NOT TRUE THEN
+        RAISE EXCEPTION 'role % may not act for node %', session_user, p_node
+            USING ERRCODE = '42501';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM ${schema}.syncd_node n WHERE n.node_id = p_node) THEN
+        RAISE EXCEPTION 'node % is not registered at this hub', p_node USING ERRCODE = '42704';
+    END IF;
+    SELECT count(*), COALESCE(sum(('x' || substr(md5(s.row_key || ':' || s.digest), 1, 15))
+                                  ::bit(60)::bigint::numeric), 0)
+      INTO v_rows, v_sum
+      FROM ${schema}.syncd_insight_sent s WHERE s.node_id = p_node;
+    RETURN jsonb_build_object(
+        'rows', v_rows,
+        'hash_sum', v_sum::text,
+        'built_seq', COALESCE((SELECT d.built_seq FROM ${schema}.syncd_downlink_node d
+                                WHERE d.node_id = p_node), 0));
+END;
+$$;
+
+REVOKE ALL ON FUNCTION ${schema}.syncd_insight_summary(text) FROM PUBLIC;
