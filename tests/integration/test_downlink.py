@@ -8,6 +8,7 @@ each city `pull`s them. Expected figures are computed by hand from the data belo
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from syncd.city import crm, insights
@@ -37,6 +40,7 @@ from tests.integration.test_apply import (
     ZHANG,
     add_node,
     customer,
+    id_number,
     loan,
     make_hub,
     rm,
@@ -288,3 +292,64 @@ def test_reconcile_finds_insights_altered_missing_or_not_yet_applied(
     assert reconciled(hz, db_url, HZ).status == "behind"  # built, not applied yet: not drift
     pull(hz, db_url, HZ)
     assert reconciled(hz, db_url, HZ).status == "in_sync"
+
+
+# --- property: whatever the cities hold, each receives exactly its own live customers -------
+
+CITIES = (HZ, NB, "city-3303")
+
+
+@st.composite
+def holdings(draw: st.DrawFn) -> dict[str, dict[int, bool]]:
+    """Per city: which of 6 identities it holds, and whether it deleted that customer since."""
+    out: dict[str, dict[int, bool]] = {}
+    for node in CITIES:
+        held = draw(st.sets(st.integers(0, 5), max_size=6))
+        out[node] = {n: draw(st.booleans()) for n in sorted(held)}
+    return out
+
+
+IDENTITIES = [id_number(f"3301021980011{n}123") for n in range(6)]  # born 1980-01-1n
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(holdings())
+def test_each_city_receives_exactly_the_live_customers_it_holds(
+    held_by: dict[str, dict[int, bool]],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/hub.db"
+        engine = make_hub(url)
+        with engine.begin() as conn:
+            reports.install_views(conn, POLICY)
+        for node in CITIES:
+            add_node(engine, node, node[-4:])
+            changes = [
+                up(n + 1, "customers", customer(f"{node[-4:]}-{n}", IDENTITIES[n]))
+                for n in held_by[node]
+            ]
+            changes += [
+                rm(10 + n, "customers", {"customer_id": f"{node[-4:]}-{n}"})
+                for n, deleted in held_by[node].items()
+                if deleted
+            ]
+            if changes:
+                submit(engine, node, changes)
+        apply_pending(engine, POLICY)
+        built = downlink.publish(engine, POLICY, REPORT, DownlinkSection())
+        assert built.failed == {}
+        seen: dict[int, set[tuple[str, str]]] = {}
+        for node in CITIES:
+            city_engine = city(Path(tmp), node, {})
+            pull(city_engine, url, node)
+            expected = {f"{node[-4:]}-{n}" for n, deleted in held_by[node].items() if not deleted}
+            got = held(city_engine)
+            city_engine.dispose()
+            assert set(got) == expected, node
+            for cid, row in got.items():
+                seen.setdefault(int(cid.rsplit("-", 1)[1]), set()).add(
+                    (row["golden_id"], row["digest"])
+                )
+        # One identity, one golden record: the same insight in every city that holds it.
+        assert all(len(insight) == 1 for insight in seen.values()), seen
+        engine.dispose()
