@@ -169,6 +169,8 @@ NODE_GAUGES = {
 CITY_GAUGES = {
     "syncd_backlog_rows": "Changelog rows not yet acknowledged",
     "syncd_lag_seconds": "Age of the oldest unsent change",
+    "syncd_downlink_behind_batches": "Insight batches the hub had built for this city, not "
+    "applied here yet (as of the last pull)",
 }
 HUB_GAUGES = {
     "syncd_conflicts_open": "Open manual conflicts",
@@ -187,6 +189,10 @@ PER_NODE_GAUGES = {
     "that may not leave the city), since it was registered",
     "syncd_node_policy_mismatch": "1 while the hub refuses the node's batches because its "
     "policy differs from the hub's",
+    "syncd_node_downlink_behind_batches": "Insight batches built for the node that it has "
+    "not acknowledged",
+    "syncd_node_downlink_lag_seconds": "Age of the oldest insight batch the node has not "
+    "acknowledged",
 }
 STATUS_GAUGES = {**NODE_GAUGES, **CITY_GAUGES, **HUB_GAUGES, **PER_NODE_GAUGES}
 
@@ -216,6 +222,7 @@ class StatusCollector(Collector):
         if isinstance(status, CityStatus):
             yield _gauge("syncd_backlog_rows", status.backlog_rows)
             yield _gauge("syncd_lag_seconds", status.lag_seconds or 0.0)
+            yield _gauge("syncd_downlink_behind_batches", status.downlink_behind or 0)
         else:
             yield _gauge("syncd_conflicts_open", status.open_conflicts)
             yield _gauge("syncd_quarantined_rows", status.quarantined)
@@ -237,6 +244,8 @@ def _per_node(st: HubStatus) -> Iterator[GaugeMetricFamily]:
             ("syncd_node_silent", 1 if n.silent else 0),
             ("syncd_node_refused_rows", n.refused_rows),
             ("syncd_node_policy_mismatch", 1 if n.policy_problem else 0),
+            ("syncd_node_downlink_behind_batches", n.down_behind),
+            ("syncd_node_downlink_lag_seconds", n.down_lag_seconds or 0.0),
         ):
             made[name].add_metric([n.node_id], value)
     yield from made.values()
