@@ -444,7 +444,7 @@ def _run(
     settings: dict[str, Settings] = {}
     for c in cities:
         node = f"city-{c.code}"
-        register_node(hub, hub_settings.database.url, node, c.code)
+        register_node(hub, hub_settings.database.url, node, c.code, c.short_name)
         settings[node] = load_settings(result.city_configs[node])
         init_node(settings[node], policy)
         engines[node] = create_engine(settings[node].database.url)

@@ -85,6 +85,8 @@ class Action(StrEnum):
     CONFLICT_SUPERSEDED = "conflict_superseded"
     NODE_REGISTERED = "node_registered"
     NODE_CREDENTIALS_ROTATED = "node_credentials_rotated"
+    NODE_RENAMED = "node_renamed"  # a node's display name set or changed (`node rename`)
+    IDS_UNMASKED = "ids_unmasked"  # a report showed full ID numbers (`report … --unmask`)
     RECONCILE = "reconcile"  # a city's reconcile summary (counts, no values)
     ROW_DECISIONS = ROW_DECISIONS  # version 2: covers the row decisions below of one batch/table
 
