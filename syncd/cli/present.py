@@ -119,7 +119,7 @@ UnmaskOpt = Annotated[
 ]
 XlsxOpt = Annotated[
     Path | None,
-    typer.Option("--xlsx", help="write an Excel workbook to this file", dir_okay=False),
+    typer.Option("--xlsx", help="write an Excel workbook to this file"),
 ]
 OutputOpt = Annotated[
     Path | None,
@@ -480,12 +480,12 @@ def _replace(path: Path, option: str, write: Callable[[Any], object]) -> None:
 
 # --- XLSX ----------------------------------------------------------------------------------
 
-_SHEET_FORBIDDEN = str.maketrans(dict.fromkeys("[]:*?/\\", " "))
+_SHEET_FORBIDDEN = str.maketrans(dict.fromkeys("[]:*?/\\", ""))
 _MAX_WIDTH = 60
 
 
 def _sheet_title(title: str, taken: set[str]) -> str:
-    base = title.translate(_SHEET_FORBIDDEN).strip()[:31] or "sheet"
+    base = " ".join(title.translate(_SHEET_FORBIDDEN).split())[:31].rstrip() or "sheet"
     name, n = base, 2
     while name.lower() in taken:
         suffix = f" ({n})"

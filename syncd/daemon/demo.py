@@ -35,7 +35,7 @@ from syncd.core.settings import Settings, load_settings
 from syncd.daemon.lock import NodeLock
 from syncd.hub import audit, audit_query, conflicts, quarantine, reports
 from syncd.hub.audit import VerifyResult
-from syncd.hub.nodes import register_node
+from syncd.hub.nodes import display_names, register_node
 from syncd.hub.status import HubStatus, hub_status
 from syncd.store import hub_tables as schema_hub
 from syncd.store.db import create_engine
@@ -108,6 +108,7 @@ class DemoReport:
     city_summary: list[dict[str, Any]]  # report cities, plus `non_performing`
     top_customers: list[dict[str, Any]]
     audit: VerifyResult
+    names: dict[str, str] = field(default_factory=dict)  # node id -> display name
 
 
 def policy_file() -> Path:
@@ -339,6 +340,7 @@ def hub_report(result: DemoResult) -> DemoReport:
             ],
             top_customers=reports.customer_value(conn, hub.report, TOP_CUSTOMERS),
             audit=audit.verify(conn),
+            names=display_names(conn),
         )
     result.checks.append(
         Check("the audit chain verifies", report.audit.ok, f"{report.audit.entries} entries")
