@@ -39,7 +39,14 @@ Adding a report command::
             Table("segments", N_("customer segments"), COLUMNS, rows),
         )
 
-Then add the new messages to the catalogue (see `syncd.core.i18n`). What each format gets:
+Then add the new messages to the catalogue (see `syncd.core.i18n`); a new kind of coded value
+goes into `i18n.ENUMS` (five_class, customer_type, tier, warning, id_type, … are there). Kinds:
+TEXT, MONEY, COUNT, NUMBER, ID_NUMBER, ENUM, ENUMS (a list of codes), NODE, NODES (a list of
+node ids), LIST, DATE, DATETIME, BOOL. A report of several tables passes them all to `show`
+(one XLSX sheet each, one JSON key each by `Table.name`, or `raw=` for JSON as the report
+function returned it) and says which one CSV writes (`csv_table=`); a value wrapped in
+`Typed(column, value)` is shown by its own column spec (a record's fields in one column).
+`label(fmt, column)` gives a column's header as `show` writes it. What each format gets:
 
 - table (default): the columns that are not `export_only`, translated, amounts in the unit,
   numbers aligned right; never cut in a narrow terminal (`render.print_table`).
