@@ -48,8 +48,9 @@ function returned it) and says which one CSV writes (`csv_table=`); a value wrap
 `Typed(column, value)` is shown by its own column spec (a record's fields in one column).
 `label(fmt, column)` gives a column's header as `show` writes it. What each format gets:
 
-- table (default): the columns that are not `export_only`, translated, amounts in the unit,
-  numbers aligned right; never cut in a narrow terminal (`render.print_table`).
+- table (default): the columns that are not `export_only`, translated, amounts in the unit
+  (said once, in the title), numbers aligned right; never cut in a narrow terminal
+  (`render.print_table`).
 - ``--csv``: every column, translated headers and values as the table shows them; to stdout,
   or with ``--output FILE`` to a file that starts with a UTF-8 BOM (so Excel on a Chinese
   Windows desktop reads it as UTF-8; stdout gets no BOM, as a pipe's reader would see it).
@@ -288,9 +289,9 @@ class _Cells:
         self.tr = fmt.tr
         self.names = names
 
-    def label(self, column: Column) -> str:
+    def label(self, column: Column, *, unit: bool = True) -> str:
         label = self.tr.gettext(column.label)
-        if column.kind is Kind.MONEY:
+        if unit and column.kind is Kind.MONEY:
             return self.tr.fmt(N_("{label} ({unit})"), label=label, unit=self.unit_label)
         return label
 
@@ -434,10 +435,15 @@ def _title(cells: _Cells, table: Table) -> str:
 
 
 def _terminal(cells: _Cells, table: Table) -> None:
+    """The table; its amounts' unit is said once in the title, as Chinese reports do (单位：元),
+    which keeps the headers short enough for more tables to fit a terminal."""
     columns = [c for c in table.columns if not c.export_only]
+    title = _title(cells, table)
+    if any(c.kind is Kind.MONEY for c in columns):
+        title += cells.tr.fmt(N_(" (amounts in {unit})"), unit=cells.unit_label)
     print_table(
-        _title(cells, table),
-        [cells.label(c) for c in columns],
+        title,
+        [cells.label(c, unit=False) for c in columns],
         [[cells.text(c, row.get(c.key)) for c in columns] for row in table.rows],
         right=[i for i, c in enumerate(columns) if c.kind in _RIGHT],
     )

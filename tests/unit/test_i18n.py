@@ -35,7 +35,7 @@ def test_every_marked_message_has_a_chinese_translation() -> None:
     assert len(found) > 100
     missing = sorted(str(m) for m in found if not catalogue.get(m))
     assert missing == []
-    for (_context, message), translation in catalogue.items():
+    for (_context, message), translation in catalogue.items():  # {fields} kept
         for field in ("{label}", "{unit}", "{minimum}"):
             assert (field in message) == (field in translation), message
     unused = sorted(str(m) for m in set(catalogue) - found)
