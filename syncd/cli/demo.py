@@ -205,10 +205,10 @@ def _show_reports(report: DemoReport) -> None:
     heading("manager report (syncd report cities / value; views report_*)")
     print_table(
         "cities",
-        ["node", "customers", "deposits", "loans", "overdue loans", "non-performing", "fee income"],
+        ["city", "customers", "deposits", "loans", "overdue loans", "non-performing", "fee income"],
         [
             (
-                r["node_id"],
+                report.names.get(r["node_id"], r["node_id"]),
                 r["customers"],
                 money(r["deposit_balance"]),
                 money(r["loan_balance"]),

@@ -12,10 +12,10 @@ import datetime as dt
 import decimal
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import typer
 from rich.cells import cell_len
@@ -104,8 +104,15 @@ def heading(title: str) -> None:
         _write(f"== {title} ==")
 
 
-def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def print_table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    right: Collection[int] = (),
+) -> None:
     """Rows as a table; nothing is ever cut, an ID or a number is never broken.
+
+    `right`: the indexes of the columns aligned right (amounts, counts).
 
     In a terminal: a rich table whose columns are at least as wide as their longest word, or,
     when the terminal is too narrow for that, one `column value` block per row. Not in a
@@ -114,9 +121,9 @@ def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequen
     """
     cells = [[_display(v) for v in row] for row in rows]
     if not out.is_terminal:
-        _plain_table(title, list(columns), cells)
+        _plain_table(title, list(columns), cells, right)
         return
-    table = _rich_table(title, list(columns), cells)
+    table = _rich_table(title, list(columns), cells, right)
     # Measured unbounded: Measurement.get caps the minimum at the width it is given.
     if Measurement.get(out, out.options.update_width(_UNBOUNDED), table).minimum > out.width:
         _records(title, list(columns), cells)
@@ -137,13 +144,16 @@ def _longest_word(texts: Iterable[str]) -> int:
     return max((cell_len(word) for text in texts for word in text.split()), default=0)
 
 
-def _rich_table(title: str | None, columns: list[str], cells: list[list[str]]) -> RichTable:
+def _rich_table(
+    title: str | None, columns: list[str], cells: list[list[str]], right: Collection[int] = ()
+) -> RichTable:
     table = RichTable(title=None if title is None else Text(title), show_lines=False)
     for i, c in enumerate(columns):
         # A column never narrower than its longest word: rich wraps text between words and
         # keeps an ID or an amount whole; fold (never "…") if rich goes narrower still.
         width = max(1, _longest_word([c, *(row[i] for row in cells)]))
-        table.add_column(c, overflow="fold", min_width=width)
+        justify: Literal["left", "right"] = "right" if i in right else "left"
+        table.add_column(c, overflow="fold", min_width=width, justify=justify)
     for row in cells:
         table.add_row(*(Text(v) for v in row))
     return table
@@ -163,17 +173,21 @@ def _records(title: str | None, columns: list[str], cells: list[list[str]]) -> N
         out.print(grid)
 
 
-def _plain_table(title: str | None, columns: list[str], cells: list[list[str]]) -> None:
+def _plain_table(
+    title: str | None, columns: list[str], cells: list[list[str]], right: Collection[int] = ()
+) -> None:
     lines = [[" ".join(v.split("\n")) for v in row] for row in [columns, *cells]]
     widths = [max(cell_len(row[i]) for row in lines) for i in range(len(columns))]
     if title:
         _write(title)
     for row in lines:
-        _write("  ".join(_pad(v, w) for v, w in zip(row, widths, strict=True)).rstrip())
+        padded = (_pad(v, w, i in right) for i, (v, w) in enumerate(zip(row, widths, strict=True)))
+        _write("  ".join(padded).rstrip())
 
 
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - cell_len(text))
+def _pad(text: str, width: int, right: bool = False) -> str:
+    fill = " " * (width - cell_len(text))
+    return fill + text if right else text + fill
 
 
 def _write(line: str) -> None:

@@ -1,22 +1,22 @@
-"""`syncd report`: the managers' consolidated reports, each also a report_* view on the hub."""
+"""`syncd report`: the managers' consolidated reports, each also a report_* view on the hub.
+
+What each report shows is declared here as columns (`syncd.cli.present`): labels and coded
+values in the user's language, amounts in 元 or 万元, ID numbers masked unless `--unmask`.
+"""
 
 from __future__ import annotations
 
 import decimal
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from syncd.cli.context import CsvOpt, JsonOpt
-from syncd.cli.hub import hub_settings, read, read_node
-from syncd.cli.render import (
-    out,
-    print_csv,
-    print_json,
-    print_table,
-    usage,
-)
+from syncd.cli import present
+from syncd.cli.hub import hub_settings
+from syncd.cli.present import Column, Kind, Output, Table, Typed
+from syncd.cli.render import usage
+from syncd.core.i18n import N_, format_amount, mask_id
 
 if TYPE_CHECKING:
     from syncd.core.policy import Policy
@@ -26,51 +26,147 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_PRODUCT_SECTIONS = (
-    ("deposits", "deposit_accounts"),
-    ("loans", "loans"),
-    ("intermediary_business", "intermediary_business"),
-)
-# What a table of products shows; --json and --csv carry every column.
-_PRODUCT_COLUMNS = {
-    "deposits": ("origin_node", "account_id", "product", "currency", "balance", "status"),
-    "loans": ("origin_node", "loan_id", "product", "balance", "five_class", "overdue_days"),
-    "intermediary_business": (
-        "origin_node",
-        "business_id",
-        "product_type",
-        "product_name",
-        "fee_income",
-        "trade_date",
-    ),
+# --- columns -------------------------------------------------------------------------------
+
+NODE = Column("origin_node", N_("city"), Kind.NODE)
+NAME = Column("name", N_("name"))
+ID_TYPE = Column("id_type", N_("ID type"), Kind.ENUM, enum="id_type")
+ID_NUMBER = Column("id_number", N_("ID number"), Kind.ID_NUMBER)
+GOLDEN_ID = Column("golden_id", N_("golden ID"), Kind.COUNT)
+
+# The reference CRM's columns (schemas/crm.yaml) as reports show them; a column a policy adds
+# is shown under its own name, as text.
+FIELDS: Mapping[str, Mapping[str, Column]] = {
+    "customers": {
+        c.key: c
+        for c in (
+            GOLDEN_ID,
+            NODE,
+            Column("city_code", N_("city code")),
+            Column("customer_id", N_("customer number")),
+            Column("customer_type", N_("customer type"), Kind.ENUM, enum="customer_type"),
+            NAME,
+            ID_TYPE,
+            ID_NUMBER,
+            Column("phone", N_("phone")),
+            Column("address", N_("address")),
+            Column("home_city", N_("home city")),
+            Column("status", N_("customer status"), Kind.ENUM, enum="customer_status"),
+            Column("risk_level", N_("risk level"), Kind.COUNT),
+            Column("risk_tags", N_("risk tags"), Kind.LIST),
+            Column("credit_limit", N_("credit limit"), Kind.MONEY),
+            Column("created_at", N_("created"), Kind.DATETIME),
+            Column("updated_at", N_("updated"), Kind.DATETIME),
+        )
+    },
+    "deposit_accounts": {
+        c.key: c
+        for c in (
+            NODE,
+            Column("account_id", N_("account")),
+            Column("product", N_("product"), Kind.ENUM, enum="deposit_product"),
+            Column("currency", N_("currency")),
+            Column("balance", N_("balance"), Kind.MONEY),
+            Column("status", N_("status"), Kind.ENUM, enum="account_status"),
+            Column("interest_rate", N_("interest rate"), Kind.NUMBER, export_only=True),
+            Column("opened_on", N_("opened on"), Kind.DATE, export_only=True),
+            Column("maturity_on", N_("matures on"), Kind.DATE, export_only=True),
+        )
+    },
+    "loans": {
+        c.key: c
+        for c in (
+            NODE,
+            Column("loan_id", N_("loan")),
+            Column("product", N_("product"), Kind.ENUM, enum="loan_product"),
+            Column("balance", N_("balance"), Kind.MONEY),
+            Column("five_class", N_("five-class"), Kind.ENUM, enum="five_class"),
+            Column("overdue_days", N_("overdue days"), Kind.COUNT),
+            Column("principal", N_("principal"), Kind.MONEY, export_only=True),
+            Column("interest_rate", N_("interest rate"), Kind.NUMBER, export_only=True),
+            Column("issued_on", N_("issued on"), Kind.DATE, export_only=True),
+            Column("maturity_on", N_("matures on"), Kind.DATE, export_only=True),
+            Column("collateral", N_("collateral"), export_only=True),
+        )
+    },
+    "intermediary_business": {
+        c.key: c
+        for c in (
+            NODE,
+            Column("business_id", N_("business")),
+            Column("product_type", N_("product type"), Kind.ENUM, enum="business_type"),
+            Column("product_name", N_("product name")),
+            Column("fee_income", N_("fee income"), Kind.MONEY),
+            Column("trade_date", N_("trade date"), Kind.DATE),
+            Column("amount", N_("amount"), Kind.MONEY, export_only=True),
+        )
+    },
 }
+
+_PRODUCT_SECTIONS = (
+    ("deposits", "deposit_accounts", N_("deposit accounts")),
+    ("loans", "loans", N_("loan accounts")),
+    ("intermediary_business", "intermediary_business", N_("intermediary business")),
+)
+# Columns of a customer's golden record and versions that tables leave out: keys and links.
 _LINK_COLUMNS = frozenset({"golden_id", "id_type", "id_number", "origin_node", "city_code"})
 
+CITY_COLUMNS = (
+    Column("node_id", N_("city"), Kind.NODE),
+    Column("city_code", N_("city code"), export_only=True),
+    Column("customers", N_("customers"), Kind.COUNT),
+    Column("deposit_balance", N_("deposits"), Kind.MONEY),
+    Column("loan_balance", N_("loans"), Kind.MONEY),
+    Column("loan_normal", N_("normal"), Kind.MONEY),
+    Column("loan_special_mention", N_("special mention"), Kind.MONEY),
+    Column("loan_substandard", N_("substandard"), Kind.MONEY),
+    Column("loan_doubtful", N_("doubtful"), Kind.MONEY),
+    Column("loan_loss", N_("loss"), Kind.MONEY),
+    Column("overdue_loan_balance", N_("overdue loans"), Kind.MONEY),
+    Column("fee_income", N_("fee income"), Kind.MONEY),
+    Column("last_applied_at", N_("last applied"), Kind.DATETIME),
+    Column("last_seen_at", N_("last seen"), Kind.DATETIME),
+)
 
-def _report_rows(
-    title: str,
-    rows: list[dict[str, Any]],
-    columns: Sequence[tuple[str, str]],
-    as_json: bool,
-    as_csv: bool,
-) -> None:
-    """Render a flat report: JSON or CSV with every key, or a table of (key, label) columns."""
-    if as_json:
-        print_json(rows)
-    elif as_csv:
-        keys = list(rows[0]) if rows else [k for k, _ in columns]
-        print_csv(keys, ([r[k] for k in keys] for r in rows))
-    else:
-        print_table(
-            title,
-            [label for _, label in columns],
-            ([r[k] for k, _ in columns] for r in rows),
-        )
+VALUE_COLUMNS = (
+    Column("rank", N_("rank"), Kind.COUNT),
+    Column("tier", N_("tier"), Kind.ENUM, enum="tier"),
+    NAME,
+    ID_TYPE,
+    ID_NUMBER,
+    Column("cities", N_("cities"), Kind.NODES),
+    Column("deposit_balance", N_("deposits"), Kind.MONEY),
+    Column("loan_balance", N_("loans"), Kind.MONEY),
+    Column("fee_income", N_("fee income"), Kind.MONEY),
+    Column("contribution", N_("contribution"), Kind.MONEY),
+    Column("golden_id", N_("golden ID"), Kind.COUNT, export_only=True),
+    Column("city_count", N_("number of cities"), Kind.COUNT, export_only=True),
+)
+
+EXPOSURE_COLUMNS = (
+    NAME,
+    ID_TYPE,
+    ID_NUMBER,
+    Column("loan_cities", N_("loan cities"), Kind.NODES),
+    Column("loan_count", N_("number of loans"), Kind.COUNT),
+    Column("loan_balance", N_("loan balance"), Kind.MONEY),
+    Column("max_overdue_days", N_("max overdue days"), Kind.COUNT),
+    Column("worst_five_class", N_("worst class"), Kind.ENUM, enum="five_class"),
+    Column("warnings", N_("warnings"), Kind.ENUMS, enum="warning"),
+    Column("golden_id", N_("golden ID"), Kind.COUNT, export_only=True),
+    Column("loan_city_count", N_("number of loan cities"), Kind.COUNT, export_only=True),
+    Column("multi_city", N_("loans in several cities"), Kind.BOOL, export_only=True),
+    Column("overdue", N_("overdue"), Kind.BOOL, export_only=True),
+    Column("non_performing", N_("non-performing"), Kind.BOOL, export_only=True),
+)
 
 
-def _one_format(as_json: bool, as_csv: bool) -> None:
-    if as_json and as_csv:
-        usage("--json and --csv: choose one")
+def field(table: str, key: str) -> Column:
+    """The column spec of one CRM column (its own name as text if the reports do not know it)."""
+    return FIELDS.get(table, {}).get(key) or Column(key, key)
+
+
+# --- commands ------------------------------------------------------------------------------
 
 
 @app.command("customer")
@@ -80,132 +176,198 @@ def report_customer(
         str | None,
         typer.Option("--id-type", help="e.g. ric or passport (if ambiguous)"),
     ] = None,
-    as_json: JsonOpt = False,
+    lang: present.LangOpt = None,
+    unit: present.UnitOpt = None,
+    unmask: present.UnmaskOpt = False,
+    as_json: present.JsonOpt = False,
     as_csv: Annotated[
-        bool, typer.Option("--csv", help="CSV: section,node,record,column,value per field")
+        bool, typer.Option("--csv", help="CSV: section,city,record,field,value per field")
     ] = False,
+    xlsx: present.XlsxOpt = None,
+    output: present.OutputOpt = None,
 ) -> None:
     """Customer 360: golden record, each city's version and differences, products, cities."""
     from syncd.hub import reports
 
-    _one_format(as_json, as_csv)
-    view, policy = read_node(
+    fmt = present.output(lang, unit, unmask, as_json, as_csv, xlsx, output)
+    (view, policy), names = present.read(
         lambda n, c: (reports.customer_360(c, n.policy, id_number, id_type), n.policy)
     )
-    if as_json:
-        print_json(view)
-    elif as_csv:
-        print_csv(["section", "node", "record", "column", "value"], _customer_csv(view, policy))
-    else:
-        _customer_tables(view)
+    golden = view["golden"]
+    tables = _customer_tables(view, fmt, names)
+    present.show(
+        "report customer",
+        # The customer by golden id and masked number: the audit log never holds a full one.
+        {"golden_id": golden["golden_id"], "id_number": mask_id(golden["id_number"])},
+        fmt,
+        names,
+        *tables,
+        raw=view,
+        csv_table=_customer_csv(view, policy, fmt),
+    )
 
 
-def _customer_csv(view: dict[str, Any], policy: Policy) -> Iterable[Sequence[Any]]:
+def _customer_tables(view: dict[str, Any], fmt: Output, names: Mapping[str, str]) -> list[Table]:
+    golden, totals = view["golden"], view["totals"]
+    summary = Table(
+        "customer",
+        N_("customer 360"),
+        (
+            GOLDEN_ID,
+            NAME,
+            field("customers", "customer_type"),
+            ID_TYPE,
+            ID_NUMBER,
+            Column("cities", N_("cities"), Kind.NODES),
+            Column("deposit_balance", N_("deposits"), Kind.MONEY),
+            Column("loan_balance", N_("loans"), Kind.MONEY),
+            Column("fee_income", N_("fee income"), Kind.MONEY),
+        ),
+        [{**golden, **totals, "cities": view["cities"]}],
+    )
+    shown = [k for k in golden if not k.startswith("_")]
+    record = Table(
+        "golden",
+        N_("golden record"),
+        (Column("field", N_("field")), Column("value", N_("value"))),
+        [
+            {"field": present.label(fmt, field("customers", k)), "value": _typed(k, golden[k])}
+            for k in shown
+        ],
+    )
+    sources = view["sources"]
+    differing = {d["column"] for d in view["differences"]}
+    fields = [k for k in (sources[0] if sources else {}) if not k.startswith("_")]
+    fields = [k for k in fields if k != "origin_node"]
+    versions = Table(
+        "sources",
+        N_("each city's version (≠: differs between cities)"),
+        (
+            Column("field", N_("field")),
+            *(
+                # A node's display name as a column label: no message, so shown as it is.
+                Column(f"city{i}", names.get(s["origin_node"], s["origin_node"]))
+                for i, s in enumerate(sources)
+            ),
+            Column("differs", N_("differs")),
+        ),
+        [
+            {
+                "field": present.label(fmt, field("customers", k)),
+                **{f"city{i}": _typed(k, s[k]) for i, s in enumerate(sources)},
+                "differs": "≠" if k in differing else "",
+            }
+            for k in fields
+        ],
+    )
+    products = [
+        Table(section, title, tuple(FIELDS[table].values()), view[section])
+        for section, table, title in _PRODUCT_SECTIONS
+    ]
+    return [summary, record, versions, *products]
+
+
+def _typed(key: str, value: Any) -> Typed:
+    return Typed(field("customers", key), value)
+
+
+_SECTION_COLUMN = Column("section", N_("section"))
+_CSV_COLUMNS = (
+    _SECTION_COLUMN,
+    Column("node", N_("city"), Kind.NODE),
+    Column("record", N_("record")),
+    Column("field", N_("field")),
+    Column("value", N_("value")),
+)
+
+
+def _customer_fields(
+    view: dict[str, Any], policy: Policy
+) -> Iterator[tuple[str, str, str, str, str, Any]]:
+    """(section, node, record, table, column, value) of every field of a customer 360."""
     golden = view["golden"]
     for k, v in golden.items():
-        yield ("golden", "", golden["golden_id"], k, v)
+        yield N_("golden record"), "", str(golden["golden_id"]), "customers", k, v
     for src in view["sources"]:
         record = "/".join(str(src[k]) for k in policy.table("customers").primary_key)
         for k, v in src.items():
-            yield ("source", src["origin_node"], record, k, v)
+            yield N_("city version"), src["origin_node"], record, "customers", k, v
     for diff in view["differences"]:
         for node, v in diff["values"].items():
-            yield ("difference", node, "", diff["column"], v)
-    for section, table in _PRODUCT_SECTIONS:
+            yield N_("difference"), node, "", "customers", diff["column"], v
+    for section, table, title in _PRODUCT_SECTIONS:
         for row in view[section]:
             record = "/".join(str(row[k]) for k in policy.table(table).primary_key)
             for k, v in row.items():
                 if k not in _LINK_COLUMNS:
-                    yield (section, row["origin_node"], record, k, v)
+                    yield title, row["origin_node"], record, table, k, v
 
 
-def _customer_tables(view: dict[str, Any]) -> None:
-    golden = view["golden"]
-    out.print(
-        f"[bold]{golden['name']}[/] ({golden['id_type']} {golden['id_number']}), "
-        f"golden record {golden['golden_id']}, cities: {', '.join(view['cities'])}",
-        highlight=False,
-    )
-    print_table("golden record", ["field", "value"], golden.items())
-    sources = view["sources"]
-    differing = {d["column"] for d in view["differences"]}
-    fields = [k for k in (sources[0] if sources else {}) if k != "origin_node"]
-    print_table(
-        "each city's version (≠: differs between cities)",
-        ["field", *(s["origin_node"] for s in sources), ""],
-        ([f, *(s[f] for s in sources), "≠" if f in differing else ""] for f in fields),
-    )
-    for section, _ in _PRODUCT_SECTIONS:
-        rows = view[section]
-        keys = [k for k in _PRODUCT_COLUMNS[section] if not rows or k in rows[0]]
-        print_table(section.replace("_", " "), keys, ([r[k] for k in keys] for r in rows))
-    totals = view["totals"]
-    out.print(
-        f"deposits {totals['deposit_balance']}, loans {totals['loan_balance']}, "
-        f"fee income {totals['fee_income']}",
-        highlight=False,
-    )
+def _customer_csv(view: dict[str, Any], policy: Policy, fmt: Output) -> Table:
+    """Every field of the customer 360 as one row: section, city, record, field, value."""
+    rows = [
+        {
+            "section": fmt.tr.gettext(section),
+            "node": node or None,
+            "record": record,
+            "field": present.label(fmt, field(table, key)),
+            "value": Typed(field(table, key), value),
+        }
+        for section, node, record, table, key, value in _customer_fields(view, policy)
+    ]
+    return Table("fields", N_("customer 360"), _CSV_COLUMNS, rows)
 
 
 @app.command("cities")
-def report_cities(as_json: JsonOpt = False, as_csv: CsvOpt = False) -> None:
+def report_cities(
+    lang: present.LangOpt = None,
+    unit: present.UnitOpt = None,
+    as_json: present.JsonOpt = False,
+    as_csv: present.CsvOpt = False,
+    xlsx: present.XlsxOpt = None,
+    output: present.OutputOpt = None,
+) -> None:
     """Per city: customers, deposits, loans by five-class category, overdue, fees, last sync."""
     from syncd.hub import reports
 
-    _one_format(as_json, as_csv)
-    rows = read(reports.city_summary)
-    _report_rows(
-        "cities (view report_city_summary)",
-        rows,
-        [
-            ("node_id", "node"),
-            ("city_code", "city"),
-            ("customers", "customers"),
-            ("deposit_balance", "deposits"),
-            ("loan_balance", "loans"),
-            ("loan_normal", "normal"),
-            ("loan_special_mention", "special mention"),
-            ("loan_substandard", "substandard"),
-            ("loan_doubtful", "doubtful"),
-            ("loan_loss", "loss"),
-            ("overdue_loan_balance", "overdue"),
-            ("fee_income", "fee income"),
-            ("last_applied_at", "last applied"),
-            ("last_seen_at", "last seen"),
-        ],
-        as_json,
-        as_csv,
+    fmt = present.output(lang, unit, False, as_json, as_csv, xlsx, output)
+    rows, names = present.read(lambda _n, c: reports.city_summary(c))
+    present.show(
+        "report cities",
+        {},
+        fmt,
+        names,
+        Table("cities", N_("cities (view report_city_summary)"), CITY_COLUMNS, rows),
     )
 
 
 @app.command("value")
 def report_value(
     top: Annotated[int | None, typer.Option("--top", help="only the first N customers")] = None,
-    as_json: JsonOpt = False,
-    as_csv: CsvOpt = False,
+    lang: present.LangOpt = None,
+    unit: present.UnitOpt = None,
+    unmask: present.UnmaskOpt = False,
+    as_json: present.JsonOpt = False,
+    as_csv: present.CsvOpt = False,
+    xlsx: present.XlsxOpt = None,
+    output: present.OutputOpt = None,
 ) -> None:
     """Customer contribution (贡献度) province-wide, ranked, with value tiers ([report] weights)."""
     from syncd.hub import reports
 
-    _one_format(as_json, as_csv)
-    rows = read_node(lambda n, c: reports.customer_value(c, n.settings.report, top))
-    _report_rows(
-        "customer value (view report_customer_value_base; weights: config, report section)",
-        rows,
-        [
-            ("rank", "rank"),
-            ("tier", "tier"),
-            ("name", "name"),
-            ("id_type", "id type"),
-            ("id_number", "id number"),
-            ("cities", "cities"),
-            ("deposit_balance", "deposits"),
-            ("loan_balance", "loans"),
-            ("fee_income", "fee income"),
-            ("contribution", "contribution"),
-        ],
-        as_json,
-        as_csv,
+    fmt = present.output(lang, unit, unmask, as_json, as_csv, xlsx, output)
+    rows, names = present.read(lambda n, c: reports.customer_value(c, n.settings.report, top))
+    present.show(
+        "report value",
+        {"top": top},
+        fmt,
+        names,
+        Table(
+            "value",
+            N_("customer value (view report_customer_value_base; weights: config, report section)"),
+            VALUE_COLUMNS,
+            rows,
+        ),
     )
 
 
@@ -214,33 +376,36 @@ def report_exposure(
     min_amount: Annotated[
         str, typer.Option("--min", help="cross-city total loan balance that warns (default 0)")
     ] = "0",
-    as_json: JsonOpt = False,
-    as_csv: CsvOpt = False,
+    lang: present.LangOpt = None,
+    unit: present.UnitOpt = None,
+    unmask: present.UnmaskOpt = False,
+    as_json: present.JsonOpt = False,
+    as_csv: present.CsvOpt = False,
+    xlsx: present.XlsxOpt = None,
+    output: present.OutputOpt = None,
 ) -> None:
     """Cross-city credit exposure and early warning (风险预警): multi-city, overdue, NPL."""
     from syncd.hub import reports
 
-    _one_format(as_json, as_csv)
+    fmt = present.output(lang, unit, unmask, as_json, as_csv, xlsx, output)
     hub_settings()
     try:
         threshold = decimal.Decimal(min_amount)
     except decimal.InvalidOperation:
         usage(f"--min {min_amount!r}: not an amount")
-    rows = read(lambda c: reports.credit_exposure(c, threshold))
-    _report_rows(
-        f"credit exposure (view report_credit_exposure, cross-city minimum {threshold})",
-        rows,
-        [
-            ("name", "name"),
-            ("id_type", "id type"),
-            ("id_number", "id number"),
-            ("loan_cities", "loan cities"),
-            ("loan_count", "loans"),
-            ("loan_balance", "balance"),
-            ("max_overdue_days", "max overdue days"),
-            ("worst_five_class", "worst class"),
-            ("warnings", "warnings"),
-        ],
-        as_json,
-        as_csv,
+    rows, names = present.read(lambda _n, c: reports.credit_exposure(c, threshold))
+    tr = fmt.tr
+    minimum = f"{format_amount(threshold, fmt.unit)} {tr.gettext(fmt.unit.label)}"
+    present.show(
+        "report exposure",
+        {"min": str(threshold)},
+        fmt,
+        names,
+        Table(
+            "exposure",
+            N_("credit exposure (view report_credit_exposure, cross-city minimum {minimum})"),
+            EXPOSURE_COLUMNS,
+            rows,
+            {"minimum": minimum},
+        ),
     )

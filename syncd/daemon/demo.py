@@ -37,7 +37,7 @@ from syncd.core.settings import Settings, load_settings
 from syncd.daemon.lock import NodeLock
 from syncd.hub import audit, audit_query, conflicts, downlink, quarantine, reports
 from syncd.hub.audit import VerifyResult
-from syncd.hub.nodes import register_node
+from syncd.hub.nodes import display_names, register_node
 from syncd.hub.status import HubStatus, hub_status
 from syncd.store import hub_tables as schema_hub
 from syncd.store.db import create_engine
@@ -110,6 +110,7 @@ class DemoReport:
     city_summary: list[dict[str, Any]]  # report cities, plus `non_performing`
     top_customers: list[dict[str, Any]]
     audit: VerifyResult
+    names: dict[str, str] = field(default_factory=dict)  # node id -> display name
     # A relationship manager's screen at the first city: its customers joined to the
     # province's insight (syncd_province_insight), best contribution first.
     rm_city: str = ""
@@ -367,6 +368,7 @@ def hub_report(result: DemoResult) -> DemoReport:
             ],
             top_customers=reports.customer_value(conn, hub.report, TOP_CUSTOMERS),
             audit=audit.verify(conn),
+            names=display_names(conn),
         )
     result.checks.append(
         Check("the audit chain verifies", report.audit.ok, f"{report.audit.entries} entries")
@@ -507,7 +509,7 @@ def _run(
     settings: dict[str, Settings] = {}
     for c in cities:
         node = f"city-{c.code}"
-        register_node(hub, hub_settings.database.url, node, c.code)
+        register_node(hub, hub_settings.database.url, node, c.code, c.short_name)
         settings[node] = load_settings(result.city_configs[node])
         init_node(settings[node], policy)
         engines[node] = create_engine(settings[node].database.url)

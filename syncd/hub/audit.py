@@ -85,6 +85,8 @@ class Action(StrEnum):
     CONFLICT_SUPERSEDED = "conflict_superseded"
     NODE_REGISTERED = "node_registered"
     NODE_CREDENTIALS_ROTATED = "node_credentials_rotated"
+    NODE_RENAMED = "node_renamed"  # a node's display name set or changed (`node rename`)
+    IDS_UNMASKED = "ids_unmasked"  # a report showed full ID numbers (`report … --unmask`)
     RECONCILE = "reconcile"  # a city's reconcile summary (counts, no values)
     INSIGHTS_SENT = "insights_sent"  # one downlink batch of insights built for a city
     INSIGHTS_RESEND = "insights_resend"  # a city's sent insights forgotten: all sent again

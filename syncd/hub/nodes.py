@@ -120,15 +120,38 @@ def role_name_for(conn: Connection, node_id: str) -> str:
     return f"syncd_{node_id.replace('-', '_')}_{tag}"
 
 
+DISPLAY_NAME_MAX = 64
+
+
+def checked_display_name(name: str | None) -> str | None:
+    """A node's display name as stored: trimmed, 1 to 64 characters, no control characters."""
+    if name is None:
+        return None
+    text = name.strip()
+    if not text or len(text) > DISPLAY_NAME_MAX or not text.isprintable():
+        raise UsageError(
+            f"--name {name!r}: give 1 to {DISPLAY_NAME_MAX} printable characters, e.g. 杭州"
+        )
+    return text
+
+
 def register_node(
-    engine: Engine, hub_url: str, node_id: str, city_code: str | None
+    engine: Engine,
+    hub_url: str,
+    node_id: str,
+    city_code: str | None,
+    display_name: str | None = None,
 ) -> NodeCredentials:
-    """Register a city at the hub; on PostgreSQL create its login role (password shown once)."""
+    """Register a city at the hub; on PostgreSQL create its login role (password shown once).
+
+    display_name is what reports show for the node (杭州); without one they show its id.
+    """
     _checked_hub_url(hub_url)
     if not NODE_ID_RE.match(node_id):
         raise UsageError(
             f"node id {node_id!r}: use lowercase letters, digits and '-', starting with a letter"
         )
+    display_name = checked_display_name(display_name)
     with translated("registering a node"), engine.begin() as conn:
         exists = conn.execute(
             sa.select(h.nodes.c.node_id).where(h.nodes.c.node_id == node_id)
@@ -144,15 +167,47 @@ def register_node(
             url = _node_url(hub_url, role, password)
         conn.execute(
             h.nodes.insert().values(
-                node_id=node_id, city_code=city_code, role_name=role, registered_at=utcnow()
+                node_id=node_id,
+                city_code=city_code,
+                display_name=display_name,
+                role_name=role,
+                registered_at=utcnow(),
             )
         )
         audit = AuditWriter(conn)
-        audit.append(
-            Action.NODE_REGISTERED, node_id=node_id, detail={"city_code": city_code, "role": role}
-        )
+        detail: dict[str, Any] = {"city_code": city_code, "role": role}
+        if display_name is not None:  # absent, not null: entries of older releases look alike
+            detail["display_name"] = display_name
+        audit.append(Action.NODE_REGISTERED, node_id=node_id, detail=detail)
         audit.flush()
     return NodeCredentials(node_id, url, role)
+
+
+def rename_node(engine: Engine, node_id: str, display_name: str | None) -> str | None:
+    """Set (or with None clear) a registered node's display name; returns the previous one.
+
+    Audited as node_renamed with the old and the new name, like registration.
+    """
+    name = checked_display_name(display_name)
+    with translated("renaming a node"), engine.begin() as conn:
+        found = conn.execute(
+            sa.select(h.nodes.c.display_name).where(h.nodes.c.node_id == node_id)
+        ).first()
+        if found is None:
+            raise UsageError(f"node {node_id} is not registered at this hub (see `node list`)")
+        previous = found[0]
+        conn.execute(h.nodes.update().where(h.nodes.c.node_id == node_id).values(display_name=name))
+        audit = AuditWriter(conn)
+        audit.append(Action.NODE_RENAMED, node_id=node_id, detail={"from": previous, "to": name})
+        audit.flush()
+    return None if previous is None else str(previous)
+
+
+def display_names(conn: Connection) -> dict[str, str]:
+    """node_id -> display name of every registered node that has one (reports show these)."""
+    n = h.nodes.c
+    rows = conn.execute(sa.select(n.node_id, n.display_name).where(n.display_name.is_not(None)))
+    return {str(r.node_id): str(r.display_name) for r in rows}
 
 
 def rotate_credentials(engine: Engine, hub_url: str, node_id: str) -> NodeCredentials:

@@ -31,6 +31,7 @@ from syncd.core.checks import check_value, normalise
 from syncd.core.errors import UsageError
 from syncd.core.policy import CheckKind, Policy
 from syncd.core.settings import ReportSection
+from syncd.hub.audit import Action, AuditWriter
 from syncd.hub.report_views import (
     CITY_VIEW,
     CUSTOMERS,
@@ -45,6 +46,7 @@ from syncd.hub.report_views import (
     missing_inputs,
 )
 from syncd.store import hub_tables as schema_hub
+from syncd.store.db import translated
 from syncd.store.dialect import Kind, dialect_for
 
 TIERS = ("key", "high", "medium", "standard")
@@ -432,3 +434,33 @@ def credit_exposure(conn: sa.Connection, min_amount: Decimal = Decimal(0)) -> li
 
 def _severity(five_class: str | None) -> int:
     return FIVE_CLASSES.index(five_class) + 1 if five_class in FIVE_CLASSES else 0
+
+
+# --- full ID numbers -----------------------------------------------------------------------
+
+
+def record_unmasked(
+    engine: sa.Engine, report: str, arguments: Mapping[str, Any], rows: int, os_user: str | None
+) -> None:
+    """Audit that a report is about to show full ID numbers (`--unmask`): an ids_unmasked entry.
+
+    Who (the OS user and, on PostgreSQL, the database role), which report and its arguments,
+    how many rows; the entry's time is when. Committed before a single number is shown: if the
+    audit cannot be written, the report is not shown.
+    """
+    with translated("auditing full ID numbers"), engine.begin() as conn:
+        role = None
+        if dialect_for(conn).kind is Kind.POSTGRES:
+            role = str(conn.execute(sa.text("SELECT current_user")).scalar_one())
+        audit = AuditWriter(conn)
+        audit.append(
+            Action.IDS_UNMASKED,
+            detail={
+                "report": report,
+                "arguments": dict(arguments),
+                "rows": rows,
+                "os_user": os_user,
+                "db_role": role,
+            },
+        )
+        audit.flush()

@@ -63,6 +63,8 @@ nodes = sa.Table(
     metadata,
     sa.Column("node_id", sa.String(63), primary_key=True),
     sa.Column("city_code", sa.String(16), nullable=True),
+    # What reports show for the node (hub_0007): 杭州 rather than city-3301; NULL shows the id.
+    sa.Column("display_name", sa.String(64), nullable=True),
     sa.Column("role_name", sa.String(63), nullable=True),
     sa.Column("registered_at", sa.DateTime(), nullable=False),
     sa.Column("last_seen_at", sa.DateTime(), nullable=True),

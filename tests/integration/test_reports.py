@@ -611,19 +611,23 @@ def test_cli_reports_render(hub_config: Path) -> None:
         "320000.25",
         "1000.00",
     ]
-    value = run_syncd(hub_config, "report", "value", "--csv", "--top", "1", check=True)
+    value = run_syncd(
+        hub_config, "report", "value", "--csv", "--top", "1", "--lang", "en", check=True
+    )
     table = list(csv.DictReader(io.StringIO(value.stdout)))
-    assert [(r["id_number"], r["contribution"], r["tier"]) for r in table] == [
-        (CORP, "650000.00", "key"),
+    assert [(r["ID number"], r["contribution (yuan)"], r["tier"]) for r in table] == [
+        ("913301********AA0B", "650,000.00", "key"),
     ]
     exposure = run_syncd(hub_config, "report", "exposure", "--min", "400000", "--json", check=True)
     assert [r["warnings"] for r in json.loads(exposure.stdout)] == [["overdue", "non_performing"]]
-    person = run_syncd(hub_config, "report", "customer", "--id-number", ZHANG, "--csv", check=True)
+    person = run_syncd(
+        hub_config, "report", "customer", "--id-number", ZHANG, "--csv", "--lang", "en", check=True
+    )
     fields = list(csv.DictReader(io.StringIO(person.stdout)))
     assert {
-        (r["node"], r["value"])
+        (r["city"], r["value"])
         for r in fields
-        if r["section"] == "difference" and r["column"] == "phone"
+        if r["section"] == "difference" and r["field"] == "phone"
     } == {
         ("city-3301", "13800000001"),
         ("city-3302", "13900000002"),

@@ -1,0 +1,251 @@
+"""Languages, amounts and ID masking for what people read: gettext catalogues through Babel.
+
+Messages are written in English in the code and marked where they are defined, so
+`pybabel extract` finds them and the catalogue test checks that each has a translation:
+
+- ``N_("deposits")`` marks a message (a column label, a title); it returns its argument.
+- ``NP_("five_class", "loss")`` marks a message with a context (msgctxt), for coded values
+  whose English word means different things in different columns; it returns the message.
+
+They are translated when shown, by a `Translator` for one language: ``tr.gettext(msgid)``,
+``tr.enum(name, value)`` for a coded value of one of the `ENUMS` (the name is the context).
+
+The catalogues are ``syncd/locale/<lang>/LC_MESSAGES/syncd.po``; only the ``.po`` text is
+kept in the repository and in the wheel, and it is compiled in memory the first time a
+language is used (Babel's ``read_po`` and ``write_mo``: a few milliseconds), so an editable
+install and a wheel both read the same file and a compiled ``.mo`` can never be stale.
+English is the messages themselves (no catalogue). To add messages::
+
+    pybabel extract -k N_ -k NP_:1c,2 --no-default-keywords -o /tmp/syncd.pot syncd
+    pybabel update -i /tmp/syncd.pot -d syncd/locale -D syncd -l zh --no-fuzzy-matching
+
+then translate the new entries in ``syncd.po`` (tests/unit/test_i18n.py fails on any that is
+missing, empty or fuzzy).
+"""
+
+from __future__ import annotations
+
+import decimal
+import functools
+import gettext as _gettext
+import io
+from decimal import Decimal
+from enum import StrEnum
+from importlib import resources
+from typing import Any
+
+from babel.messages import mofile, pofile
+from babel.support import Translations
+
+from syncd.core.errors import UsageError
+
+DOMAIN = "syncd"
+DEFAULT_LANG = "zh"
+LANGS = ("zh", "en")  # zh: Simplified Chinese (the default); en: the messages as written
+_ALIASES = {"zh-cn": "zh", "zh_cn": "zh", "zh-hans": "zh", "en-us": "en", "en_us": "en"}
+
+
+def N_(message: str) -> str:  # noqa: N802 (the gettext convention pybabel looks for)
+    """Mark a message for the catalogue; translated later, where it is shown."""
+    return message
+
+
+def NP_(context: str, message: str) -> str:  # noqa: N802
+    """Mark a message with its context (a coded value's column) for the catalogue."""
+    return message
+
+
+# Coded values the reports show, per column kind: value -> message (context: the kind's name).
+ENUMS: dict[str, dict[str, str]] = {
+    "five_class": {
+        "normal": NP_("five_class", "normal"),
+        "special_mention": NP_("five_class", "special mention"),
+        "substandard": NP_("five_class", "substandard"),
+        "doubtful": NP_("five_class", "doubtful"),
+        "loss": NP_("five_class", "loss"),
+    },
+    "customer_type": {
+        "individual": NP_("customer_type", "individual"),
+        "corporate": NP_("customer_type", "corporate"),
+    },
+    "tier": {
+        "key": NP_("tier", "key"),
+        "high": NP_("tier", "high"),
+        "medium": NP_("tier", "medium"),
+        "standard": NP_("tier", "standard"),
+    },
+    "warning": {
+        "multi_city": NP_("warning", "credit in several cities"),
+        "overdue": NP_("warning", "overdue"),
+        "non_performing": NP_("warning", "non-performing"),
+    },
+    "id_type": {
+        "ric": NP_("id_type", "resident ID card"),
+        "uscc": NP_("id_type", "unified social credit code"),
+        "passport": NP_("id_type", "passport"),
+        "hmt_permit": NP_("id_type", "HK/Macao/Taiwan permit"),
+        "fpr_card": NP_("id_type", "foreign permanent resident card"),
+    },
+    "customer_status": {
+        "prospect": NP_("customer_status", "prospect"),
+        "active": NP_("customer_status", "active"),
+        "dormant": NP_("customer_status", "dormant"),
+        "closed": NP_("customer_status", "closed"),
+    },
+    "deposit_product": {
+        "current": NP_("deposit_product", "current"),
+        "fixed": NP_("deposit_product", "fixed term"),
+        "notice": NP_("deposit_product", "notice"),
+        "large_cd": NP_("deposit_product", "large certificate of deposit"),
+    },
+    "account_status": {
+        "open": NP_("account_status", "open"),
+        "frozen": NP_("account_status", "frozen"),
+        "closed": NP_("account_status", "closed"),
+    },
+    "loan_product": {
+        "mortgage": NP_("loan_product", "mortgage"),
+        "consumer": NP_("loan_product", "consumer"),
+        "business": NP_("loan_product", "business"),
+        "working_capital": NP_("loan_product", "working capital"),
+        "credit_card": NP_("loan_product", "credit card"),
+    },
+    "business_type": {
+        "wealth": NP_("business_type", "wealth management"),
+        "fund": NP_("business_type", "fund"),
+        "insurance": NP_("business_type", "insurance agency"),
+        "settlement": NP_("business_type", "settlement"),
+        "forex": NP_("business_type", "foreign exchange"),
+        "custody": NP_("business_type", "custody"),
+    },
+    "bool": {
+        "true": NP_("bool", "yes"),
+        "false": NP_("bool", "no"),
+    },
+}
+
+
+def check_lang(lang: str | None) -> str:
+    """The language code for `--lang` (zh by default); UsageError names the option."""
+    if lang is None:
+        return DEFAULT_LANG
+    code = _ALIASES.get(lang.strip().lower(), lang.strip().lower())
+    if code not in LANGS:
+        raise UsageError(f"--lang {lang!r}: choose one of {', '.join(LANGS)}")
+    return code
+
+
+@functools.cache
+def translations(lang: str) -> _gettext.NullTranslations:
+    """The compiled catalogue of a language (English: the messages as they are)."""
+    if check_lang(lang) == "en":
+        return _gettext.NullTranslations()
+    po = resources.files("syncd") / "locale" / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+    with po.open("rb") as f:
+        catalog = pofile.read_po(f, locale="zh_Hans_CN" if lang == "zh" else lang, domain=DOMAIN)
+    compiled = io.BytesIO()
+    mofile.write_mo(compiled, catalog)  # fuzzy entries are left out, as msgfmt does
+    compiled.seek(0)
+    return Translations(compiled, domain=DOMAIN)
+
+
+class Translator:
+    """Messages of one language: `gettext`, `pgettext`, `enum`, `fmt`."""
+
+    def __init__(self, lang: str | None = None) -> None:
+        self.lang = check_lang(lang)
+        self._t = translations(self.lang)
+
+    def gettext(self, message: str) -> str:
+        return self._t.gettext(message)
+
+    def pgettext(self, context: str, message: str) -> str:
+        return self._t.pgettext(context, message)
+
+    def fmt(self, message: str, **values: Any) -> str:
+        """A translated message with {named} fields filled in."""
+        return self.gettext(message).format(**values)
+
+    def enum(self, name: str, value: Any) -> str:
+        """A coded value of ENUMS[name] as people say it; an unknown value as it is."""
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        message = ENUMS[name].get(str(value))
+        return str(value) if message is None else self.pgettext(name, message)
+
+    @property
+    def list_separator(self) -> str:
+        return self.gettext(N_(", "))
+
+
+# --- amounts -------------------------------------------------------------------------------
+
+
+class Unit(StrEnum):
+    """What amounts are shown in: 元 or 万元 (ten thousand yuan)."""
+
+    YUAN = "yuan"
+    WAN = "wan"
+
+    @property
+    def divisor(self) -> Decimal:
+        return Decimal(1) if self is Unit.YUAN else Decimal(10_000)
+
+    @property
+    def label(self) -> str:
+        """The unit's message (translate it): 元 or 万元."""
+        return N_("yuan") if self is Unit.YUAN else N_("10k yuan")
+
+
+def check_unit(unit: str | None) -> Unit:
+    if unit is None:
+        return Unit.YUAN
+    try:
+        return Unit(unit.strip().lower())
+    except ValueError:
+        raise UsageError(
+            f"--unit {unit!r}: choose one of {', '.join(u.value for u in Unit)}"
+        ) from None
+
+
+def to_decimal(value: Any) -> Decimal:
+    """An amount as a Decimal: floats by their shortest repr, so 0.1 stays 0.1."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return Decimal(str(value))
+
+
+def in_unit(value: Any, unit: Unit) -> Decimal:
+    """An amount in yuan expressed in `unit`, exactly (no rounding)."""
+    return to_decimal(value) / unit.divisor
+
+
+def format_amount(value: Any, unit: Unit = Unit.YUAN) -> str:
+    """An amount with thousands separators and 2 decimals (half up) in `unit`: 12,345.68."""
+    amount = in_unit(value, unit).quantize(Decimal("0.01"), rounding=decimal.ROUND_HALF_UP)
+    return f"{amount:,.2f}"
+
+
+def format_count(value: Any) -> str:
+    return f"{int(value):,}"
+
+
+# --- ID numbers ----------------------------------------------------------------------------
+
+MASK = "*"
+
+
+def mask_id(number: Any) -> Any:
+    """An ID number with its middle masked, its length kept; None (or not a string) as it is.
+
+    18 or 15 characters and longer (resident ID cards, credit codes): the first 6 (the region)
+    and the last 4 stay, ``330102********1234``. 8 to 14 (passports, permits): the first 2 and
+    the last 2, ``E1*****78``. 4 to 7: the first and the last. Shorter: all masked.
+    """
+    if not isinstance(number, str):
+        return number
+    n = len(number)
+    head, tail = (6, 4) if n >= 15 else (2, 2) if n >= 8 else (1, 1) if n >= 4 else (0, 0)
+    return number[:head] + MASK * (n - head - tail) + number[n - tail :]
