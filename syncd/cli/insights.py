@@ -13,9 +13,12 @@ from typing import Annotated, Any
 
 import typer
 
+from syncd.cli import present
 from syncd.cli.context import JsonOpt, settings
 from syncd.cli.hub import on_hub
+from syncd.cli.present import Column, Kind, Table
 from syncd.cli.render import call, out, print_json, print_table, usage
+from syncd.core.i18n import N_
 
 app = typer.Typer(
     help="The province's insights on each city's customers, sent down to the cities.",
@@ -110,13 +113,29 @@ def pull(as_json: JsonOpt = False) -> None:
         )
 
 
+_SHOW_COLUMNS = (
+    Column("name", N_("name")),
+    Column("tier", N_("value tier"), Kind.ENUM, enum="tier"),
+    Column("contribution_rank", N_("rank"), Kind.COUNT),
+    Column("contribution", N_("contribution"), Kind.MONEY),
+    Column("segment", N_("segment"), export_only=True),
+    Column("warnings", N_("warnings"), Kind.ENUMS, enum="warning"),
+    Column("top_severity", N_("severity"), Kind.COUNT, export_only=True),
+)
+
+
 @app.command("show")
 def show(
     tier: Annotated[
         str | None, typer.Option("--tier", help="key, high, medium or standard")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="rows shown, best first")] = 50,
-    as_json: JsonOpt = False,
+    lang: present.LangOpt = None,
+    unit: present.UnitOpt = None,
+    as_json: present.JsonOpt = False,
+    as_csv: present.CsvOpt = False,
+    xlsx: present.XlsxOpt = None,
+    output: present.OutputOpt = None,
 ) -> None:
     """City: this city's customers with the province's tier, rank and warnings."""
     from syncd.app import Node
@@ -124,6 +143,7 @@ def show(
     from syncd.core.downlink import TIERS
     from syncd.store.db import translated
 
+    fmt = present.output(lang, unit, False, as_json, as_csv, xlsx, output)
     s = settings()
     if not s.is_city:
         usage(f"insights show runs at a city; {s.node.id} is the hub (see report value)")
@@ -132,41 +152,25 @@ def show(
     if limit < 1:
         usage(f"--limit must be at least 1, not {limit}")
 
-    def go() -> list[dict[str, Any]]:
+    def go() -> tuple[list[dict[str, Any]], tuple[str, ...]]:
         with Node.open(s) as node, translated("reading insights"), node.engine.connect() as c:
-            return insights.listing(c, node.policy, tier=tier, limit=limit)
+            keys = insights.key_columns(node.policy)
+            return insights.listing(c, node.policy, tier=tier, limit=limit), keys
 
-    rows = call(go)
-    if as_json:
-        print_json(rows)
-        return
-    keys = [k for k in (rows[0] if rows else {}) if k not in _SHOWN]
-    print_table(
-        f"{s.node.id}: customers with the province's insight (syncd_province_insight)",
-        [*keys, "name", "tier", "rank", "contribution", "warnings"],
-        (
-            [
-                *(r[k] for k in keys),
-                r["name"],
-                r["tier"],
-                r["contribution_rank"],
-                r["contribution"],
-                r["warning_reasons"],
-            ]
-            for r in rows
+    rows, keys = call(go)
+    for row in rows:
+        row["warnings"] = [w for w in row.pop("warning_reasons").split(",") if w]
+    columns = (*(Column(k, N_("customer")) for k in keys), *_SHOW_COLUMNS)
+    present.show(
+        "insights show",
+        {"tier": tier, "limit": limit},
+        fmt,
+        {},
+        Table(
+            "insights",
+            N_("{node}: customers with the province's insight"),
+            columns,
+            rows,
+            {"node": s.node.id},
         ),
     )
-
-
-_SHOWN = frozenset(
-    {
-        "name",
-        "tier",
-        "contribution_rank",
-        "contribution",
-        "segment",
-        "warning_count",
-        "top_severity",
-        "warning_reasons",
-    }
-)
