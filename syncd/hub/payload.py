@@ -62,13 +62,22 @@ def _unreadable_text(value: object) -> bool:
     return False
 
 
+def _integral(seq: object) -> bool:
+    """An integer seq within bigint, as jsonb reads it: 7, and also 1e+16 or 1.5e1 (numbers
+    jsonb prints without a decimal point, so the SQL's pattern takes them), never 1.0."""
+    if type(seq) is int:
+        return -_SEQ_MAX < seq < _SEQ_MAX
+    if type(seq) is decimal.Decimal and seq.is_finite():
+        exponent = seq.as_tuple().exponent
+        return isinstance(exponent, int) and exponent >= 0 and abs(seq) < _SEQ_MAX
+    return False
+
+
 def _well_formed(change: object) -> bool:
     if type(change) is not dict:
         return False
-    seq = change.get("seq")
     return (
-        type(seq) is int
-        and -_SEQ_MAX < seq < _SEQ_MAX
+        _integral(change.get("seq"))
         and type(change.get("table")) is str
         and type(change.get("op")) is str
         and type(change.get("key")) is dict
@@ -98,7 +107,7 @@ def read(text: str, *, as_jsonb: bool = False) -> tuple[list[Change] | None, str
             return None, _bad_change(i)
     changes = [
         Change(
-            e["seq"],
+            int(e["seq"]),
             e["table"],
             e["op"],
             e["key"],

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -68,7 +69,22 @@ PAYLOADS = st.one_of(
     VALUES.map(json.dumps),
     st.text(st.characters(exclude_characters="\x00"), max_size=30),
     st.sampled_from(
-        ["[NaN]", '[{"seq": 1e3}]', "[1,]", '["\\ud800"]', '["\\u0000"]', "[", "", "\\u0000"]
+        [
+            "[NaN]",
+            '[{"seq": 1e3}]',
+            "[1,]",
+            '["\\ud800"]',
+            '["\\u0000"]',
+            "[",
+            "",
+            "\\u0000",
+            # jsonb prints these seqs without a decimal point: integers to the SQL's pattern.
+            '[{"seq": 1e+16, "table": "t", "op": "upsert", "key": {}}]',
+            '[{"seq": 1.5e1, "table": "t", "op": "upsert", "key": {}}]',
+            '[{"seq": 1.0, "table": "t", "op": "upsert", "key": {}}]',
+            '[{"seq": 10e-1, "table": "t", "op": "upsert", "key": {}}]',
+            '[{"seq": 1e18, "table": "t", "op": "upsert", "key": {}}]',
+        ]
     ),
 )
 # A raw NUL never reaches PostgreSQL (psycopg refuses text holding one); JSON has no raw NUL
@@ -85,6 +101,25 @@ def test_pg_takes_a_payload_exactly_when_python_does(
     ).fetchone()
     assert found is not None
     assert found[0] == payload.problem(text, as_jsonb=True)
+
+
+@pytest.mark.parametrize(
+    ("seq", "taken"),
+    [("1e+16", True), ("1.5e1", True), ("1.0", False), ("10e-1", False), ("1e18", False)],
+)
+def test_a_seq_written_as_a_float_is_taken_where_jsonb_reads_an_integer(
+    pg_functions: psycopg.Connection[Any], seq: str, taken: bool
+) -> None:
+    """Hypothesis found 1e+16: jsonb reads it as 10000000000000000, an integer to the SQL."""
+    text = f'[{{"seq": {seq}, "table": "t", "op": "upsert", "key": {{}}}}]'
+    found = pg_functions.execute(
+        "SELECT syncd_payload_problem(%s::text, NULL::jsonb)", (text,)
+    ).fetchone()
+    assert found is not None
+    assert (found[0] is None) is taken
+    assert payload.problem(text, as_jsonb=True) == found[0]
+    changes, _ = payload.read(text)
+    assert changes is None or type(changes[0].seq) is int
 
 
 @given(
