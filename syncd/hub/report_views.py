@@ -73,6 +73,20 @@ LINK_VIEW = "report_customer_link"
 CITY_VIEW = "report_city_summary"
 VALUE_VIEW = "report_customer_value_base"
 EXPOSURE_VIEW = "report_credit_exposure"
+PROFILE_VIEW = "report_customer_profile"
+
+# What the analyses (`syncd.hub.analysis`: segments, warnings, key customers, trends) read on
+# top of REQUIRED; a policy without them gets the other views and no report_customer_profile.
+ANALYSIS_REQUIRED: Mapping[str, tuple[str, ...]] = {
+    CUSTOMERS: (
+        "customer_type",
+        "home_city",
+        "created_at",
+        "risk_level",
+        "risk_tags",
+        "credit_limit",
+    ),
+}
 
 
 def child_view_name(table: str) -> str:
@@ -94,6 +108,16 @@ def missing_inputs(policy: Policy) -> list[str]:
                 problems.append("identity [id_type, id_number] of customers")
         elif table.parent is None or table.parent.table != CUSTOMERS:
             problems.append(f"parent customers of {name}")
+    return problems
+
+
+def missing_analysis_inputs(policy: Policy) -> list[str]:
+    """What the analyses need beyond `missing_inputs` (empty: all there)."""
+    problems = missing_inputs(policy)
+    for name, columns in ANALYSIS_REQUIRED.items():
+        table = policy.tables.get(name)
+        if table is not None and table.is_public:
+            problems += [f"column {name}.{c}" for c in columns if c not in table.public_columns]
     return problems
 
 
@@ -127,6 +151,8 @@ class Views:
         defs[CITY_VIEW] = self.city_summary()
         defs[VALUE_VIEW] = self.value_base()
         defs[EXPOSURE_VIEW] = self.exposure()
+        if not missing_analysis_inputs(self.policy):
+            defs[PROFILE_VIEW] = self.profile()
         return defs
 
     def zero(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -344,6 +370,120 @@ class Views:
                 golden.join(per, per.c[schema_hub.GOLDEN_ID] == gid).outerjoin(
                     cities, cities.c[schema_hub.GOLDEN_ID] == gid
                 )
+            )
+            .where(live(golden))
+        )
+
+    def district(self) -> sa.ColumnElement[Any]:
+        """The administrative division code (行政区划代码) in the ID number: digits 1-6 of an
+        18-digit ric (居民身份证), characters 3-8 of a uscc (统一社会信用代码); else NULL."""
+        number = self.golden.c.id_number
+        id_type = self.golden.c.id_type
+        return sa.case(
+            (
+                sa.and_(id_type == "ric", sa.func.length(number) == 18),
+                sa.func.substr(number, 1, 6),
+            ),
+            (
+                sa.and_(id_type == "uscc", sa.func.length(number) == 18),
+                sa.func.substr(number, 3, 6),
+            ),
+            else_=sa.null(),
+        )
+
+    def birth_date(self) -> sa.ColumnElement[Any]:
+        """YYYY-MM-DD from an 18-digit ric's digits 7-14 (as written: not checked as a date)."""
+        number = self.golden.c.id_number
+        text = (
+            sa.func.substr(number, 7, 4, type_=sa.String())
+            + "-"
+            + sa.func.substr(number, 11, 2, type_=sa.String())
+            + "-"
+            + sa.func.substr(number, 13, 2, type_=sa.String())
+        )
+        ric = sa.and_(self.golden.c.id_type == "ric", sa.func.length(number) == 18)
+        return sa.case((ric, text), else_=sa.null())
+
+    def per_customer_products(self, child: str, column: str) -> sa.Subquery:
+        """Per golden customer: how many live rows of the child, the sum of column; for loans
+        also the cities, the most overdue days and the worst five-class (1 normal … 5 loss)."""
+        table, link, on = self.attributed(child)
+        gid = link.c[schema_hub.GOLDEN_ID]
+        cols: list[sa.ColumnElement[Any]] = [
+            gid,
+            sa.func.count().label("n"),
+            self.dialect.money_sum(table.c[column]).label("total"),
+        ]
+        if child == LOANS:
+            severity = sa.case(
+                *((table.c.five_class == fc, i + 1) for i, fc in enumerate(FIVE_CLASSES)),
+                else_=0,
+            )
+            cols += [
+                sa.func.count(sa.distinct(table.c[schema_hub.ORIGIN])).label("city_count"),
+                sa.func.max(table.c.overdue_days).label("max_overdue_days"),
+                sa.func.max(severity).label("worst_class"),
+            ]
+        return (
+            sa.select(*cols)
+            .select_from(table.join(link, on))
+            .where(live(table))
+            .group_by(gid)
+            .subquery(f"products_{child}")
+        )
+
+    def profile(self) -> sa.Select[Any]:
+        """One row per live golden customer: who they are, where, what they hold, how risky."""
+        golden = self.golden
+        gid = golden.c[schema_hub.GOLDEN_ID]
+        link = self.link().subquery("profile_link")
+        pairs = (
+            sa.select(link.c[schema_hub.GOLDEN_ID], link.c[schema_hub.ORIGIN])
+            .distinct()
+            .subquery("profile_customer_city")
+        )
+        cities = (
+            sa.select(
+                pairs.c[schema_hub.GOLDEN_ID],
+                self.dialect.joined_names(pairs.c[schema_hub.ORIGIN]).label("cities"),
+                sa.func.count().label("city_count"),
+            )
+            .group_by(pairs.c[schema_hub.GOLDEN_ID])
+            .subquery("profile_cities")
+        )
+        dep = self.per_customer_products(DEPOSITS, "balance")
+        loan = self.per_customer_products(LOANS, "balance")
+        fee = self.per_customer_products(FEES, "fee_income")
+        return (
+            sa.select(
+                gid,
+                *(golden.c[k] for k in self.identity),
+                golden.c.name,
+                golden.c.customer_type,
+                golden.c.home_city,
+                self.district().label("district"),
+                self.birth_date().label("birth_date"),
+                golden.c.created_at,
+                golden.c.risk_level,
+                golden.c.risk_tags,
+                golden.c.credit_limit,
+                cities.c.cities,
+                self.zero(cities.c.city_count).label("city_count"),
+                self.zero(dep.c.n).label("deposit_count"),
+                self.zero(dep.c.total).label("deposit_balance"),
+                self.zero(loan.c.n).label("loan_count"),
+                self.zero(loan.c.total).label("loan_balance"),
+                self.zero(loan.c.city_count).label("loan_city_count"),
+                self.zero(loan.c.max_overdue_days).label("max_overdue_days"),
+                self.zero(loan.c.worst_class).label("worst_class"),
+                self.zero(fee.c.n).label("fee_count"),
+                self.zero(fee.c.total).label("fee_income"),
+            )
+            .select_from(
+                golden.outerjoin(cities, cities.c[schema_hub.GOLDEN_ID] == gid)
+                .outerjoin(dep, dep.c[schema_hub.GOLDEN_ID] == gid)
+                .outerjoin(loan, loan.c[schema_hub.GOLDEN_ID] == gid)
+                .outerjoin(fee, fee.c[schema_hub.GOLDEN_ID] == gid)
             )
             .where(live(golden))
         )

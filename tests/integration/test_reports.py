@@ -266,6 +266,7 @@ VIEWS = (
     "report_city_summary",
     "report_customer_value_base",
     "report_credit_exposure",
+    "report_customer_profile",
 )
 
 
