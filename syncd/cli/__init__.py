@@ -13,7 +13,18 @@ from typing import Annotated
 import typer
 
 from syncd import __version__
-from syncd.cli import audit, conflicts, demo, egress, node, ops, quarantine, reconcile, report
+from syncd.cli import (
+    analysis,  # noqa: F401  (registers its commands on report.app)
+    audit,
+    conflicts,
+    demo,
+    egress,
+    node,
+    ops,
+    quarantine,
+    reconcile,
+    report,
+)
 from syncd.cli.context import ConfigOpt, accept_config_everywhere, escape_help, state
 from syncd.cli.render import fail, out
 
@@ -59,7 +70,7 @@ audit.app.command("egress")(egress.egress)
 app.add_typer(audit.app, name="audit")
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(conflicts.app, name="conflicts")
-app.add_typer(report.app, name="report")
+app.add_typer(report.app, name="report")  # with the commands of cli/analysis.py
 
 
 def command() -> typer.core.TyperGroup:

@@ -44,6 +44,19 @@ _PRODUCT_COLUMNS = {
         "trade_date",
     ),
 }
+# The summed columns of `report cities`, whose last row is the province (全省) total.
+CITY_SUMS = (
+    "customers",
+    "deposit_balance",
+    "loan_balance",
+    "loan_normal",
+    "loan_special_mention",
+    "loan_substandard",
+    "loan_doubtful",
+    "loan_loss",
+    "overdue_loan_balance",
+    "fee_income",
+)
 _LINK_COLUMNS = frozenset({"golden_id", "id_type", "id_number", "origin_node", "city_code"})
 
 
@@ -149,11 +162,12 @@ def _customer_tables(view: dict[str, Any]) -> None:
 
 @app.command("cities")
 def report_cities(as_json: JsonOpt = False, as_csv: CsvOpt = False) -> None:
-    """Per city: customers, deposits, loans by five-class category, overdue, fees, last sync."""
+    """Per city and province total: customers, deposits, loans by five-class, overdue, fees."""
     from syncd.hub import reports
+    from syncd.hub.analysis import with_province_total
 
     _one_format(as_json, as_csv)
-    rows = read(reports.city_summary)
+    rows = with_province_total(read(reports.city_summary), CITY_SUMS)
     _report_rows(
         "cities (view report_city_summary)",
         rows,

@@ -27,7 +27,7 @@ Codes (stable, never translated; docs/managers.md lists them):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -37,14 +37,21 @@ from syncd.core.errors import UsageError
 from syncd.core.policy import Policy
 from syncd.core.settings import ReportSection
 from syncd.hub.report_views import (
+    CUSTOMERS,
+    DEPOSITS,
+    FEES,
     FIVE_CLASSES,
+    LOANS,
     Views,
+    live,
     missing_analysis_inputs,
 )
-from syncd.hub.reports import _assign_tiers, _money, _split
+from syncd.hub.reports import TIERS, _assign_tiers, _money, _split
 from syncd.store import hub_tables as schema_hub
+from syncd.store.bulk import chunks
 from syncd.store.db import utcnow
 from syncd.store.dialect import dialect_for
+from syncd.store.health import put_state
 
 LOW, MEDIUM, HIGH = 1, 2, 3
 SEVERITY_NAMES = {LOW: "low", MEDIUM: "medium", HIGH: "high"}
@@ -350,3 +357,457 @@ def customer_insights(
     ]
     out.sort(key=lambda x: x["golden_id"])
     return out
+
+
+# --- segments ------------------------------------------------------------------------------
+
+
+def segments(
+    conn: sa.Connection,
+    policy: Policy,
+    report: ReportSection,
+    by: Sequence[str],
+    *,
+    as_of: dt.date | None = None,
+) -> list[dict[str, Any]]:
+    """Customers, balances and contribution per segment of one or two dimensions (`DIMENSIONS`).
+
+    One row per combination present, sorted by the dimensions' values, then a total row whose
+    dimension values are 'total'. share_pct is the segment's share of the province's
+    contribution, in percent to 2 places.
+    """
+    by = _dimensions(by)
+    rows = profiles(conn, policy, report, as_of=as_of, with_warnings=False)
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    total = _segment_row(dict.fromkeys(by, TOTAL))
+    for r in rows:
+        key = tuple(str(r[DIMENSIONS[d]]) for d in by)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _segment_row(dict(zip(by, key, strict=True)))
+        for target in (group, total):
+            target["customers"] += 1
+            for k in (*_MONEY, "contribution"):
+                target[k] += r[k]
+    result = [groups[k] for k in sorted(groups)] + [total]
+    whole = total["contribution"]
+    for row in result:
+        row["share_pct"] = _pct(row["contribution"], whole)
+    return result
+
+
+def _dimensions(by: Sequence[str]) -> list[str]:
+    if not by or len(by) > 2:
+        raise UsageError(f"--by: give one or two dimensions, got {len(by)}")
+    for d in by:
+        if d not in DIMENSIONS:
+            raise UsageError(f"--by {d!r}: expected one of {', '.join(DIMENSIONS)}")
+    if len(by) == 2 and by[0] == by[1]:
+        raise UsageError(f"--by {by[0]!r} given twice: cross two different dimensions")
+    return list(by)
+
+
+def _segment_row(dims: dict[str, str]) -> dict[str, Any]:
+    zero = Decimal("0.00")
+    return {**dims, "customers": 0, **dict.fromkeys((*_MONEY, "contribution"), zero)}
+
+
+def _pct(part: Decimal, whole: Decimal) -> Decimal:
+    if whole == 0:
+        return Decimal("0.00")
+    return _money(part * 100 / whole)
+
+
+# --- warnings ------------------------------------------------------------------------------
+
+
+def parse_severity(text: str) -> int:
+    """low|medium|high or 1-3, for `--severity`."""
+    names = {v: k for k, v in SEVERITY_NAMES.items()}
+    if text in names:
+        return names[text]
+    if text.isdigit() and int(text) in SEVERITY_NAMES:
+        return int(text)
+    raise UsageError(f"--severity {text!r}: expected low, medium, high (or 1, 2, 3)")
+
+
+def risk_warnings(
+    conn: sa.Connection,
+    policy: Policy,
+    report: ReportSection,
+    *,
+    min_severity: int = LOW,
+    reasons: Sequence[str] = (),
+    as_of: dt.date | None = None,
+) -> list[dict[str, Any]]:
+    """Risk early warning (风险预警): one row per customer and reason, worst first.
+
+    `reasons` keeps the reasons equal to one of them or starting with it and '.' or '_'
+    ('risk_tag' keeps every risk_tag.*, 'overdue' every overdue band). Rows: golden_id,
+    identity, name, customer_type, home_city, reason, severity (1-3), severity_name, and the
+    figures the reasons read (risk_level, risk_tags, credit_limit, loan_balance,
+    prev_loan_balance, max_overdue_days, worst_five_class, prev_five_class, loan_cities).
+    """
+    if min_severity not in SEVERITY_NAMES:
+        raise UsageError(f"--severity: expected 1, 2 or 3, got {min_severity}")
+    listed: list[dict[str, Any]] = []
+    for r in profiles(conn, policy, report, as_of=as_of):
+        for w in r["warnings"]:
+            if w["severity"] < min_severity or not _reason_matches(w["reason"], reasons):
+                continue
+            listed.append(
+                {
+                    "golden_id": r[schema_hub.GOLDEN_ID],
+                    "id_type": r["id_type"],
+                    "id_number": r["id_number"],
+                    "name": r["name"],
+                    "customer_type": r["customer_type"],
+                    "home_city": r["home_city"],
+                    "reason": w["reason"],
+                    "severity": w["severity"],
+                    "severity_name": SEVERITY_NAMES[w["severity"]],
+                    "risk_level": r["risk_level"],
+                    "risk_tags": r["risk_tags"],
+                    "credit_limit": r["credit_limit"],
+                    "loan_balance": r["loan_balance"],
+                    "prev_loan_balance": r["prev_loan_balance"],
+                    "max_overdue_days": r["max_overdue_days"],
+                    "worst_five_class": _class_name(r["worst_class"]),
+                    "prev_five_class": _class_name(r.get("prev_worst_class")),
+                    "loan_city_count": r["loan_city_count"],
+                }
+            )
+    listed.sort(key=lambda x: (-x["severity"], x["reason"], -x["loan_balance"], x["golden_id"]))
+    return listed
+
+
+def _reason_matches(reason: str, wanted: Sequence[str]) -> bool:
+    return not wanted or any(reason == w or reason.startswith((f"{w}.", f"{w}_")) for w in wanted)
+
+
+def _class_name(worst: int | None) -> str | None:
+    return FIVE_CLASSES[worst - 1] if worst else None
+
+
+# --- key customers -------------------------------------------------------------------------
+
+
+def key_customers(
+    conn: sa.Connection,
+    policy: Policy,
+    report: ReportSection,
+    top: int = 20,
+    *,
+    as_of: dt.date | None = None,
+) -> list[dict[str, Any]]:
+    """The top customers by contribution (大客户) with their spread and trend.
+
+    Rows: rank, tier, golden_id, identity, name, customer_type, cities, city_count, products,
+    deposit/loan/fee figures, contribution, prev_contribution and contribution_change (since
+    the previous per-customer snapshot; None without one), prev_tier, warnings (reasons).
+    """
+    if top < 1:
+        raise UsageError(f"--top: must be at least 1, got {top}")
+    rows = profiles(conn, policy, report, as_of=as_of)[:top]
+    keep = (
+        "rank",
+        "tier",
+        schema_hub.GOLDEN_ID,
+        "id_type",
+        "id_number",
+        "name",
+        "customer_type",
+        "cities",
+        "city_count",
+        "products",
+        "deposit_balance",
+        "loan_balance",
+        "fee_income",
+        "contribution",
+        "prev_contribution",
+        "contribution_change",
+        "prev_tier",
+    )
+    return [
+        {**{k: r[k] for k in keep}, "warnings": [w["reason"] for w in r["warnings"]]} for r in rows
+    ]
+
+
+# --- daily snapshot ------------------------------------------------------------------------
+
+SNAPSHOT_KEY = "report_snapshot"  # syncd_hub_state: the day and time of the last snapshot
+_FIGURES = ("deposit_balance", "loan_balance", "npl_balance", "fee_income")
+_COUNTS = ("customers", *(f"{t}_customers" for t in TIERS))
+
+
+def _typed_customers(views: Views) -> sa.Subquery:
+    """Every live source customer row with its golden record's id and type ('unknown' if none)."""
+    src, golden = views.src, views.golden
+    customers = views.policy.table(CUSTOMERS)
+    on = sa.and_(*(src.c[k] == golden.c[k] for k in views.identity), live(golden))
+    return (
+        sa.select(
+            src.c[schema_hub.ORIGIN],
+            *(src.c[k] for k in customers.primary_key),
+            golden.c[schema_hub.GOLDEN_ID],
+            sa.func.coalesce(golden.c.customer_type, UNKNOWN).label("segment"),
+        )
+        .select_from(src.outerjoin(golden, on))
+        .where(live(src))
+        .subquery("typed_customers")
+    )
+
+
+def city_figures(
+    conn: sa.Connection, views: Views, tiers: Mapping[Any, str]
+) -> list[dict[str, Any]]:
+    """Per (node_id, segment): the day's key figures. segment is the customer's type, or
+    'unknown' for rows whose customer has not reached the hub (they count as in
+    report_city_summary). Tier counts count the city's customer rows by their golden tier."""
+    typed = _typed_customers(views)
+    origin = schema_hub.ORIGIN
+    figures: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def at(node: str, segment: str) -> dict[str, Any]:
+        key = (node, segment)
+        if key not in figures:
+            figures[key] = {
+                "node_id": node,
+                "segment": segment,
+                **dict.fromkeys(_COUNTS, 0),
+                **dict.fromkeys(_FIGURES, Decimal("0.00")),
+            }
+        return figures[key]
+
+    for node, gid, segment in conn.execute(
+        sa.select(typed.c[origin], typed.c[schema_hub.GOLDEN_ID], typed.c.segment)
+    ):
+        row = at(node, segment)
+        row["customers"] += 1
+        tier = tiers.get(gid)
+        if tier is not None:
+            row[f"{tier}_customers"] += 1
+    npl = tuple(FIVE_CLASSES[NPL_CLASS - 1 :])
+    for child, column, target in (
+        (DEPOSITS, "balance", "deposit_balance"),
+        (LOANS, "balance", "loan_balance"),
+        (FEES, "fee_income", "fee_income"),
+    ):
+        table = views.md.tables[child]
+        parent = views.policy.table(child).parent
+        assert parent is not None
+        on = sa.and_(
+            typed.c[origin] == table.c[origin],
+            *(typed.c[p] == table.c[c] for c, p in parent.columns.items()),
+        )
+        segment = sa.func.coalesce(typed.c.segment, UNKNOWN)
+        cols = [table.c[origin], segment, views.dialect.money_sum(table.c[column])]
+        if child == LOANS:
+            bad = sa.case((table.c.five_class.in_(npl), table.c[column]))
+            cols.append(views.dialect.money_sum(bad))
+        query = (
+            sa.select(*cols)
+            .select_from(table.outerjoin(typed, on))
+            .where(live(table))
+            .group_by(table.c[origin], segment)
+        )
+        for node, seg, total, *more in conn.execute(query):
+            row = at(node, seg)
+            row[target] = _money(total)
+            if more:
+                row["npl_balance"] = _money(more[0])
+    return [figures[k] for k in sorted(figures)]
+
+
+def take_snapshot(
+    conn: sa.Connection,
+    policy: Policy,
+    report: ReportSection,
+    *,
+    as_of: dt.date | None = None,
+) -> dict[str, Any]:
+    """Record the day's snapshot, replacing one taken earlier the same day (one transaction:
+    call inside ``engine.begin()``). Prunes per-customer rows older than
+    `customer_snapshot_days`. Returns what it wrote."""
+    as_of = as_of or today()
+    views = _views(conn, policy)
+    rows = profiles(conn, policy, report, as_of=as_of, with_warnings=False)
+    tiers = {r[schema_hub.GOLDEN_ID]: r["tier"] for r in rows}
+    now = utcnow()
+    daily = schema_hub.report_daily
+    cities = city_figures(conn, views, tiers)
+    conn.execute(daily.delete().where(daily.c.snapshot_date == as_of))
+    if cities:
+        conn.execute(
+            daily.insert(), [{**c, "snapshot_date": as_of, "taken_at": now} for c in cities]
+        )
+    per = schema_hub.report_customer_day
+    conn.execute(per.delete().where(per.c.snapshot_date == as_of))
+    kept = [
+        {
+            "snapshot_date": as_of,
+            "golden_id": r[schema_hub.GOLDEN_ID],
+            "loan_balance": r["loan_balance"],
+            "worst_class": r["worst_class"],
+            "contribution": r["contribution"],
+            "tier": r["tier"],
+        }
+        for r in rows
+        if r["loan_balance"] > 0 or r["contribution"] > 0
+    ]
+    for chunk in chunks(kept, 10_000):
+        conn.execute(per.insert(), list(chunk))
+    cutoff = as_of - dt.timedelta(days=report.customer_snapshot_days)
+    pruned = conn.execute(per.delete().where(per.c.snapshot_date <= cutoff)).rowcount
+    summary = {
+        "snapshot_date": as_of,
+        "taken_at": now,
+        "city_rows": len(cities),
+        "customer_rows": len(kept),
+        "customer_rows_pruned": max(pruned, 0),
+    }
+    put_state(conn, schema_hub.hub_state, SNAPSHOT_KEY, _jsonable(summary))
+    return summary
+
+
+def _jsonable(summary: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in summary.items()}
+
+
+def snapshot_taken(conn: sa.Connection, day: dt.date) -> bool:
+    """Whether the snapshot of `day` exists (the daemon's daily job takes it once)."""
+    state = schema_hub.hub_state
+    value = conn.execute(sa.select(state.c.value).where(state.c.key == SNAPSHOT_KEY)).scalar()
+    return isinstance(value, dict) and value.get("snapshot_date") == day.isoformat()
+
+
+def snapshot_if_due(
+    engine: sa.Engine, policy: Policy, report: ReportSection, now: dt.datetime | None = None
+) -> dict[str, Any] | None:
+    """The hub daemon's daily job: take today's snapshot once, from `snapshot_hour_utc` on.
+
+    Returns the summary, or None when not due (taken already today, or too early). A policy
+    without the analyses' inputs has nothing to snapshot (None).
+    """
+    now = now or utcnow()
+    if now.hour < report.snapshot_hour_utc or missing_analysis_inputs(policy):
+        return None
+    day = now.date()
+    with engine.begin() as conn:
+        if snapshot_taken(conn, day):
+            return None
+        return take_snapshot(conn, policy, report, as_of=day)
+
+
+# --- trends --------------------------------------------------------------------------------
+
+_TREND = ("customers", "deposit_balance", "loan_balance", "npl_balance", "fee_income")
+_TREND_TIERS = tuple(f"{t}_customers" for t in TIERS)
+
+
+def since_date(since: str, as_of: dt.date) -> dt.date:
+    """The day `--since` names: yesterday, month-end (the previous month's last day),
+    year-start (1 January of as_of's year) or an ISO date before as_of."""
+    if since == "yesterday":
+        return as_of - dt.timedelta(days=1)
+    if since == "month-end":
+        return as_of.replace(day=1) - dt.timedelta(days=1)
+    if since == "year-start":
+        return as_of.replace(month=1, day=1)
+    try:
+        day = dt.date.fromisoformat(since)
+    except ValueError:
+        raise UsageError(
+            f"--since {since!r}: expected yesterday, month-end, year-start or a date YYYY-MM-DD"
+        ) from None
+    if day >= as_of:
+        raise UsageError(f"--since {since}: must be before today ({as_of})")
+    return day
+
+
+def trend(
+    conn: sa.Connection,
+    policy: Policy,
+    report: ReportSection,
+    since: str = "yesterday",
+    *,
+    as_of: dt.date | None = None,
+) -> list[dict[str, Any]]:
+    """Per city, today's live figures against the snapshot of the `since` day, then the
+    province row (node_id 'province').
+
+    The baseline is the latest daily snapshot on or before that day (raises UsageError if
+    there is none). Each figure F comes as F (now), F_then and F_change; segments are summed.
+    """
+    as_of = as_of or today()
+    target = since_date(since, as_of)
+    daily = schema_hub.report_daily
+    baseline = _as_date(
+        conn.execute(
+            sa.select(sa.func.max(daily.c.snapshot_date)).where(daily.c.snapshot_date <= target)
+        ).scalar()
+    )
+    if baseline is None:
+        raise UsageError(
+            f"--since {since}: no snapshot on or before {target}; take one with `report snapshot`"
+        )
+    views = _views(conn, policy)
+    rows = profiles(conn, policy, report, as_of=as_of, with_warnings=False)
+    now = _by_node(city_figures(conn, views, {r[schema_hub.GOLDEN_ID]: r["tier"] for r in rows}))
+    then = _by_node(
+        dict(r._mapping)
+        for r in conn.execute(sa.select(daily).where(daily.c.snapshot_date == baseline))
+    )
+    result = []
+    for node in sorted(set(now) | set(then)):
+        result.append(_trend_row(node, now.get(node, {}), then.get(node, {}), baseline))
+    result.append(_trend_row(PROVINCE, _summed(now.values()), _summed(then.values()), baseline))
+    return result
+
+
+def _by_node(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    nodes: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        nodes[r["node_id"]] = _summed([nodes.get(r["node_id"], {}), r])
+    return nodes
+
+
+def _summed(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {}
+    for r in rows:
+        for k in (*_TREND, *_TREND_TIERS):
+            if k in r:
+                value = r[k] if k in _COUNTS else _money(r[k])
+                total[k] = total.get(k, 0) + value
+    return total
+
+
+def _trend_row(
+    node: str, now: Mapping[str, Any], then: Mapping[str, Any], baseline: dt.date
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"node_id": node, "since": baseline}
+    for k in (*_TREND, *_TREND_TIERS):
+        zero: Any = 0 if k in _COUNTS else Decimal("0.00")
+        current, before = now.get(k, zero), then.get(k, zero)
+        row[k] = current
+        row[f"{k}_then"] = before
+        row[f"{k}_change"] = current - before
+    return row
+
+
+# --- province totals -----------------------------------------------------------------------
+
+
+def with_province_total(
+    rows: list[dict[str, Any]], sums: Sequence[str], *, key: str = "node_id"
+) -> list[dict[str, Any]]:
+    """rows plus a 全省 total row: `key` 'province', the `sums` columns summed, others None."""
+    total: dict[str, Any] = dict.fromkeys(rows[0] if rows else (key, *sums))
+    total[key] = PROVINCE
+    for k in sums:
+        total[k] = sum((r[k] for r in rows), start=Decimal("0.00") if _is_money(rows, k) else 0)
+    return [*rows, total]
+
+
+def _is_money(rows: Sequence[Mapping[str, Any]], k: str) -> bool:
+    return any(isinstance(r[k], Decimal) for r in rows)
