@@ -404,13 +404,15 @@ class Views:
         ric = sa.and_(self.golden.c.id_type == "ric", sa.func.length(number) == 18)
         return sa.case((ric, text), else_=sa.null())
 
-    def per_customer_products(self, child: str, column: str) -> sa.Subquery:
-        """Per golden customer: how many live rows of the child, the sum of column; for loans
-        also the cities, the most overdue days and the worst five-class (1 normal … 5 loss)."""
-        table, link, on = self.attributed(child)
-        gid = link.c[schema_hub.GOLDEN_ID]
+    def _child_totals(self, child: str, column: str) -> sa.Subquery:
+        """Per city customer row (origin, parent key): how many live rows of the child, the
+        sum of column; for loans also the most overdue days and the worst five-class."""
+        table = self.md.tables[child]
+        parent = self.policy.table(child).parent
+        assert parent is not None
+        keys = [table.c[schema_hub.ORIGIN], *(table.c[c] for c in parent.columns)]
         cols: list[sa.ColumnElement[Any]] = [
-            gid,
+            *keys,
             sa.func.count().label("n"),
             self.dialect.money_sum(table.c[column]).label("total"),
         ]
@@ -420,40 +422,82 @@ class Views:
                 else_=0,
             )
             cols += [
-                sa.func.count(sa.distinct(table.c[schema_hub.ORIGIN])).label("city_count"),
                 sa.func.max(table.c.overdue_days).label("max_overdue_days"),
                 sa.func.max(severity).label("worst_class"),
             ]
-        return (
-            sa.select(*cols)
-            .select_from(table.join(link, on))
-            .where(live(table))
-            .group_by(gid)
-            .subquery(f"products_{child}")
-        )
+        return sa.select(*cols).where(live(table)).group_by(*keys).subquery(f"totals_{child}")
 
     def profile(self) -> sa.Select[Any]:
-        """One row per live golden customer: who they are, where, what they hold, how risky."""
-        golden = self.golden
+        """One row per live golden customer: who they are, where, what they hold, how risky.
+
+        Children are summed per city customer row first, then per (customer, city), then per
+        customer: the source-to-golden join is made once, whatever the number of child tables.
+        """
+        golden, src = self.golden, self.src
         gid = golden.c[schema_hub.GOLDEN_ID]
-        link = self.link().subquery("profile_link")
-        pairs = (
-            sa.select(link.c[schema_hub.GOLDEN_ID], link.c[schema_hub.ORIGIN])
-            .distinct()
-            .subquery("profile_customer_city")
-        )
-        cities = (
+        origin = schema_hub.ORIGIN
+        link = (
             sa.select(
-                pairs.c[schema_hub.GOLDEN_ID],
-                self.dialect.joined_names(pairs.c[schema_hub.ORIGIN]).label("cities"),
-                sa.func.count().label("city_count"),
+                gid,
+                src.c[origin],
+                *(src.c[k] for k in self.policy.table(CUSTOMERS).primary_key),
             )
-            .group_by(pairs.c[schema_hub.GOLDEN_ID])
-            .subquery("profile_cities")
+            .select_from(
+                src.join(golden, sa.and_(*(src.c[k] == golden.c[k] for k in self.identity)))
+            )
+            .where(live(src), live(golden))
+            .subquery("profile_link")
         )
-        dep = self.per_customer_products(DEPOSITS, "balance")
-        loan = self.per_customer_products(LOANS, "balance")
-        fee = self.per_customer_products(FEES, "fee_income")
+        joined: sa.FromClause = link
+        totals: dict[str, sa.Subquery] = {}
+        for child, column in ((DEPOSITS, "balance"), (LOANS, "balance"), (FEES, "fee_income")):
+            sub = self._child_totals(child, column)
+            parent = self.policy.table(child).parent
+            assert parent is not None
+            on = sa.and_(
+                sub.c[origin] == link.c[origin],
+                *(sub.c[c] == link.c[p] for c, p in parent.columns.items()),
+            )
+            joined = joined.outerjoin(sub, on)
+            totals[child] = sub
+        money = self.dialect.money_sum
+        dep, loan, fee = totals[DEPOSITS], totals[LOANS], totals[FEES]
+        per_city = (
+            sa.select(
+                link.c[schema_hub.GOLDEN_ID].label("gid"),
+                link.c[origin].label("origin"),
+                sa.func.sum(dep.c.n).label("dep_n"),
+                money(dep.c.total).label("dep_total"),
+                sa.func.sum(loan.c.n).label("loan_n"),
+                money(loan.c.total).label("loan_total"),
+                sa.func.max(loan.c.max_overdue_days).label("max_overdue_days"),
+                sa.func.max(loan.c.worst_class).label("worst_class"),
+                sa.func.sum(fee.c.n).label("fee_n"),
+                money(fee.c.total).label("fee_total"),
+            )
+            .select_from(joined)
+            .group_by(link.c[schema_hub.GOLDEN_ID], link.c[origin])
+            .subquery("profile_city")
+        )
+        pc = per_city.c
+        per = (
+            sa.select(
+                pc.gid,
+                self.dialect.joined_names(pc.origin).label("cities"),
+                sa.func.count().label("city_count"),
+                sa.func.sum(pc.dep_n).label("deposit_count"),
+                money(pc.dep_total).label("deposit_balance"),
+                sa.func.sum(pc.loan_n).label("loan_count"),
+                money(pc.loan_total).label("loan_balance"),
+                sa.func.count(pc.loan_n).label("loan_city_count"),
+                sa.func.max(pc.max_overdue_days).label("max_overdue_days"),
+                sa.func.max(pc.worst_class).label("worst_class"),
+                sa.func.sum(pc.fee_n).label("fee_count"),
+                money(pc.fee_total).label("fee_income"),
+            )
+            .group_by(pc.gid)
+            .subquery("profile_customer")
+        )
         return (
             sa.select(
                 gid,
@@ -467,23 +511,23 @@ class Views:
                 golden.c.risk_level,
                 golden.c.risk_tags,
                 golden.c.credit_limit,
-                cities.c.cities,
-                self.zero(cities.c.city_count).label("city_count"),
-                self.zero(dep.c.n).label("deposit_count"),
-                self.zero(dep.c.total).label("deposit_balance"),
-                self.zero(loan.c.n).label("loan_count"),
-                self.zero(loan.c.total).label("loan_balance"),
-                self.zero(loan.c.city_count).label("loan_city_count"),
-                self.zero(loan.c.max_overdue_days).label("max_overdue_days"),
-                self.zero(loan.c.worst_class).label("worst_class"),
-                self.zero(fee.c.n).label("fee_count"),
-                self.zero(fee.c.total).label("fee_income"),
+                per.c.cities,
+                self.zero(per.c.city_count).label("city_count"),
+                *(
+                    self.zero(per.c[k]).label(k)
+                    for k in (
+                        "deposit_count",
+                        "deposit_balance",
+                        "loan_count",
+                        "loan_balance",
+                        "loan_city_count",
+                        "max_overdue_days",
+                        "worst_class",
+                        "fee_count",
+                        "fee_income",
+                    )
+                ),
             )
-            .select_from(
-                golden.outerjoin(cities, cities.c[schema_hub.GOLDEN_ID] == gid)
-                .outerjoin(dep, dep.c[schema_hub.GOLDEN_ID] == gid)
-                .outerjoin(loan, loan.c[schema_hub.GOLDEN_ID] == gid)
-                .outerjoin(fee, fee.c[schema_hub.GOLDEN_ID] == gid)
-            )
+            .select_from(golden.outerjoin(per, per.c.gid == gid))
             .where(live(golden))
         )
