@@ -30,6 +30,16 @@ Views (all rows are *live*: source, golden and child rows whose ``_deleted`` is 
     customer with at least one attributed live loan. The ``--min`` threshold is applied by
     `credit_exposure`, not by the view.
 
+``report_customer_profile``
+    golden_id, id_type, id_number, name, customer_type, home_city, district, birth_date,
+    created_at, risk_level, risk_tags, credit_limit, cities, city_count, deposit_count,
+    deposit_balance, loan_count, loan_balance, loan_city_count, max_overdue_days, worst_class,
+    fee_count, fee_income — one row per live golden customer: what the analyses
+    (`syncd.hub.analysis`) classify. district: the administrative division code in the ID
+    number (digits 1-6 of a ric, characters 3-8 of a uscc); birth_date: digits 7-14 of a ric
+    as YYYY-MM-DD; worst_class: 0 no loan, 1 normal … 5 loss. Installed when the policy has
+    `ANALYSIS_REQUIRED` too.
+
 ``cities`` and ``loan_cities`` are comma-separated node ids (sorted on PostgreSQL; in no
 guaranteed order on SQLite; the report functions always return sorted lists).
 
