@@ -27,7 +27,10 @@ Codes (stable, never translated; docs/managers.md lists them):
 from __future__ import annotations
 
 import datetime as dt
+import json
+import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -151,17 +154,43 @@ def _tags(value: Any) -> list[str]:
     return []
 
 
-def warnings_for(row: Mapping[str, Any], report: ReportSection) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Limits:
+    """The `[report]` thresholds as the warnings compare them (made once per report)."""
+
+    tags_high: frozenset[str]
+    tags_medium: frozenset[str]
+    over_limit_high_pct: Decimal
+    concentration_min: Decimal
+    growth_pct: Decimal
+    growth_min: Decimal
+
+    @classmethod
+    def of(cls, report: ReportSection) -> Limits:
+        return cls(
+            frozenset(report.warn_tags_high),
+            frozenset(report.warn_tags_medium),
+            Decimal(str(report.warn_over_limit_high_pct)),
+            Decimal(str(report.warn_concentration_min)),
+            Decimal(str(report.warn_growth_pct)),
+            Decimal(str(report.warn_growth_min)),
+        )
+
+
+def warnings_for(
+    row: Mapping[str, Any], report: ReportSection, limits: Limits | None = None
+) -> list[dict[str, Any]]:
     """The customer's warnings, worst first then by reason (see the module docstring).
 
     Needs the profile keys plus ``prev_loan_balance`` and ``prev_worst_class`` (None without a
     previous snapshot).
     """
+    lim = limits or Limits.of(report)
     found: dict[str, int] = {}
     for reason, severity in (
-        *_customer_warnings(row, report),
-        *_loan_warnings(row, report),
-        *_change_warnings(row, report),
+        *_customer_warnings(row, report, lim),
+        *_loan_warnings(row, report, lim),
+        *_change_warnings(row, lim),
     ):
         found[reason] = max(severity, found.get(reason, 0))
     return [
@@ -170,22 +199,30 @@ def warnings_for(row: Mapping[str, Any], report: ReportSection) -> list[dict[str
     ]
 
 
-def _customer_warnings(row: Mapping[str, Any], report: ReportSection) -> Iterator[Warning_]:
+def _customer_warnings(
+    row: Mapping[str, Any], report: ReportSection, lim: Limits
+) -> Iterator[Warning_]:
     """What the customer record says: risk tags and risk level."""
-    tags = set(_tags(row.get("risk_tags")))
-    yield from ((f"risk_tag.{t}", HIGH) for t in tags & set(report.warn_tags_high))
-    yield from ((f"risk_tag.{t}", MEDIUM) for t in tags & set(report.warn_tags_medium))
+    tags = row.get("risk_tags")
+    if tags:
+        held = set(_tags(tags))
+        yield from ((f"risk_tag.{t}", HIGH) for t in held & lim.tags_high)
+        yield from ((f"risk_tag.{t}", MEDIUM) for t in held & lim.tags_medium)
     level = row.get("risk_level")
     if level is not None and level >= report.warn_risk_level:
         yield "risk_level", HIGH if level >= 5 else MEDIUM
 
 
-def _loan_warnings(row: Mapping[str, Any], report: ReportSection) -> Iterator[Warning_]:
+def _loan_warnings(
+    row: Mapping[str, Any], report: ReportSection, lim: Limits
+) -> Iterator[Warning_]:
     """What the loans say today: over the credit limit, overdue, five-class, concentration."""
+    if not row["loan_count"]:
+        return
     balance: Decimal = row["loan_balance"]
     limit: Decimal | None = row.get("credit_limit")
     if limit is not None and limit > 0 and balance > limit:
-        high = (balance - limit) * 100 > limit * Decimal(str(report.warn_over_limit_high_pct))
+        high = (balance - limit) * 100 > limit * lim.over_limit_high_pct
         yield "over_limit", HIGH if high else MEDIUM
     overdue = overdue_reason(int(row["max_overdue_days"] or 0), report.warn_overdue_bands)
     if overdue is not None:
@@ -195,13 +232,14 @@ def _loan_warnings(row: Mapping[str, Any], report: ReportSection) -> Iterator[Wa
         yield "non_performing", HIGH
     elif worst == SPECIAL_MENTION_CLASS:
         yield "special_mention", LOW
-    if row["loan_city_count"] >= report.warn_concentration_cities and balance >= Decimal(
-        str(report.warn_concentration_min)
+    if (
+        row["loan_city_count"] >= report.warn_concentration_cities
+        and balance >= lim.concentration_min
     ):
         yield "multi_city", MEDIUM
 
 
-def _change_warnings(row: Mapping[str, Any], report: ReportSection) -> Iterator[Warning_]:
+def _change_warnings(row: Mapping[str, Any], lim: Limits) -> Iterator[Warning_]:
     """What changed since the previous snapshot: five-class downgrade, exposure growth."""
     worst = int(row["worst_class"] or 0)
     prev_worst = row.get("prev_worst_class")
@@ -213,10 +251,8 @@ def _change_warnings(row: Mapping[str, Any], report: ReportSection) -> Iterator[
     growth = row["loan_balance"] - prev_balance
     if (
         growth > 0
-        and growth >= Decimal(str(report.warn_growth_min))
-        and (
-            prev_balance == 0 or growth * 100 >= prev_balance * Decimal(str(report.warn_growth_pct))
-        )
+        and growth >= lim.growth_min
+        and (prev_balance == 0 or growth * 100 >= prev_balance * lim.growth_pct)
     ):
         yield "exposure_growth", MEDIUM
 
@@ -269,8 +305,11 @@ def profiles(
     profile = views.profile().subquery("profile")
     snap = schema_hub.report_customer_day
     baseline = previous_snapshot(conn, as_of)
+    # risk_tags as JSON text: most customers have none, and '[]' needs no parsing.
+    columns = [c for c in profile.c if c.key != "risk_tags"]
     query = sa.select(
-        profile,
+        *columns,
+        sa.cast(profile.c.risk_tags, sa.Text).label("risk_tags"),
         snap.c.loan_balance.label("prev_loan_balance"),
         snap.c.worst_class.label("prev_worst_class"),
         snap.c.contribution.label("prev_contribution"),
@@ -289,6 +328,8 @@ def profiles(
         "loan_balance": Decimal(str(report.weight_loan)),
         "fee_income": Decimal(str(report.weight_fee)),
     }
+    ages: dict[tuple[str, str | None], str] = {}
+    tenures: dict[Any, str] = {}
     rows: list[dict[str, Any]] = []
     for r in conn.execute(query).mappings():
         row = dict(r)
@@ -304,10 +345,17 @@ def profiles(
         row["customer_type"] = row["customer_type"] or UNKNOWN
         row["home_city"] = row["home_city"] or UNKNOWN
         row["district"] = row["district"] or UNKNOWN
-        row["age_band"] = age_band(row["customer_type"], _parse_birth(row["birth_date"]), as_of)
-        row["tenure"] = tenure_band(row["created_at"], as_of)
+        born = (row["customer_type"], row["birth_date"])
+        if born not in ages:
+            ages[born] = age_band(born[0], _parse_birth(born[1]), as_of)
+        row["age_band"] = ages[born]
+        created = row["created_at"]
+        if created not in tenures:
+            tenures[created] = tenure_band(created, as_of)
+        row["tenure"] = tenures[created]
         row["products"] = products_code(row)
-        row["risk_tags"] = sorted(_tags(row["risk_tags"]))
+        tags = row["risk_tags"]
+        row["risk_tags"] = sorted(_tags(json.loads(tags))) if tags and tags != "[]" else []
         if baseline is None:
             row["prev_loan_balance"] = row["prev_contribution"] = None
         else:
@@ -315,14 +363,17 @@ def profiles(
             row["prev_contribution"] = _money(row["prev_contribution"])
             row["prev_worst_class"] = int(row["prev_worst_class"] or 0)
         rows.append(row)
-    rows.sort(key=lambda x: (-x["contribution"], x[schema_hub.GOLDEN_ID]))
+    # Contribution descending, ties by golden_id: two stable sorts, no key tuples.
+    rows.sort(key=operator.itemgetter(schema_hub.GOLDEN_ID))
+    rows.sort(key=operator.itemgetter("contribution"), reverse=True)
     _assign_tiers(rows, report)
+    limits = Limits.of(report)
     for row in rows:
         row["segment"] = f"{row['customer_type']}.{row['tier']}.{row['age_band']}"
         prev = row["prev_contribution"]
         row["contribution_change"] = None if prev is None else row["contribution"] - prev
         if with_warnings:
-            row["warnings"] = warnings_for(row, report)
+            row["warnings"] = warnings_for(row, report, limits)
     return rows
 
 
