@@ -26,6 +26,7 @@ from syncd.core.errors import UsageError
 from syncd.core.policy import Policy, load_policy
 from syncd.core.settings import ReportSection
 from syncd.hub import analysis, reports
+from syncd.hub.apply import refresh_statistics, stale_statistics
 from syncd.store import hub_tables as schema_hub
 from syncd.store.db import create_engine
 from tests.conftest import POLICY, REPO
@@ -475,3 +476,36 @@ def test_cli_smoke(tmp_path: Path, policy: Policy) -> None:
     bad = run_syncd(config, "report", "segments", "--by", "type", "--by", "colour")
     assert bad.returncode == 2, bad.stderr
     assert "--by 'colour': expected one of" in bad.stderr
+
+
+def test_statistics_refreshed_after_bulk_applies(
+    pg_url: str, sqlite_url: str, policy: Policy
+) -> None:
+    """ANALYZE after a cycle that wrote ≥ 10,000 rows and ≥ 10 % of a table (PostgreSQL)."""
+    engine = create_engine(pg_url)
+    schema_hub.metadata.create_all(engine)
+    with engine.begin() as conn:
+        schema_hub.install(conn, policy)
+    try:
+        assert stale_statistics(engine, policy, {"customers": 9_999}) == []
+        # Never analyzed counts as empty; a table with an identity has two hub tables.
+        assert stale_statistics(engine, policy, {"customers": 10_000, "loans": 10_000}) == [
+            "customers",
+            "loans",
+            "src_customers",
+        ]
+        with engine.begin() as conn:  # as if the planner believed loans held 1M rows
+            conn.execute(sa.text("UPDATE pg_class SET reltuples = 1e6 WHERE relname = 'loans'"))
+        assert stale_statistics(engine, policy, {"loans": 99_999}) == []
+        assert stale_statistics(engine, policy, {"loans": 100_000}) == ["loans"]
+        assert refresh_statistics(engine, policy, {"loans": 100_000}) == ["loans"]
+        with engine.connect() as conn:
+            analyzed = conn.execute(
+                sa.text("SELECT reltuples FROM pg_class WHERE relname = 'loans'")
+            ).scalar()
+        assert analyzed == 0  # ANALYZE ran: the table is really empty
+    finally:
+        engine.dispose()
+    lite = create_engine(sqlite_url)
+    assert stale_statistics(lite, policy, {"customers": 1_000_000}) == []
+    lite.dispose()
