@@ -26,7 +26,9 @@ Codes (stable, never translated; docs/managers.md lists them):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import json
 import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -300,7 +302,30 @@ def profiles(
     prev_worst_class, prev_contribution and prev_tier (None without one; a customer missing
     from an existing snapshot had no loans and no contribution then) and warnings.
     """
-    as_of = as_of or today()
+    with _collector_paused():
+        return _profiles(conn, policy, report, as_of or today(), with_warnings)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a million row dicts are built: they hold no cycles,
+    and the collector's full passes over them grew with their number (a third of the time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _profiles(
+    conn: sa.Connection,
+    policy: Policy,
+    report: ReportSection,
+    as_of: dt.date,
+    with_warnings: bool,
+) -> list[dict[str, Any]]:
     views = _views(conn, policy)
     profile = views.profile().subquery("profile")
     snap = schema_hub.report_customer_day
