@@ -167,7 +167,7 @@ def run(args: argparse.Namespace, urls: dict[str, str], tmp: Path) -> None:
     init_node(hub)
     fill_s, counts = timed(lambda: fill_hub(sa_url(url), args.customers))
     print(f"hub {args.db}: {args.customers} golden customers, rows {counts}, filled in "
-          f"{fill_s:.1f} s")  # fmt: skip
+          f"{fill_s:.1f} s", flush=True)  # fmt: skip
     policy = load_policy(POLICY)
     section = ReportSection()
     engine = create_engine(sa_url(url))
@@ -178,6 +178,8 @@ def run(args: argparse.Namespace, urls: dict[str, str], tmp: Path) -> None:
             seconds, result = timed(lambda: fn(conn))
         rows = len(result) if isinstance(result, list) else 1
         figures.append((name, seconds, rows))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"  {name}: {seconds:.2f} s, {rows} rows, peak RSS so far {peak:.0f} MB", flush=True)
 
     if args.db == "pg":
         # Plans on a fresh load's missing statistics can be quadratic: cut off, and say so.
