@@ -1,9 +1,10 @@
 """The managers' reports at scale: seconds per report at N customers on the hub.
 
 A hub filled set-based (INSERT … SELECT over a series, no apply involved) with N golden
-customers in three cities — one in ten also a customer of a second city, one in ten corporate —
-and their children: a deposit account each, a loan per third customer (about one in six of them
-overdue or worse than normal), an intermediary business per fifth. Then, once before and once
+customers in three cities — one in ten also a customer of a second city, one in ten corporate,
+3 % of risk level 4-5, 2.5 % with a warning risk tag — and their children: a deposit account
+each, a loan per third customer (about one in six of them overdue or worse than normal, one in a
+hundred twice the credit limit), an intermediary business per fifth. Then, once before and once
 after ANALYZE, the exposure report (the planner's statistics after a bulk load), and after it
 every report as `syncd report` runs it: cities, value, exposure, segments, warnings, key,
 customer_insights, the daily snapshot (a write) and the trend against it. Prints figures;
@@ -94,8 +95,9 @@ def fill_hub(url: str, n: int) -> dict[str, int]:
     person = (
         f"CASE WHEN {corporate} THEN 'corporate' ELSE 'individual' END, '客户' || CAST(i AS TEXT), "
         f"CASE WHEN {corporate} THEN 'uscc' ELSE 'ric' END, {id_number}, NULL, NULL, "
-        f"'330' || CAST(i % 3 + 1 AS TEXT), 'active', i % 5 + 1, {q.tags()}, "
-        f"{q.money('(i % 10) * 50000')}, {q.ts}, {q.ts}"
+        f"'330' || CAST(i % 3 + 1 AS TEXT), 'active', "
+        f"CASE WHEN i % 100 < 3 THEN 4 + i % 2 ELSE 1 + i % 3 END, {q.tags()}, "
+        f"{q.money('(i % 10 + 3) * 100000')}, {q.ts}, {q.ts}"
     )
     head = (
         "customer_type, name, id_type, id_number, phone, address, home_city, status, "
@@ -108,6 +110,8 @@ def fill_hub(url: str, n: int) -> dict[str, int]:
         "WHEN i % 50 IN (6, 9) THEN 'substandard' WHEN i % 50 < 24 AND i % 50 % 3 = 0 "
         "THEN 'special_mention' ELSE 'normal' END"
     )
+    # One loan in a hundred twice its customer's credit limit; the others within it.
+    loan = "CASE WHEN i % 100 = 3 THEN (i % 10 + 3) * 200000 ELSE i % 250000 END"
     series = _series(q.pg, n)
     statements = {
         "customers": (
@@ -134,8 +138,8 @@ def fill_hub(url: str, n: int) -> dict[str, int]:
             "INSERT INTO loans (origin_node, loan_id, customer_id, product, principal, balance, "
             "interest_rate, five_class, overdue_days, issued_on, maturity_on, collateral, "
             f"updated_at, {meta_cols}) SELECT {city}, 'L' || CAST(i AS TEXT), "
-            f"'C' || CAST(i AS TEXT), 'consumer', {q.money('i % 500000')}, "
-            f"{q.money('i % 500000')}, NULL, {five}, CASE WHEN i % 50 < 8 THEN i % 400 ELSE 0 END, "
+            f"'C' || CAST(i AS TEXT), 'consumer', {q.money(loan)}, "
+            f"{q.money(loan)}, NULL, {five}, CASE WHEN i % 50 < 8 THEN i % 400 ELSE 0 END, "
             f"{q.day}, {q.day}, NULL, {q.ts}, {meta} FROM {series} WHERE i % 3 = 0"
         ),
         "intermediary_business": (
