@@ -584,7 +584,10 @@ def key_customers(
     """
     if top < 1:
         raise UsageError(f"--top: must be at least 1, got {top}")
-    rows = profiles(conn, policy, report, as_of=as_of)[:top]
+    rows = profiles(conn, policy, report, as_of=as_of, with_warnings=False)[:top]
+    limits = Limits.of(report)
+    for r in rows:  # warnings for the few shown only
+        r["warnings"] = warnings_for(r, report, limits)
     keep = (
         "rank",
         "tier",
