@@ -34,7 +34,7 @@ from syncd.core.logs import get_logger
 from syncd.core.policy import Policy, SchemaProblem, load_policy
 from syncd.core.settings import Settings
 from syncd.hub import agreement, downlink, inbox, reports
-from syncd.hub.apply import ApplySummary, apply_pending
+from syncd.hub.apply import ApplySummary, apply_pending, refresh_statistics
 from syncd.hub.inbox import HubInbox
 from syncd.hub.reconcile import HubReconcile, NodeReconcile, last_results
 from syncd.hub.status import HubStatus, hub_status
@@ -342,9 +342,11 @@ class Node:
                 stop is not None and stop.is_set()
             ):
                 break
+        summary = _summed(parts)
+        summary["analyzed"] = refresh_statistics(self.engine, self.policy, summary["tables"])
         if self.observer is not None:
             self.observer.apply_finished(time.monotonic() - started)
-        summary = {"role": "hub", **_summed(parts)}
+        summary = {"role": "hub", **summary}
         if self._publish_due(summary):
             summary["downlink"] = self.publish()
         return summary
@@ -451,6 +453,7 @@ def _summed(parts: list[ApplySummary]) -> dict[str, Any]:
     total: dict[str, Any] = {}
     by_node: dict[str, dict[str, int]] = {}
     failed: dict[str, str] = {}
+    tables: dict[str, int] = {}
     for part in parts:
         for key, value in dataclasses.asdict(part).items():
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -460,8 +463,11 @@ def _summed(parts: list[ApplySummary]) -> dict[str, Any]:
             for key, value in counts.items():
                 mine[key] = mine.get(key, 0) + value
         failed.update(part.failed)
+        for name, n in part.tables.items():
+            tables[name] = tables.get(name, 0) + n
     total["waiting"] = parts[-1].waiting
     total["by_node"] = by_node
     total["failed"] = failed
     total["resting"] = list(parts[-1].resting)
+    total["tables"] = tables
     return total

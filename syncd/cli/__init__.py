@@ -14,6 +14,7 @@ import typer
 
 from syncd import __version__
 from syncd.cli import (
+    analysis,  # noqa: F401  (registers its commands on report.app)
     audit,
     conflicts,
     demo,
@@ -70,7 +71,7 @@ audit.app.command("egress")(egress.egress)
 app.add_typer(audit.app, name="audit")
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(conflicts.app, name="conflicts")
-app.add_typer(report.app, name="report")
+app.add_typer(report.app, name="report")  # with the commands of cli/analysis.py
 app.add_typer(insights.app, name="insights")
 
 

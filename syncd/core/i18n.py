@@ -29,6 +29,7 @@ import decimal
 import functools
 import gettext as _gettext
 import io
+import re
 from decimal import Decimal
 from enum import StrEnum
 from importlib import resources
@@ -78,6 +79,48 @@ ENUMS: dict[str, dict[str, str]] = {
         "multi_city": NP_("warning", "credit in several cities"),
         "overdue": NP_("warning", "overdue"),
         "non_performing": NP_("warning", "non-performing"),
+        "risk_level": NP_("warning", "high risk level"),
+        "over_limit": NP_("warning", "loans over the credit limit"),
+        "special_mention": NP_("warning", "special-mention loan"),
+        "five_class_downgrade": NP_("warning", "five-class downgrade"),
+        "exposure_growth": NP_("warning", "credit exposure growth"),
+    },
+    # Risk tags a CRM sets on a customer (`risk_tag.<tag>` warnings); others show as written.
+    "risk_tag": {
+        "fraud_alert": NP_("risk_tag", "fraud alert"),
+        "aml_suspect": NP_("risk_tag", "suspected money laundering"),
+        "aml_review": NP_("risk_tag", "anti-money-laundering review"),
+        "sanctioned": NP_("risk_tag", "sanctions list"),
+        "litigation": NP_("risk_tag", "litigation"),
+        "watchlist": NP_("risk_tag", "watch list"),
+        "bankruptcy": NP_("risk_tag", "bankruptcy"),
+        "blacklist": NP_("risk_tag", "blacklist"),
+        "high_leverage": NP_("risk_tag", "high leverage"),
+        "related_party": NP_("risk_tag", "related party"),
+        "guarantee_chain": NP_("risk_tag", "guarantee chain"),
+    },
+    "severity": {
+        "1": NP_("severity", "low"),
+        "2": NP_("severity", "medium"),
+        "3": NP_("severity", "high"),
+        "low": NP_("severity", "low"),
+        "medium": NP_("severity", "medium"),
+        "high": NP_("severity", "high"),
+    },
+    # Segment values (`report segments`): bands are shown as written, with these words.
+    "segment": {
+        "unknown": NP_("segment", "unknown"),
+        "total": NP_("segment", "total"),
+        "none": NP_("segment", "none"),
+        "deposit": NP_("segment", "deposits"),
+        "loan": NP_("segment", "loans"),
+        "fee": NP_("segment", "intermediary business"),
+        "individual": NP_("customer_type", "individual"),
+        "corporate": NP_("customer_type", "corporate"),
+        "key": NP_("tier", "key"),
+        "high": NP_("tier", "high"),
+        "medium": NP_("tier", "medium"),
+        "standard": NP_("tier", "standard"),
     },
     "id_type": {
         "ric": NP_("id_type", "resident ID card"),
@@ -125,6 +168,9 @@ ENUMS: dict[str, dict[str, str]] = {
 }
 
 
+_CUSTOMER_TYPES = frozenset(ENUMS["customer_type"].values())
+
+
 def check_lang(lang: str | None) -> str:
     """The language code for `--lang` (zh by default); UsageError names the option."""
     if lang is None:
@@ -167,11 +213,56 @@ class Translator:
         return self.gettext(message).format(**values)
 
     def enum(self, name: str, value: Any) -> str:
-        """A coded value of ENUMS[name] as people say it; an unknown value as it is."""
+        """A coded value of ENUMS[name] as people say it; an unknown value as it is.
+
+        Two kinds are partly made of parts: warnings (`risk_tag.<tag>`, `overdue_<a>_<b>`,
+        `overdue_over_<n>`, whose bands are config) and segment values (`deposit+loan`, age
+        and tenure bands such as `30-39`, `<1y`, `10y+`).
+        """
         if isinstance(value, bool):
             value = "true" if value else "false"
-        message = ENUMS[name].get(str(value))
-        return str(value) if message is None else self.pgettext(name, message)
+        text = str(value)
+        message = ENUMS[name].get(text)
+        if message is not None:
+            context = "customer_type" if message in _CUSTOMER_TYPES else name
+            context = "tier" if name == "segment" and text in ENUMS["tier"] else context
+            return self.pgettext(context, message)
+        if name == "warning":
+            return self._warning(text)
+        if name == "segment":
+            return self._segment(text)
+        return text
+
+    def _warning(self, code: str) -> str:
+        if code.startswith("risk_tag."):
+            return self.fmt(N_("risk tag: {tag}"), tag=self.enum("risk_tag", code[9:]))
+        match = re.fullmatch(r"overdue_(\d+)_(\d+)", code)
+        if match:
+            return self.fmt(N_("overdue {low}-{high} days"), low=match[1], high=match[2])
+        match = re.fullmatch(r"overdue_over_(\d+)", code)
+        if match:
+            return self.fmt(N_("overdue over {days} days"), days=match[1])
+        return code
+
+    def _segment(self, value: str) -> str:
+        if "+" in value and not value.endswith("+"):  # products held: deposit+loan
+            return self.gettext(N_("+")).join(self.enum("segment", v) for v in value.split("+"))
+        match = re.fullmatch(r"(\d+)-(\d+)", value)
+        if match:
+            return self.fmt(N_("{low}-{high} years old"), low=match[1], high=match[2])
+        match = re.fullmatch(r"(\d+)\+", value)
+        if match:
+            return self.fmt(N_("{years} years old and over"), years=match[1])
+        match = re.fullmatch(r"<(\d+)y", value)
+        if match:
+            return self.fmt(N_("customer for less than {years} years"), years=match[1])
+        match = re.fullmatch(r"(\d+)-(\d+)y", value)
+        if match:
+            return self.fmt(N_("customer for {low}-{high} years"), low=match[1], high=match[2])
+        match = re.fullmatch(r"(\d+)y\+", value)
+        if match:
+            return self.fmt(N_("customer for {years} years and more"), years=match[1])
+        return value
 
     @property
     def list_separator(self) -> str:

@@ -7,6 +7,7 @@ resolved against the directory of the config file, so a config can travel with i
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import tomllib
@@ -147,6 +148,55 @@ class ReportSection(_Section):
     tier_key_pct: float = Field(default=5.0, gt=0, le=100)
     tier_high_pct: float = Field(default=15.0, ge=0, le=100)
     tier_medium_pct: float = Field(default=30.0, ge=0, le=100)
+    # Risk early warning (docs/managers.md, "Warnings"). Severities: 1 low, 2 medium, 3 high.
+    warn_tags_high: list[str] = Field(
+        default=["fraud_alert", "aml_suspect", "sanctioned"],
+        description="risk tags that warn with severity high",
+    )
+    warn_tags_medium: list[str] = Field(
+        default=["litigation", "watchlist", "bankruptcy", "blacklist"],
+        description="risk tags that warn with severity medium",
+    )
+    warn_risk_level: int = Field(
+        default=4, ge=1, le=5, description="risk_level at or above warns (medium; 5 is high)"
+    )
+    warn_over_limit_high_pct: float = Field(
+        default=20.0,
+        ge=0,
+        description="loans above the credit limit by more than this percent warn high",
+    )
+    warn_overdue_bands: list[int] = Field(
+        default=[30, 90, 180],
+        description="upper bounds of the overdue-day bands 1-30, 31-90, 91-180, >180",
+    )
+    warn_concentration_cities: int = Field(
+        default=2, ge=2, description="loans in this many cities or more warn (concentration)"
+    )
+    warn_concentration_min: float = Field(
+        default=1_000_000.0, ge=0, description="... when their total balance is at least this"
+    )
+    warn_growth_pct: float = Field(
+        default=50.0, gt=0, description="loan balance grown by this percent since the snapshot"
+    )
+    warn_growth_min: float = Field(
+        default=100_000.0, ge=0, description="... and by at least this amount"
+    )
+    # Snapshots (`report snapshot`, the hub daemon's daily job).
+    snapshot_hour_utc: int = Field(
+        default=0, ge=0, le=23, description="the daemon takes the day's snapshot from this hour"
+    )
+    customer_snapshot_days: int = Field(
+        default=8,
+        ge=2,
+        description="days of per-customer snapshots kept (city figures are kept for good)",
+    )
+
+    @field_validator("warn_overdue_bands")
+    @classmethod
+    def _bands(cls, value: list[int]) -> list[int]:
+        if not value or value[0] < 1 or any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("expected increasing positive day counts, e.g. [30, 90, 180]")
+        return value
 
 
 class DownlinkSection(_Section):

@@ -42,6 +42,8 @@ from syncd.store.dialect import dialect_for
 
 log = get_logger("syncd.daemon")
 
+SNAPSHOT_CHECK_SECONDS = 900  # how often the hub daemon looks whether the day's snapshot is due
+
 
 def tune_gc() -> None:
     """Fewer garbage collections in a long-lived node process.
@@ -183,6 +185,15 @@ class Daemon:
                 self.cycle_running = False
             raise
 
+    def _snapshot(self) -> None:
+        from syncd.hub.analysis import snapshot_if_due
+        from syncd.store.db import translated
+
+        with translated("taking the daily analysis snapshot"):
+            taken = snapshot_if_due(self.node.engine, self.node.policy, self.settings.report)
+        if taken is not None:
+            log.info("snapshot_taken", **{k: str(v) for k, v in taken.items()})
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)
         self.stop.set()
@@ -232,6 +243,16 @@ class Daemon:
                 id="cycle",
                 next_run_time=dt.datetime.now(dt.UTC),
             )
+            if s.is_hub:
+                # The day's analysis snapshot (syncd.hub.analysis): checked every quarter
+                # hour, taken once a day from [report] snapshot_hour_utc.
+                self.scheduler.add_job(
+                    self._job("snapshot", self._snapshot),
+                    "interval",
+                    seconds=SNAPSHOT_CHECK_SECONDS,
+                    id="snapshot",
+                    next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5),
+                )
             if s.is_city:
                 self.scheduler.add_job(
                     self._job("trim", self.node.trim),

@@ -38,9 +38,9 @@ from syncd.core.errors import BatchRefused, SyncdError, UsageError
 from syncd.core.logs import get_logger
 from syncd.core.policy import Policy
 from syncd.core.settings import DownlinkSection, ReportSection
-from syncd.hub import reports
+from syncd.hub import analysis
 from syncd.hub.audit import Action, AuditWriter
-from syncd.hub.report_views import CUSTOMERS, Views, missing_inputs
+from syncd.hub.report_views import CUSTOMERS, Views, missing_analysis_inputs
 from syncd.store import hub_tables as h
 from syncd.store.db import translated, utcnow
 from syncd.store.dialect import dialect_for
@@ -65,22 +65,24 @@ class PublishResult:
 
 
 def derive(conn: Connection, policy: Policy, report: ReportSection) -> dict[Any, dict[str, Any]]:
-    """Per live golden customer: the insight fields (`core.downlink.FIELDS`) as they travel."""
-    insights: dict[Any, dict[str, Any]] = {}
-    for row in reports.customer_value(conn, report):
-        insights[row[h.GOLDEN_ID]] = {
-            "golden_id": str(row[h.GOLDEN_ID]),
+    """Per live golden customer: the insight fields (`core.downlink.FIELDS`) as they travel.
+
+    From `analysis.customer_insights`: tier and rank as `report value`, the segment code and
+    the open warnings as `report warnings` (reason codes, severity 1-3), at today's date.
+    """
+    return {
+        row["golden_id"]: {
+            "golden_id": str(row["golden_id"]),
             "tier": row["tier"],
             "rank": int(row["rank"]),
             "contribution": str(row["contribution"]),
-            "segment": "",
-            "warnings": [],
+            "segment": row["segment"],
+            "warnings": [
+                {"reason": w["reason"], "severity": int(w["severity"])} for w in row["warnings"]
+            ],
         }
-    for row in reports.credit_exposure(conn):
-        found = insights.get(row[h.GOLDEN_ID])
-        if found is not None:
-            found["warnings"] = [{"reason": w, "severity": 2} for w in row["warnings"]]
-    return insights
+        for row in analysis.customer_insights(conn, policy, report)
+    }
 
 
 # --- building batches ----------------------------------------------------------------------
@@ -219,7 +221,7 @@ def publish(
 ) -> PublishResult:
     """Derive the insights once, then build every node's batches, each node on its own."""
     result = PublishResult()
-    problems = missing_inputs(policy)
+    problems = missing_analysis_inputs(policy)
     if problems:
         result.skipped = "the policy lacks " + ", ".join(problems)
         return result

@@ -30,6 +30,16 @@ Views (all rows are *live*: source, golden and child rows whose ``_deleted`` is 
     customer with at least one attributed live loan. The ``--min`` threshold is applied by
     `credit_exposure`, not by the view.
 
+``report_customer_profile``
+    golden_id, id_type, id_number, name, customer_type, home_city, district, birth_date,
+    created_at, risk_level, risk_tags, credit_limit, cities, city_count, deposit_count,
+    deposit_balance, loan_count, loan_balance, loan_city_count, max_overdue_days, worst_class,
+    fee_count, fee_income — one row per live golden customer: what the analyses
+    (`syncd.hub.analysis`) classify. district: the administrative division code in the ID
+    number (digits 1-6 of a ric, characters 3-8 of a uscc); birth_date: digits 7-14 of a ric
+    as YYYY-MM-DD; worst_class: 0 no loan, 1 normal … 5 loss. Installed when the policy has
+    `ANALYSIS_REQUIRED` too.
+
 ``cities`` and ``loan_cities`` are comma-separated node ids (sorted on PostgreSQL; in no
 guaranteed order on SQLite; the report functions always return sorted lists).
 
@@ -73,6 +83,20 @@ LINK_VIEW = "report_customer_link"
 CITY_VIEW = "report_city_summary"
 VALUE_VIEW = "report_customer_value_base"
 EXPOSURE_VIEW = "report_credit_exposure"
+PROFILE_VIEW = "report_customer_profile"
+
+# What the analyses (`syncd.hub.analysis`: segments, warnings, key customers, trends) read on
+# top of REQUIRED; a policy without them gets the other views and no report_customer_profile.
+ANALYSIS_REQUIRED: Mapping[str, tuple[str, ...]] = {
+    CUSTOMERS: (
+        "customer_type",
+        "home_city",
+        "created_at",
+        "risk_level",
+        "risk_tags",
+        "credit_limit",
+    ),
+}
 
 
 def child_view_name(table: str) -> str:
@@ -94,6 +118,16 @@ def missing_inputs(policy: Policy) -> list[str]:
                 problems.append("identity [id_type, id_number] of customers")
         elif table.parent is None or table.parent.table != CUSTOMERS:
             problems.append(f"parent customers of {name}")
+    return problems
+
+
+def missing_analysis_inputs(policy: Policy) -> list[str]:
+    """What the analyses need beyond `missing_inputs` (empty: all there)."""
+    problems = missing_inputs(policy)
+    for name, columns in ANALYSIS_REQUIRED.items():
+        table = policy.tables.get(name)
+        if table is not None and table.is_public:
+            problems += [f"column {name}.{c}" for c in columns if c not in table.public_columns]
     return problems
 
 
@@ -127,6 +161,8 @@ class Views:
         defs[CITY_VIEW] = self.city_summary()
         defs[VALUE_VIEW] = self.value_base()
         defs[EXPOSURE_VIEW] = self.exposure()
+        if not missing_analysis_inputs(self.policy):
+            defs[PROFILE_VIEW] = self.profile()
         return defs
 
     def zero(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -345,5 +381,163 @@ class Views:
                     cities, cities.c[schema_hub.GOLDEN_ID] == gid
                 )
             )
+            .where(live(golden))
+        )
+
+    def district(self) -> sa.ColumnElement[Any]:
+        """The administrative division code (行政区划代码) in the ID number: digits 1-6 of an
+        18-digit ric (居民身份证), characters 3-8 of a uscc (统一社会信用代码); else NULL."""
+        number = self.golden.c.id_number
+        id_type = self.golden.c.id_type
+        return sa.case(
+            (
+                sa.and_(id_type == "ric", sa.func.length(number) == 18),
+                sa.func.substr(number, 1, 6),
+            ),
+            (
+                sa.and_(id_type == "uscc", sa.func.length(number) == 18),
+                sa.func.substr(number, 3, 6),
+            ),
+            else_=sa.null(),
+        )
+
+    def birth_date(self) -> sa.ColumnElement[Any]:
+        """YYYY-MM-DD from an 18-digit ric's digits 7-14 (as written: not checked as a date)."""
+        number = self.golden.c.id_number
+        text = (
+            sa.func.substr(number, 7, 4, type_=sa.String())
+            + "-"
+            + sa.func.substr(number, 11, 2, type_=sa.String())
+            + "-"
+            + sa.func.substr(number, 13, 2, type_=sa.String())
+        )
+        ric = sa.and_(self.golden.c.id_type == "ric", sa.func.length(number) == 18)
+        return sa.case((ric, text), else_=sa.null())
+
+    def _child_totals(self, child: str, column: str) -> sa.Subquery:
+        """Per city customer row (origin, parent key): how many live rows of the child, the
+        sum of column; for loans also the most overdue days and the worst five-class."""
+        table = self.md.tables[child]
+        parent = self.policy.table(child).parent
+        assert parent is not None
+        keys = [table.c[schema_hub.ORIGIN], *(table.c[c] for c in parent.columns)]
+        cols: list[sa.ColumnElement[Any]] = [
+            *keys,
+            sa.func.count().label("n"),
+            self.dialect.money_sum(table.c[column]).label("total"),
+        ]
+        if child == LOANS:
+            severity = sa.case(
+                *((table.c.five_class == fc, i + 1) for i, fc in enumerate(FIVE_CLASSES)),
+                else_=0,
+            )
+            cols += [
+                sa.func.max(table.c.overdue_days).label("max_overdue_days"),
+                sa.func.max(severity).label("worst_class"),
+            ]
+        return sa.select(*cols).where(live(table)).group_by(*keys).subquery(f"totals_{child}")
+
+    def profile(self) -> sa.Select[Any]:
+        """One row per live golden customer: who they are, where, what they hold, how risky.
+
+        Children are summed per city customer row first, then per (customer, city), then per
+        customer: the source-to-golden join is made once, whatever the number of child tables.
+        """
+        golden, src = self.golden, self.src
+        gid = golden.c[schema_hub.GOLDEN_ID]
+        origin = schema_hub.ORIGIN
+        link = (
+            sa.select(
+                gid,
+                src.c[origin],
+                *(src.c[k] for k in self.policy.table(CUSTOMERS).primary_key),
+            )
+            .select_from(
+                src.join(golden, sa.and_(*(src.c[k] == golden.c[k] for k in self.identity)))
+            )
+            .where(live(src), live(golden))
+            .subquery("profile_link")
+        )
+        joined: sa.FromClause = link
+        totals: dict[str, sa.Subquery] = {}
+        for child, column in ((DEPOSITS, "balance"), (LOANS, "balance"), (FEES, "fee_income")):
+            sub = self._child_totals(child, column)
+            parent = self.policy.table(child).parent
+            assert parent is not None
+            on = sa.and_(
+                sub.c[origin] == link.c[origin],
+                *(sub.c[c] == link.c[p] for c, p in parent.columns.items()),
+            )
+            joined = joined.outerjoin(sub, on)
+            totals[child] = sub
+        money = self.dialect.money_sum
+        dep, loan, fee = totals[DEPOSITS], totals[LOANS], totals[FEES]
+        per_city = (
+            sa.select(
+                link.c[schema_hub.GOLDEN_ID].label("gid"),
+                link.c[origin].label("origin"),
+                sa.func.sum(dep.c.n).label("dep_n"),
+                money(dep.c.total).label("dep_total"),
+                sa.func.sum(loan.c.n).label("loan_n"),
+                money(loan.c.total).label("loan_total"),
+                sa.func.max(loan.c.max_overdue_days).label("max_overdue_days"),
+                sa.func.max(loan.c.worst_class).label("worst_class"),
+                sa.func.sum(fee.c.n).label("fee_n"),
+                money(fee.c.total).label("fee_total"),
+            )
+            .select_from(joined)
+            .group_by(link.c[schema_hub.GOLDEN_ID], link.c[origin])
+            .subquery("profile_city")
+        )
+        pc = per_city.c
+        per = (
+            sa.select(
+                pc.gid,
+                self.dialect.joined_names(pc.origin).label("cities"),
+                sa.func.count().label("city_count"),
+                sa.func.sum(pc.dep_n).label("deposit_count"),
+                money(pc.dep_total).label("deposit_balance"),
+                sa.func.sum(pc.loan_n).label("loan_count"),
+                money(pc.loan_total).label("loan_balance"),
+                sa.func.count(pc.loan_n).label("loan_city_count"),
+                sa.func.max(pc.max_overdue_days).label("max_overdue_days"),
+                sa.func.max(pc.worst_class).label("worst_class"),
+                sa.func.sum(pc.fee_n).label("fee_count"),
+                money(pc.fee_total).label("fee_income"),
+            )
+            .group_by(pc.gid)
+            .subquery("profile_customer")
+        )
+        return (
+            sa.select(
+                gid,
+                *(golden.c[k] for k in self.identity),
+                golden.c.name,
+                golden.c.customer_type,
+                golden.c.home_city,
+                self.district().label("district"),
+                self.birth_date().label("birth_date"),
+                golden.c.created_at,
+                golden.c.risk_level,
+                golden.c.risk_tags,
+                golden.c.credit_limit,
+                per.c.cities,
+                self.zero(per.c.city_count).label("city_count"),
+                *(
+                    self.zero(per.c[k]).label(k)
+                    for k in (
+                        "deposit_count",
+                        "deposit_balance",
+                        "loan_count",
+                        "loan_balance",
+                        "loan_city_count",
+                        "max_overdue_days",
+                        "worst_class",
+                        "fee_count",
+                        "fee_income",
+                    )
+                ),
+            )
+            .select_from(golden.outerjoin(per, per.c.gid == gid))
             .where(live(golden))
         )

@@ -13,7 +13,7 @@ from alembic.operations import Operations
 
 from syncd.core.errors import SchemaMismatch
 from syncd.core.policy import Policy, SchemaProblem, Table
-from syncd.store.sqltypes import JsonDoc, sql_type
+from syncd.store.sqltypes import ExactDecimal, JsonDoc, sql_type
 
 metadata = sa.MetaData()
 
@@ -287,6 +287,43 @@ insight_sent = sa.Table(
     sa.Column("node_id", sa.String(63), sa.ForeignKey("syncd_node.node_id"), primary_key=True),
     sa.Column("row_key", sa.String(200), primary_key=True),
     sa.Column("digest", sa.String(64), nullable=False),
+)
+
+# Analysis snapshots (hub_0008; docs/managers.md, "Trends"). The day's key figures per city and
+# segment (customer_type, or 'unknown' for rows whose customer has not reached the hub), kept
+# for good: a few dozen rows a day. `report snapshot` and the hub daemon's daily job replace a
+# day's rows in one transaction, so a day has one snapshot however often it is taken.
+report_daily = sa.Table(
+    "syncd_report_daily",
+    metadata,
+    sa.Column("snapshot_date", sa.Date(), primary_key=True),
+    sa.Column("node_id", sa.String(63), primary_key=True),
+    sa.Column("segment", sa.String(32), primary_key=True),
+    sa.Column("customers", sa.BigInteger(), nullable=False),
+    sa.Column("deposit_balance", ExactDecimal(20, 2), nullable=False),
+    sa.Column("loan_balance", ExactDecimal(20, 2), nullable=False),
+    sa.Column("npl_balance", ExactDecimal(20, 2), nullable=False),
+    sa.Column("fee_income", ExactDecimal(20, 2), nullable=False),
+    sa.Column("key_customers", sa.BigInteger(), nullable=False),
+    sa.Column("high_customers", sa.BigInteger(), nullable=False),
+    sa.Column("medium_customers", sa.BigInteger(), nullable=False),
+    sa.Column("standard_customers", sa.BigInteger(), nullable=False),
+    sa.Column("taken_at", sa.DateTime(), nullable=False),
+)
+
+# Per golden customer with loans or a contribution, the figures a later day compares with
+# (five-class downgrades, exposure growth, contribution trend). Kept `[report]
+# customer_snapshot_days` days: at 1M customers a day is about 1M narrow rows.
+# worst_class: 0 no loan, 1 normal … 5 loss (report_views.FIVE_CLASSES index + 1).
+report_customer_day = sa.Table(
+    "syncd_report_customer_day",
+    metadata,
+    sa.Column("snapshot_date", sa.Date(), primary_key=True),
+    sa.Column("golden_id", sa.BigInteger(), primary_key=True),
+    sa.Column("loan_balance", ExactDecimal(20, 2), nullable=False),
+    sa.Column("worst_class", sa.SmallInteger(), nullable=False),
+    sa.Column("contribution", ExactDecimal(20, 2), nullable=False),
+    sa.Column("tier", sa.String(16), nullable=False),
 )
 
 

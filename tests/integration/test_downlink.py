@@ -204,8 +204,11 @@ def test_changes_send_only_what_moved_and_deletes_reach_the_holder(
     assert (got.upserts, got.deletes) == (0, 1)
     assert set(held(nb)) == {"D7"}
     li = held(hz)["C2"]
-    assert li["warning_reasons"] == "non_performing,overdue"
-    assert li["warning_count"] == 2
+    # Substandard is non-performing (high); 40 days overdue is the 31-90 band (medium).
+    assert li["warning_reasons"] == "non_performing,overdue_31_90"
+    assert (li["warning_count"], li["top_severity"]) == (2, 3)
+    # <customer type>.<tier>.<age band>: 李四 was born on 1990-03-07.
+    assert li["segment"] == f"individual.{li['tier']}.30-39"
 
 
 def test_a_city_refuses_an_altered_or_missing_batch_and_keeps_its_position(

@@ -112,6 +112,7 @@ def test_wan_unit_and_cities_by_name(hub: Path) -> None:
         ("杭州", "15.00", "0.00"),  # 150,000.50 元
         ("city-3302", "32.00", "0.00"),  # 320,000.25 元
         ("city-3303", "0.10", "4.00"),  # 1,000.00 and 40,000.00 元
+        ("全省", "47.10", "4.00"),  # the province total row
     ]
     value = ok(hub, "report", "value", "--unit", "wan", "--lang", "en", "--csv")
     got = [(r["name"], r["contribution (10k yuan)"]) for r in csv.DictReader(io.StringIO(value))]

@@ -266,6 +266,7 @@ VIEWS = (
     "report_city_summary",
     "report_customer_value_base",
     "report_credit_exposure",
+    "report_customer_profile",
 )
 
 
@@ -606,10 +607,12 @@ def test_cli_bad_arguments_exit_2(hub_config: Path, args: tuple[str, ...], messa
 
 def test_cli_reports_render(hub_config: Path) -> None:
     cities = run_syncd(hub_config, "report", "cities", "--json", check=True)
-    assert [c["deposit_balance"] for c in json.loads(cities.stdout)] == [
-        "150000.50",
-        "320000.25",
-        "1000.00",
+    # The last row is the province (全省) total.
+    assert [(c["node_id"], c["deposit_balance"]) for c in json.loads(cities.stdout)] == [
+        ("city-3301", "150000.50"),
+        ("city-3302", "320000.25"),
+        ("city-3303", "1000.00"),
+        ("province", "471000.75"),
     ]
     value = run_syncd(
         hub_config, "report", "value", "--csv", "--top", "1", "--lang", "en", check=True

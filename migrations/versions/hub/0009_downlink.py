@@ -5,7 +5,7 @@ syncd_downlink_batch the batches (payload text and its checksum); syncd_insight_
 node was last sent per customer, so a build sends only changes. See syncd/hub/downlink.py.
 
 Revision ID: hub_0009
-Revises: hub_0007
+Revises: hub_0008
 Create Date: 2026-11-30
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "hub_0009"
-down_revision = "hub_0007"
+down_revision = "hub_0008"
 branch_labels = None
 depends_on = None
 
