@@ -265,7 +265,7 @@ def _row(change: dict[str, Any], seq: int, now: dt.datetime) -> dict[str, Any]:
         "segment": change["segment"],
         "warning_count": len(warnings),
         "top_severity": max(severities) if severities else None,
-        "warning_reasons": ",".join(sorted({w["reason"] for w in warnings})),
+        "warning_reasons": ",".join(dict.fromkeys(w["reason"] for w in warnings)),  # worst first
         "warnings": canonical(warnings),
         "digest": change["digest"],
         "hub_seq": seq,

@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from syncd.cli.render import call, heading, money, out, print_table
+from syncd.cli import present
+from syncd.cli.present import Column, Kind, Table
+from syncd.cli.render import call, heading, out, print_table
+from syncd.core.i18n import N_
 
 if TYPE_CHECKING:
     from syncd.daemon.demo import DemoReport, DemoResult
@@ -113,27 +116,16 @@ def _show(report: DemoReport) -> None:
 
 
 def _show_insights(report: DemoReport) -> None:
+    from syncd.cli.insights import insight_table
+
     heading(f"the province's analysis back at {report.rm_city} (syncd insights show)")
     out.print(
         "A relationship manager's CRM screen: the city's own customers joined to "
         "syncd_province_insight on customer_id.",
         highlight=False,
     )
-    print_table(
-        f"{report.rm_city}: customers with the province's tier and warnings",
-        ["customer", "name", "tier", "rank", "contribution", "warnings"],
-        [
-            (
-                r["customer_id"],
-                r["name"],
-                r["tier"],
-                r["contribution_rank"],
-                money(r["contribution"]),
-                r["warning_reasons"],
-            )
-            for r in report.rm_view
-        ],
-    )
+    table = insight_table(report.rm_view, ("customer_id",), report.rm_city)
+    present.show("demo", {}, present.output(), {}, table)
 
 
 def _show_status(report: DemoReport) -> None:
@@ -201,37 +193,52 @@ def _show_quarantine(report: DemoReport) -> None:
     )
 
 
+# The demo's narrower tables (`report cities` and `report value` carry every column).
+_DEMO_CITY_COLUMNS = (
+    Column("node_id", N_("city"), Kind.NODE),
+    Column("customers", N_("customers"), Kind.COUNT),
+    Column("deposit_balance", N_("deposits"), Kind.MONEY),
+    Column("loan_balance", N_("loans"), Kind.MONEY),
+    Column("overdue_loan_balance", N_("overdue loans"), Kind.MONEY),
+    Column("non_performing", N_("non-performing"), Kind.MONEY),
+    Column("fee_income", N_("fee income"), Kind.MONEY),
+)
+_DEMO_VALUE_COLUMNS = (
+    Column("rank", N_("rank"), Kind.COUNT),
+    Column("tier", N_("tier"), Kind.ENUM, enum="tier"),
+    Column("name", N_("name")),
+    Column("cities", N_("cities"), Kind.NODES),
+    Column("deposit_balance", N_("deposits"), Kind.MONEY),
+    Column("loan_balance", N_("loans"), Kind.MONEY),
+    Column("contribution", N_("contribution"), Kind.MONEY),
+)
+
+
 def _show_reports(report: DemoReport) -> None:
-    heading("manager report (syncd report cities / value; views report_*)")
-    print_table(
-        "cities",
-        ["city", "customers", "deposits", "loans", "overdue loans", "non-performing", "fee income"],
-        [
-            (
-                report.names.get(r["node_id"], r["node_id"]),
-                r["customers"],
-                money(r["deposit_balance"]),
-                money(r["loan_balance"]),
-                money(r["overdue_loan_balance"]),
-                money(r["non_performing"]),
-                money(r["fee_income"]),
-            )
-            for r in report.city_summary
-        ],
+    """The manager reports as bank staff read them: Chinese, 元, cities by name, a 全省 row."""
+    from syncd.cli.report import CITY_SUMS
+    from syncd.hub.analysis import PROVINCE, with_province_total
+
+    heading("manager reports (syncd report cities / value; views report_*)")
+    fmt = present.output()
+    names = {**report.names, PROVINCE: fmt.tr.gettext(N_("province"))}
+    cities = with_province_total(report.city_summary, (*CITY_SUMS, "non_performing"))
+    present.show(
+        "demo",
+        {},
+        fmt,
+        names,
+        Table("cities", N_("cities (view report_city_summary)"), _DEMO_CITY_COLUMNS, cities),
     )
-    print_table(
-        "top customers by contribution (贡献度)",
-        ["rank", "tier", "name", "cities", "deposits", "loans", "contribution"],
-        [
-            (
-                r["rank"],
-                r["tier"],
-                r["name"],
-                r["city_count"],
-                money(r["deposit_balance"]),
-                money(r["loan_balance"]),
-                money(r["contribution"]),
-            )
-            for r in report.top_customers
-        ],
+    present.show(
+        "demo",
+        {},
+        fmt,
+        names,
+        Table(
+            "value",
+            N_("customer value (view report_customer_value_base; weights: config, report section)"),
+            _DEMO_VALUE_COLUMNS,
+            report.top_customers,
+        ),
     )

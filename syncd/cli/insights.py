@@ -158,19 +158,20 @@ def show(
             return insights.listing(c, node.policy, tier=tier, limit=limit), keys
 
     rows, keys = call(go)
-    for row in rows:
-        row["warnings"] = [w for w in row.pop("warning_reasons").split(",") if w]
-    columns = (*(Column(k, N_("customer")) for k in keys), *_SHOW_COLUMNS)
-    present.show(
-        "insights show",
-        {"tier": tier, "limit": limit},
-        fmt,
-        {},
-        Table(
-            "insights",
-            N_("{node}: customers with the province's insight"),
-            columns,
-            rows,
-            {"node": s.node.id},
-        ),
+    table = insight_table(rows, keys, s.node.id)
+    present.show("insights show", {"tier": tier, "limit": limit}, fmt, {}, table)
+
+
+def insight_table(rows: list[dict[str, Any]], keys: tuple[str, ...], node_id: str) -> Table:
+    """`insights.listing` rows as a table (the demo shows one too): warnings as a list."""
+    shown = [
+        {**r, "warnings": [w for w in str(r.get("warning_reasons") or "").split(",") if w]}
+        for r in rows
+    ]
+    return Table(
+        "insights",
+        N_("{node}: customers with the province's insight"),
+        (*(Column(k, N_("customer")) for k in keys), *_SHOW_COLUMNS),
+        shown,
+        {"node": node_id},
     )
