@@ -173,11 +173,15 @@ def report_warnings(
     fmt = present.output(lang, unit, unmask, as_json, as_csv, xlsx, output)
     hub_settings()
     minimum = call(lambda: analysis.parse_severity(severity))
-    rows, names = present.read(
-        lambda n, c: analysis.risk_warnings(
-            c, n.policy, n.settings.report, min_severity=minimum, reasons=reason or ()
+    (rows, cities), names = present.read(
+        lambda n, c: (
+            analysis.risk_warnings(
+                c, n.policy, n.settings.report, min_severity=minimum, reasons=reason or ()
+            ),
+            _city_names(c),
         )
     )
+    shown = [{**r, "home_city": cities.get(str(r["home_city"]), r["home_city"])} for r in rows]
     present.show(
         "report warnings",
         {"severity": severity, "reason": reason or []},
@@ -187,8 +191,9 @@ def report_warnings(
             "warnings",
             N_("risk early warning (thresholds: [report] warn_*)"),
             WARNING_COLUMNS,
-            rows,
+            shown,
         ),
+        raw=rows,
     )
 
 
