@@ -31,9 +31,10 @@ from common import write_config as node_config
 from syncd.app import init_node
 from syncd.core import logs
 from syncd.core.policy import load_policy
-from syncd.core.settings import ReportSection, load_settings
-from syncd.hub import analysis, reports
-from syncd.store.db import create_engine
+from syncd.core.settings import DownlinkSection, ReportSection, load_settings
+from syncd.hub import analysis, downlink, reports
+from syncd.store import hub_tables as h
+from syncd.store.db import create_engine, utcnow
 
 POLICY = Path(__file__).resolve().parent.parent / "schemas" / "crm.yaml"
 CITIES = ("city-3301", "city-3302", "city-3303")
@@ -219,6 +220,7 @@ def run(args: argparse.Namespace, urls: dict[str, str], tmp: Path) -> None:
         c, policy, section, "yesterday", as_of=TODAY))  # fmt: skip
     measure("warnings, with a snapshot", lambda c: analysis.risk_warnings(
         c, policy, section, as_of=TODAY))  # fmt: skip
+    publish_downlink(engine, policy, section, figures)
     engine.dispose()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print_table(
@@ -227,6 +229,30 @@ def run(args: argparse.Namespace, urls: dict[str, str], tmp: Path) -> None:
          for name, s, rows in figures],
     )  # fmt: skip
     print(f"peak RSS of this process: {peak:.0f} MB")
+
+
+def publish_downlink(
+    engine: sa.Engine, policy: Any, section: ReportSection, figures: list[tuple[str, float, int]]
+) -> None:
+    """The downward path's build (`syncd insights publish`): the first sends every city all of
+    its customers' insights, the second finds nothing changed. Rows: changes built."""
+    with engine.begin() as conn:
+        known = set(conn.execute(sa.select(h.nodes.c.node_id)).scalars())
+        for code in ("3301", "3302", "3303"):
+            if f"city-{code}" not in known:
+                conn.execute(
+                    h.nodes.insert().values(
+                        node_id=f"city-{code}", city_code=code, registered_at=utcnow()
+                    )
+                )
+    down = DownlinkSection()
+    for name in ("insights publish, first (all)", "insights publish, nothing changed"):
+        seconds, result = timed(lambda: downlink.publish(engine, policy, section, down))
+        changes = sum(result.changes.values())
+        figures.append((name, seconds, changes))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"  {name}: {seconds:.2f} s, {changes} changes, {sum(result.batches.values())} "
+              f"batches, peak RSS so far {peak:.0f} MB", flush=True)  # fmt: skip
 
 
 def main() -> None:

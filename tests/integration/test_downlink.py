@@ -85,9 +85,9 @@ def hub(db_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def city(tmp_path: Path, node: str, customers: dict[str, str]) -> Engine:
+def city(tmp_path: Path, node: str, customers: dict[str, str], url: str | None = None) -> Engine:
     """A city database: the CRM's customers (id → name) and the insight table, as init makes."""
-    engine = create_engine(f"sqlite:///{tmp_path / f'{node}.db'}")
+    engine = create_engine(url or f"sqlite:///{tmp_path / f'{node}.db'}")
     with engine.begin() as conn:
         migrate.upgrade(conn, "city")
         crm.create_crm_schema(conn, POLICY)
@@ -355,4 +355,39 @@ def test_each_city_receives_exactly_the_live_customers_it_holds(
                 )
         # One identity, one golden record: the same insight in every city that holds it.
         assert all(len(insight) == 1 for insight in seen.values()), seen
+        engine.dispose()
+
+
+def test_a_postgresql_city_applies_insights_and_refuses_other_writers(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """On a PostgreSQL city the insight table is written only inside syncd's pull (a statement
+    trigger checks the transaction's syncd.insight_writer); any other session is refused."""
+    hub_url = f"sqlite:///{tmp_path / 'hub.db'}"
+    engine = make_hub(hub_url)
+    with engine.begin() as conn:
+        reports.install_views(conn, POLICY)
+    add_node(engine, HZ, "3301")
+    submit(engine, HZ, [up(1, "customers", customer("C1", ZHANG))])
+    apply_pending(engine, POLICY)
+    downlink.publish(engine, POLICY, REPORT, DOWN)
+    pg_city = city(tmp_path, HZ, {"C1": "张三"}, pg_url)
+    try:
+        assert pull(pg_city, hub_url, HZ).upserts == 1
+        assert set(held(pg_city)) == {"C1"}
+        for statement in (
+            "UPDATE syncd_province_insight SET tier = 'key'",
+            "DELETE FROM syncd_province_insight",
+            "TRUNCATE syncd_province_insight",
+        ):
+            with pg_city.connect() as conn, pytest.raises(sa.exc.DBAPIError) as refused:
+                conn.exec_driver_sql(statement)
+            assert "read-only" in str(refused.value)
+            assert getattr(refused.value.orig, "sqlstate", None) == "42501"
+        assert set(held(pg_city)) == {"C1"}
+        with pg_city.connect() as conn:  # init again: the guard is replaced, not doubled
+            insights.install(conn, POLICY)
+            conn.commit()
+    finally:
+        pg_city.dispose()
         engine.dispose()
