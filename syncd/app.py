@@ -205,10 +205,6 @@ class Node:
     # A hub records the policy it applies with before its first cycle (cities' batches are
     # checked against it); `init` records it too.
     _policy_recorded: bool = False
-    # The downward path at a hub: when this process last built insight batches, and whether
-    # batches were applied since (nothing new to send otherwise).
-    _published_at: float = 0.0
-    _applied_since_publish: bool = False
 
     @classmethod
     def open(cls, settings: Settings) -> Node:
@@ -346,29 +342,25 @@ class Node:
         summary["analyzed"] = refresh_statistics(self.engine, self.policy, summary["tables"])
         if self.observer is not None:
             self.observer.apply_finished(time.monotonic() - started)
-        summary = {"role": "hub", **summary}
-        if self._publish_due(summary):
-            summary["downlink"] = self.publish()
-        return summary
+        return {"role": "hub", **summary}
 
-    def _publish_due(self, summary: dict[str, Any]) -> bool:
-        """Whether to send insights now: enabled, the interval passed since the last publish,
-        and batches applied since (or none published yet by this process)."""
+    def publish_if_due(self) -> dict[str, Any] | None:
+        """Build the cities' insight batches if batches were applied since the last build (or
+        none was ever made); None when there was nothing to do or publishing is off.
+
+        The hub daemon runs this as its own job, every `[downlink] publish_interval_seconds`,
+        so a long build at a million customers never holds up the apply cycle.
+        """
         down = self.settings.downlink
-        if not down.enabled or down.publish_interval_seconds <= 0:
-            return False
-        if summary.get("batches"):
-            self._applied_since_publish = True
-        elapsed = time.monotonic() - self._published_at
-        first = self._published_at == 0.0
-        return (first or self._applied_since_publish) and (
-            first or elapsed >= down.publish_interval_seconds
-        )
+        if not down.enabled:
+            return None
+        with translated("reading when insights were last built"), self.engine.connect() as c:
+            due = downlink.due(c)
+            c.rollback()
+        return self.publish() if due else None
 
     def publish(self, nodes: list[str] | None = None) -> dict[str, Any]:
         """Build the insight batches of every city (or of `nodes`); failures go to `status`."""
-        self._published_at = time.monotonic()
-        self._applied_since_publish = False
         try:
             res = downlink.publish(
                 self.engine, self.policy, self.settings.report, self.settings.downlink, nodes

@@ -202,10 +202,10 @@ class ReportSection(_Section):
 class DownlinkSection(_Section):
     """The downward path (`syncd.hub.downlink`, `syncd.city.insights`).
 
-    At the hub: the province's insights are rebuilt and sent at most every
-    `publish_interval_seconds` (after an apply cycle); 0 turns publishing off. At a city: each
-    push cycle also fetches and applies the batches the hub built for it, `batch_rows` changes
-    at most per batch.
+    At the hub: a daemon job looks every `publish_interval_seconds` whether batches were
+    applied since the insights were last built, and builds them if so (`sync --once` too); 0
+    leaves it to `syncd insights publish`. At a city: each push cycle also fetches and applies
+    the batches the hub built for it. `batch_rows`: changes per downlink batch.
     """
 
     enabled: bool = True

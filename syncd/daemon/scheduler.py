@@ -260,6 +260,15 @@ class Daemon:
                     seconds=s.sync.trim_interval_seconds,
                     id="trim",
                 )
+            elif s.downlink.enabled and s.downlink.publish_interval_seconds > 0:
+                # Its own job (thread): a long build never holds up the apply cycle.
+                self.scheduler.add_job(
+                    self._job("downlink", self.node.publish_if_due),
+                    "interval",
+                    seconds=s.downlink.publish_interval_seconds,
+                    id="downlink",
+                    next_run_time=dt.datetime.now(dt.UTC),
+                )
             self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
             self.scheduler.start()
             if dialect_for(self.node.engine).can_listen:
@@ -339,6 +348,8 @@ def sync_once(settings: Settings) -> dict[str, Any]:
         result: dict[str, Any] = with_retries(
             lambda: node.cycle(retry_resting=True), "once", settings, metrics, None, attempts=3
         )
+        if settings.is_hub:
+            result["downlink"] = node.publish_if_due()
         if node.pusher is not None and node.settings.sync.trim_retention_seconds == 0:
             result["trimmed"] = node.trim()
         return result

@@ -296,6 +296,17 @@ def record_error(engine: Engine, message: str | None) -> None:
         put_state(conn, h.hub_state, ERROR_KEY, message)
 
 
+def due(conn: Connection) -> bool:
+    """Whether a build is due: never built, or a batch was applied after the last build."""
+    published = conn.execute(
+        sa.select(h.hub_state.c.value).where(h.hub_state.c.key == PUBLISHED_KEY)
+    ).scalar()
+    if not isinstance(published, str):
+        return True
+    applied = conn.execute(sa.select(sa.func.max(h.nodes.c.applied_at))).scalar()
+    return applied is not None and applied.isoformat(timespec="microseconds") > published
+
+
 def last_error(conn: Connection) -> str | None:
     value = conn.execute(
         sa.select(h.hub_state.c.value).where(h.hub_state.c.key == ERROR_KEY)

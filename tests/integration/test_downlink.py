@@ -178,7 +178,11 @@ def test_each_city_gets_its_own_customers_exactly_once(
 def test_changes_send_only_what_moved_and_deletes_reach_the_holder(
     hub: Engine, db_url: str, tmp_path: Path
 ) -> None:
+    with hub.connect() as conn:
+        assert downlink.due(conn)  # never built
     downlink.publish(hub, POLICY, REPORT, DOWN)
+    with hub.connect() as conn:
+        assert not downlink.due(conn)  # nothing applied since
     hz = city(tmp_path, HZ, {"C1": "张三", "C2": "李四"})
     nb = city(tmp_path, NB, {"D7": "张三", "D8": "王五"})
     pull(hz, db_url, HZ)
@@ -197,6 +201,8 @@ def test_changes_send_only_what_moved_and_deletes_reach_the_holder(
     )
     submit(hub, NB, [rm(3, "customers", {"customer_id": "D8"})])
     apply_pending(hub, POLICY)
+    with hub.connect() as conn:
+        assert downlink.due(conn)  # batches applied since the last build
     built = downlink.publish(hub, POLICY, REPORT, DOWN)
     assert built.changes == {HZ: 1, NB: 1}
     assert pull(hz, db_url, HZ).upserts == 1
