@@ -202,6 +202,22 @@ def run(args: argparse.Namespace, urls: dict[str, str], tmp: Path) -> None:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             seconds, _ = timed(lambda: conn.exec_driver_sql("ANALYZE"))
         figures.append(("ANALYZE (all tables)", seconds, 0))
+    # The floor under every analysis: the profile view read whole by SQL alone (no Python
+    # per customer). A report reading it cannot be faster than this.
+    measure("floor: report_customer_profile scanned in SQL", lambda c: c.execute(sa.text(
+        "SELECT count(*), sum(loan_count), max(fee_income) FROM report_customer_profile"
+    )).all())  # fmt: skip
+    measure("floor: value ranked in SQL", lambda c: c.execute(sa.text(
+        "SELECT count(*) FROM (SELECT golden_id, rank() OVER (ORDER BY deposit_balance"
+        " + loan_balance * 0.5 + fee_income * 20 DESC) FROM report_customer_value_base) t"
+    )).all())  # fmt: skip
+    if args.downlink_only:
+        publish_downlink(engine, policy, section, figures)
+        engine.dispose()
+        print_table(["step", "seconds", "rows"], [(n, round(s, 2), r) for n, s, r in figures])
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak RSS of this process: {peak:.0f} MB")
+        return
     measure("cities", reports.city_summary)
     measure("value", lambda c: reports.customer_value(c, section, None))
     measure("exposure", reports.credit_exposure)
@@ -264,6 +280,11 @@ def main() -> None:
         "--cutoff", type=float, default=120, help="seconds before the pre-ANALYZE run is cancelled"
     )
     parser.add_argument("--pg-admin", default=PG_ADMIN)
+    parser.add_argument(
+        "--downlink-only",
+        action="store_true",
+        help="only the SQL floors and the downward build (its own peak RSS)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.customers = min(args.customers, 20_000)
