@@ -31,10 +31,23 @@ def publish(
     node: Annotated[
         list[str] | None, typer.Option("--node", help="only this city (repeatable)")
     ] = None,
+    if_due: Annotated[
+        bool,
+        typer.Option("--if-due", help="only if batches were applied since the last build"),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Hub: derive every customer's insight and build each city's batches now."""
-    result = on_hub(lambda n: n.publish(node))
+    if if_due and node:
+        usage("--if-due builds for every city: give no --node")
+    found = on_hub(lambda n: n.publish_if_due() if if_due else n.publish(node))
+    if found is None:  # --if-due: nothing applied since the last build
+        if as_json:
+            print_json({"due": False})
+        else:
+            out.print("nothing applied since the last build: nothing to do", highlight=False)
+        return
+    result = found
     if as_json:
         print_json(result)
     elif "error" in result:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -115,6 +117,7 @@ class Daemon:
         )
         self.paused_until = 0.0
         self.round_started = 0.0
+        self.publisher: subprocess.Popen[bytes] | None = None  # an insights build in progress
 
     def _job(self, name: str, fn: Callable[[], Any]) -> Callable[[], None]:
         def run() -> None:
@@ -194,6 +197,34 @@ class Daemon:
         if taken is not None:
             log.info("snapshot_taken", **{k: str(v) for k, v in taken.items()})
 
+    def _publish(self) -> None:
+        """Build the cities' insights if due, in a child process (`syncd insights publish
+        --if-due`): at a million customers a build holds gigabytes for a minute or two, and a
+        child gives them back to the system when it exits, which a long-lived daemon would not.
+        Without a config file to hand the child (settings from the environment only), in here.
+        """
+        path = self.settings.config_path
+        if path is None:
+            self.node.publish_if_due()
+            return
+        argv = [sys.executable, "-m", "syncd", "--config", str(path), "insights", "publish"]
+        # Its log lines go where the daemon's go (stderr, same [log] settings).
+        child = subprocess.Popen([*argv, "--if-due", "--json"], stdout=subprocess.DEVNULL)
+        with self.wake_lock:
+            self.publisher = child
+        try:
+            child.wait()
+        finally:
+            with self.wake_lock:
+                self.publisher = None
+        if child.returncode not in (0, 1) and not self.stop.is_set():
+            # Killed (out of memory, a signal) before it could record anything itself.
+            message = f"insights build process ended with code {child.returncode}"
+            log.error("downlink_publish_failed", error=message)
+            from syncd.hub import downlink
+
+            downlink.record_error(self.node.engine, message)
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)
         self.stop.set()
@@ -263,7 +294,7 @@ class Daemon:
             elif s.downlink.enabled and s.downlink.publish_interval_seconds > 0:
                 # Its own job (thread): a long build never holds up the apply cycle.
                 self.scheduler.add_job(
-                    self._job("downlink", self.node.publish_if_due),
+                    self._job("downlink", self._publish),
                     "interval",
                     seconds=s.downlink.publish_interval_seconds,
                     id="downlink",
@@ -298,6 +329,10 @@ class Daemon:
             target=self.scheduler.shutdown, kwargs={"wait": True}, name="syncd-shutdown"
         )
         waiting.start()
+        with self.wake_lock:
+            child = self.publisher
+        if child is not None and child.poll() is None:
+            child.terminate()  # an insights build: its transaction rolls back, nothing is lost
         waiting.join(self.settings.sync.shutdown_grace_seconds)
         while waiting.is_alive():
             asked = self.node.cancel_running()
