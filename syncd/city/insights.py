@@ -50,6 +50,7 @@ SEQ_KEY = "downlink_seq"
 APPLIED_AT_KEY = "downlink_applied_at"
 HUB_SEQ_KEY = "downlink_hub_seq"
 ERROR_KEY = "downlink_error"
+CHECKSUM_KEY = "downlink_checksum"  # of the last batch applied
 FETCH_BATCHES = 20
 
 
@@ -170,39 +171,47 @@ def _position(conn: Connection) -> int:
 
 
 def pull(engine: Engine, hub: InsightSource, policy: Policy, node_id: str) -> PullResult:
-    """Fetch, check and apply every insight batch the hub holds for this node, then ack."""
+    """Fetch, check and apply every insight batch the hub holds for this node, then ack.
+
+    The batch at the city's own position is fetched too, when the hub still keeps it, and must
+    be the one the city applied (same checksum): a hub restored from a backup, whose numbering
+    went back, is refused rather than believed. A batch that begins with a reset (`insights
+    resend`) may skip forward over batches the hub dropped unapplied.
+    """
     table = insight_table(policy)
     keys = key_columns(policy)
     result = PullResult()
     with translated("reading the downlink position"), engine.connect() as conn:
         applied = _position(conn)
+        last = conn.execute(
+            sa.select(city_state.c.value).where(city_state.c.key == CHECKSUM_KEY)
+        ).scalar()
         conn.rollback()
+    since = applied - 1 if applied and last else applied
     while True:
-        batches = hub.fetch_insights(applied, FETCH_BATCHES)
+        batches = hub.fetch_insights(since, FETCH_BATCHES)
         for batch in batches:
-            if batch.seq != applied + 1:
+            if batch.seq == applied and last:
+                if batch.checksum != last:
+                    raise BatchRefused(_rebuilt(node_id, applied))
+                continue
+            changes = wire.parse(batch, node_id, keys)
+            if batch.seq != applied + 1 and not (batch.seq > applied and wire.resets(changes)):
                 raise BatchRefused(
                     f"downlink batch {batch.seq} for {node_id} arrived after {applied}: "
-                    f"batch {applied + 1} is missing at the hub (trimmed before it was applied?)"
+                    f"batch {applied + 1} is missing at the hub (trimmed before it was "
+                    f"applied?); at the hub, `syncd insights resend {node_id}` sends a fresh set"
                 )
-            changes = wire.parse(batch, node_id, keys)
-            with translated("applying insights"), engine.begin() as conn:
-                if _position(conn) != applied:
-                    raise BatchRefused(
-                        "the downlink position moved under this pull: another syncd process "
-                        "applies insights to this city"
-                    )
-                ups, dels = _apply(conn, table, keys, batch.seq, changes)
-                put_state(conn, city_state, SEQ_KEY, batch.seq)
-                put_state(conn, city_state, APPLIED_AT_KEY, utcnow().isoformat())
+            ups, dels = _apply_batch(engine, table, keys, batch, changes, applied)
             applied = batch.seq
             result.batches += 1
             result.upserts += ups
             result.deletes += dels
         if len(batches) < FETCH_BATCHES:
             break
+        since = applied
     result.applied_seq = applied
-    result.hub_seq = hub.ack_insights(applied)
+    result.hub_seq = _acknowledge(hub, node_id, applied)
     with translated("recording the hub's downlink position"), engine.begin() as conn:
         put_state(conn, city_state, HUB_SEQ_KEY, result.hub_seq)
         put_state(conn, city_state, ERROR_KEY, None)
@@ -215,6 +224,46 @@ def pull(engine: Engine, hub: InsightSource, policy: Policy, node_id: str) -> Pu
             seq=applied,
         )
     return result
+
+
+def _apply_batch(
+    engine: Engine,
+    table: sa.Table,
+    keys: Sequence[str],
+    batch: wire.DownBatch,
+    changes: Sequence[dict[str, Any]],
+    applied: int,
+) -> tuple[int, int]:
+    """One batch and the new position in one transaction; (upserts, deletes)."""
+    with translated("applying insights"), engine.begin() as conn:
+        if _position(conn) != applied:
+            raise BatchRefused(
+                "the downlink position moved under this pull: another syncd process "
+                "applies insights to this city"
+            )
+        counts = _apply(conn, table, keys, batch.seq, changes)
+        put_state(conn, city_state, SEQ_KEY, batch.seq)
+        put_state(conn, city_state, CHECKSUM_KEY, batch.checksum)
+        put_state(conn, city_state, APPLIED_AT_KEY, utcnow().isoformat())
+    return counts
+
+
+def _acknowledge(hub: InsightSource, node_id: str, applied: int) -> int:
+    """Ack the position; the hub's built_seq. A hub that never built it was restored."""
+    try:
+        return hub.ack_insights(applied)
+    except BatchRefused as exc:
+        if "never built" not in str(exc):
+            raise
+        raise BatchRefused(_rebuilt(node_id, applied)) from exc
+
+
+def _rebuilt(node_id: str, applied: int) -> str:
+    return (
+        f"the hub's downlink batches for {node_id} are not the ones this city applied (up to "
+        f"{applied}): was the hub restored from a backup? At the hub, `syncd insights resend "
+        f"{node_id} --after {applied}` sends a fresh set numbered after them"
+    )
 
 
 def record_error(engine: Engine, message: str | None) -> None:
@@ -235,9 +284,15 @@ def _apply(
     seq: int,
     changes: Sequence[dict[str, Any]],
 ) -> tuple[int, int]:
-    """Set-based: delete every changed key, insert the upserts' rows; (upserts, deletes)."""
+    """Set-based: delete every changed key, insert the upserts' rows; (upserts, deletes).
+
+    A batch that begins with a reset first empties the table: a fresh full set follows.
+    """
     _writer(conn)
     now = utcnow()
+    if wire.resets(changes):
+        conn.execute(table.delete())
+        changes = changes[1:]
     for chunk in _chunks([c["key"] for c in changes], 500):
         if len(keys) == 1:
             column = table.c[keys[0]]

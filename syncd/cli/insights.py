@@ -18,6 +18,7 @@ from syncd.cli.context import JsonOpt, settings
 from syncd.cli.hub import on_hub
 from syncd.cli.present import Column, Kind, Table
 from syncd.cli.render import call, out, print_json, print_table, usage
+from syncd.core.errors import SyncdError
 from syncd.core.i18n import N_
 
 app = typer.Typer(
@@ -81,21 +82,27 @@ def _failures(result: dict[str, Any]) -> str:
 @app.command("resend")
 def resend(
     node_id: Annotated[str, typer.Argument(help="the city to send everything again")],
+    after: Annotated[
+        int, typer.Option("--after", help="number the fresh set after this batch (see status)")
+    ] = 0,
 ) -> None:
-    """Hub: forget what a city was sent and send it every insight again (audited).
+    """Hub: send a city a fresh full set of insights, replacing what it holds (audited).
 
-    For a city whose syncd_province_insight was emptied (dropped, then made again by init).
+    For a city whose syncd_province_insight was emptied or altered, that refuses a batch, or
+    that is ahead of a hub restored from a backup (`--after` its position, which its error
+    names). Batches it has not acknowledged are dropped; the fresh set starts with a reset.
     """
     from syncd.hub import downlink
 
     def go(n: Any) -> dict[str, Any]:
-        forgotten = downlink.forget_sent(n.engine, node_id)
-        return {"forgotten": forgotten, **n.publish([node_id])}
+        detail = downlink.forget_sent(n.engine, node_id, after)
+        return {**detail, **n.publish([node_id])}
 
     result = on_hub(go)
     out.print(
-        f"{node_id}: forgot {result['forgotten']} sent insights; built "
-        f"{result.get('batches', {}).get(node_id, 0)} batches",
+        f"{node_id}: forgot {result['forgotten']} sent insights, dropped "
+        f"{result['dropped_batches']} unacknowledged batches; built "
+        f"{result.get('batches', {}).get(node_id, 0)} batches from {result['next_seq']}",
         highlight=False,
     )
 
@@ -113,7 +120,11 @@ def pull(as_json: JsonOpt = False) -> None:
     def go() -> insights.PullResult:
         with Node.open(s) as node:
             assert node.pusher is not None
-            return insights.pull(node.engine, node.pusher.hub, node.policy, s.node.id)
+            try:
+                return insights.pull(node.engine, node.pusher.hub, node.policy, s.node.id)
+            except SyncdError as exc:  # shown by `status` too, until a pull succeeds
+                insights.record_error(node.engine, str(exc))
+                raise
 
     got = call(go)
     if as_json:

@@ -11,6 +11,9 @@ A change is one JSON object:
      "tier": "key|high|medium|standard", "rank": 12, "contribution": "1234.50",
      "segment": "…", "warnings": [{"reason": "…", "severity": 3}, …], "digest": "…"}
     {"op": "D", "key": {…}}
+    {"op": "R"}    only as a batch's first change: the city empties its table first (a fresh
+                   full set follows: `insights resend`); such a batch may skip the seqs the
+                   hub dropped unapplied, and only forward.
 
 `digest` is the SHA-256 of the canonical JSON of the insight fields (everything but op and
 digest): what the hub remembers having sent, and what a city can recompute from its row to
@@ -30,6 +33,9 @@ from syncd.core.errors import BatchRefused
 
 UPSERT = "U"
 DELETE = "D"
+RESET = "R"
+RANK_MAX = 2**62  # within bigint on both dialects
+AMOUNT_MAX = Decimal(10) ** 18  # syncd_province_insight.contribution is NUMERIC(20, 2)
 # The fields of an insight, in the order the city's table holds them (after the key).
 FIELDS = ("golden_id", "tier", "rank", "contribution", "segment", "warnings")
 TIERS = frozenset({"key", "high", "medium", "standard"})
@@ -63,6 +69,15 @@ def delete(key: Mapping[str, Any]) -> dict[str, Any]:
     return {"op": DELETE, "key": dict(key)}
 
 
+def reset() -> dict[str, Any]:
+    return {"op": RESET}
+
+
+def resets(changes: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a batch's changes begin with a reset."""
+    return bool(changes) and changes[0].get("op") == RESET
+
+
 @dataclass(frozen=True, slots=True)
 class DownBatch:
     """One batch as the city receives it."""
@@ -93,6 +108,10 @@ def parse(batch: DownBatch, node_id: str, key_columns: Sequence[str]) -> list[di
     if not isinstance(changes, list) or len(changes) != batch.row_count:
         raise BatchRefused(f"{where}: payload is not a list of {batch.row_count} changes")
     for n, change in enumerate(changes, start=1):
+        if n == 1 and isinstance(change, dict) and change.get("op") == RESET:
+            if set(change) != {"op"}:
+                raise BatchRefused(f"{where}: change 1: a reset carries only op")
+            continue
         problem = _problem(change, key_columns)
         if problem is not None:
             raise BatchRefused(f"{where}: change {n}: {problem}")
@@ -123,14 +142,18 @@ def _fields_problem(change: Mapping[str, Any]) -> str | None:
     if change["tier"] not in TIERS:
         return f"tier must be one of {sorted(TIERS)}"
     rank = change["rank"]
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        return "rank must be a positive integer"
+    if not isinstance(rank, int) or isinstance(rank, bool) or not 1 <= rank < RANK_MAX:
+        return "rank must be a positive integer within bigint"
     try:
-        Decimal(change["contribution"])
+        amount = Decimal(change["contribution"])
     except (InvalidOperation, TypeError):
         return "contribution must be a decimal in text"
+    if not amount.is_finite() or abs(amount) >= AMOUNT_MAX:
+        return "contribution must be a finite amount below 10^18"
     if not isinstance(change["segment"], str):
         return "segment must be text"
+    if len(change["golden_id"]) > 64 or len(change["segment"]) > 200:
+        return "golden_id or segment too long (64 and 200 characters at most)"
     warnings = change["warnings"]
     if not isinstance(warnings, list) or not all(
         isinstance(w, dict) and isinstance(w.get("reason"), str) for w in warnings

@@ -156,6 +156,10 @@ def build_for_node(
     """Store the node's new batches and move its sent digests on; (batches, changes)."""
     seq = _node_state(conn, node_id)
     changes = _changes(conn, views, node_id, insights)
+    d = h.downlink_nodes
+    if conn.execute(sa.select(d.c.reset).where(d.c.node_id == node_id)).scalar():
+        changes.insert(0, wire.reset())
+        conn.execute(d.update().where(d.c.node_id == node_id).values(reset=False))
     if not changes:
         return 0, 0
     now = utcnow()
@@ -176,20 +180,19 @@ def build_for_node(
             }
         )
         deletes = sum(1 for c in chunk if c["op"] == wire.DELETE)
-        audit.append(
-            Action.INSIGHTS_SENT,
-            node_id=node_id,
-            detail={
-                "seq": seq,
-                "rows": len(chunk),
-                "upserts": len(chunk) - deletes,
-                "deletes": deletes,
-                "checksum": checksum,
-            },
-        )
+        upserts = sum(1 for c in chunk if c["op"] == wire.UPSERT)
+        detail = {
+            "seq": seq,
+            "rows": len(chunk),
+            "upserts": upserts,
+            "deletes": deletes,
+            "checksum": checksum,
+        }
+        if wire.resets(chunk):
+            detail["reset"] = True
+        audit.append(Action.INSIGHTS_SENT, node_id=node_id, detail=detail)
     conn.execute(h.downlink_batches.insert(), batches)
-    _move_sent(conn, node_id, changes)
-    d = h.downlink_nodes
+    _move_sent(conn, node_id, [c for c in changes if c["op"] != wire.RESET])
     conn.execute(d.update().where(d.c.node_id == node_id).values(built_seq=seq, built_at=now))
     audit.flush()
     return len(batches), len(changes)
@@ -258,20 +261,39 @@ def publish(
     return result
 
 
-def forget_sent(engine: Engine, node_id: str) -> int:
-    """Forget what the node was sent, so the next publish sends every insight again.
+def forget_sent(engine: Engine, node_id: str, after: int = 0) -> dict[str, int]:
+    """`insights resend`: the node's next build sends a fresh full set, starting with a reset.
 
-    For a city whose insight table was emptied (dropped and made again by init). Audited as
-    insights_resend; returns how many sent digests were forgotten.
+    In one transaction: what the node was sent is forgotten (every insight goes again), its
+    batches are dropped (a batch the city refuses, e.g. one altered, can never block it: the
+    reset batch may skip those not applied; `dropped_batches` counts these), and the next batch
+    is numbered above every seq built so far and above `after` (a city ahead of a hub restored
+    from a backup says its position). Audited as insights_resend.
     """
+    if after < 0:
+        raise UsageError(f"--after: a batch number, not {after}")
     with translated("forgetting what a node was sent"), engine.begin() as conn:
         _registered(conn, node_id)
-        s = h.insight_sent
+        s, b, d = h.insight_sent, h.downlink_batches, h.downlink_nodes
+        built = _node_state(conn, node_id)
+        acked = int(
+            conn.execute(sa.select(d.c.acked_seq).where(d.c.node_id == node_id)).scalar_one()
+        )
         gone = conn.execute(s.delete().where(s.c.node_id == node_id)).rowcount or 0
+        # Every batch of the node goes: the unapplied ones so the reset can skip them, the
+        # applied ones (kept only for retention; their audit entries stay) so a city checking
+        # its last batch against a restored hub's numbering finds none to disagree with.
+        dropped = conn.execute(
+            sa.select(sa.func.count()).where(b.c.node_id == node_id, b.c.seq > acked)
+        ).scalar_one()
+        conn.execute(b.delete().where(b.c.node_id == node_id))
+        start = max(built, after)
+        conn.execute(d.update().where(d.c.node_id == node_id).values(built_seq=start, reset=True))
+        detail = {"forgotten": int(gone), "dropped_batches": int(dropped), "next_seq": start + 1}
         audit = AuditWriter(conn)
-        audit.append(Action.INSIGHTS_RESEND, node_id=node_id, detail={"forgotten": int(gone)})
+        audit.append(Action.INSIGHTS_RESEND, node_id=node_id, detail=detail)
         audit.flush()
-    return int(gone)
+    return detail
 
 
 def trim(engine: Engine, retention_days: float) -> int:

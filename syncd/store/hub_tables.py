@@ -263,6 +263,9 @@ downlink_nodes = sa.Table(
     sa.Column("built_at", sa.DateTime(), nullable=True),
     sa.Column("acked_seq", sa.BigInteger(), nullable=False, server_default="0"),
     sa.Column("acked_at", sa.DateTime(), nullable=True),
+    # Set by `insights resend`: the node's next batch starts with a reset (the city empties
+    # its table first), so a fresh full set replaces whatever the city holds.
+    sa.Column("reset", sa.Boolean(), nullable=False, server_default=sa.false()),
 )
 
 # One batch of insight changes for one node: payload is the JSON text whose SHA-256 (with the

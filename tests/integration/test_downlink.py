@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from syncd.city import crm, insights
 from syncd.core import downlink as wire
-from syncd.core.canonical import loads
+from syncd.core.canonical import canonical, loads
 from syncd.core.errors import BatchRefused
 from syncd.core.settings import DownlinkSection, ReportSection
 from syncd.hub import downlink, inbox, reports
@@ -246,6 +246,73 @@ def test_a_city_refuses_an_altered_or_missing_batch_and_keeps_its_position(
         pull(hz, db_url, HZ)
 
 
+def test_resend_replaces_a_refused_batch_and_a_city_ahead_of_a_restored_hub(
+    hub: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """A batch a city refuses never blocks it: `insights resend` drops the unapplied batches
+    and sends a fresh full set that starts with a reset. A hub whose batches are not the ones
+    the city applied (restored from a backup) is refused, and resend --after recovers."""
+    downlink.publish(hub, POLICY, REPORT, DOWN)  # seq 1: C1 and C2
+    hz = city(tmp_path, HZ, {"C1": "张三", "C2": "李四"})
+    pull(hz, db_url, HZ)
+    table = insights.insight_table(POLICY)
+    stray = {**held(hz)["C1"], "customer_id": "X9"}
+    with hz.begin() as conn:  # a stray row the hub never sent
+        conn.execute(table.insert().values(**stray))
+    b = h.downlink_batches
+    submit(hub, HZ, [up(5, "loans", loan("L2", "C2", balance="30000.00", overdue_days=3))])
+    apply_pending(hub, POLICY)
+    downlink.publish(hub, POLICY, REPORT, DOWN)  # seq 2: C2's new warning
+    with hub.begin() as conn:
+        conn.execute(b.update().where(b.c.node_id == HZ, b.c.seq == 2).values(checksum="0" * 64))
+    for _ in range(2):  # refused, and again: the position stays
+        with pytest.raises(BatchRefused, match="checksum does not match"):
+            pull(hz, db_url, HZ)
+    detail = downlink.forget_sent(hub, HZ)
+    assert (detail["dropped_batches"], detail["next_seq"]) == (1, 3)
+    downlink.publish(hub, POLICY, REPORT, DOWN)
+    got = pull(hz, db_url, HZ)  # seq 3 skips the dropped 2: it begins with a reset
+    # Reset, C1, C2 in batches of two: seqs 3 and 4.
+    assert (got.batches, got.applied_seq, got.upserts) == (2, 4, 2)
+    assert set(held(hz)) == {"C1", "C2"}  # the stray row is gone
+    assert held(hz)["C2"]["warning_reasons"] == "overdue_1_30"
+    # The hub is restored from a backup: its batch 4 is not the one the city applied.
+    with hub.begin() as conn:
+        conn.execute(b.update().where(b.c.node_id == HZ, b.c.seq == 4).values(checksum="1" * 64))
+    with pytest.raises(BatchRefused, match=r"restored from a backup.*resend city-3301 --after 4"):
+        pull(hz, db_url, HZ)
+    assert downlink.forget_sent(hub, HZ, after=4)["next_seq"] == 5
+    downlink.publish(hub, POLICY, REPORT, DOWN)
+    assert pull(hz, db_url, HZ).applied_seq == 6
+    assert set(held(hz)) == {"C1", "C2"}
+    with hub.connect() as conn:
+        resends = query(conn, action=Action.INSIGHTS_RESEND)
+        assert verify(conn).ok
+    assert len(resends) == 2
+
+
+def test_a_city_refuses_values_its_table_cannot_hold() -> None:
+    """NaN, infinities and a rank past bigint are refused by name, before any write."""
+    fields = {
+        "golden_id": "1",
+        "tier": "key",
+        "rank": 1,
+        "contribution": "1.00",
+        "segment": "",
+        "warnings": [],
+    }
+    for bad, problem in (
+        ({"contribution": "NaN"}, "finite amount"),
+        ({"contribution": "Infinity"}, "finite amount"),
+        ({"rank": 2**70}, "within bigint"),
+        ({"segment": "x" * 201}, "too long"),
+    ):
+        payload = canonical([wire.upsert({"customer_id": "C1"}, {**fields, **bad})])
+        batch = wire.DownBatch(HZ, 1, wire.batch_checksum(HZ, 1, payload), payload, 1)
+        with pytest.raises(BatchRefused, match=problem):
+            wire.parse(batch, HZ, ("customer_id",))
+
+
 def first_key(batch: dict[str, Any]) -> str:
     (change,) = loads(batch["payload"])
     return str(change["key"]["customer_id"])
@@ -296,7 +363,7 @@ def test_reconcile_finds_insights_altered_missing_or_not_yet_applied(
     with hz.begin() as conn:  # the row gone altogether: counts and sums differ
         conn.execute(table.delete().where(table.c.customer_id == "C2"))
     assert (reconciled(hz, db_url, HZ).status, reconciled(hz, db_url, HZ).city_rows) == ("drift", 1)
-    assert downlink.forget_sent(hub, HZ) == 2  # the operator's `insights resend`
+    assert downlink.forget_sent(hub, HZ)["forgotten"] == 2  # the operator's `insights resend`
     downlink.publish(hub, POLICY, REPORT, DOWN)
     assert reconciled(hz, db_url, HZ).status == "behind"  # built, not applied yet: not drift
     pull(hz, db_url, HZ)

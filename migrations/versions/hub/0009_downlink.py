@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("built_at", sa.DateTime(), nullable=True),
         sa.Column("acked_seq", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("acked_at", sa.DateTime(), nullable=True),
+        sa.Column("reset", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
     op.create_table(
         "syncd_downlink_batch",
