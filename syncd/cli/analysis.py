@@ -173,6 +173,7 @@ def report_warnings(
     fmt = present.output(lang, unit, unmask, as_json, as_csv, xlsx, output)
     hub_settings()
     minimum = call(lambda: analysis.parse_severity(severity))
+    call(lambda: analysis.check_reasons(reason or ()))
     (rows, cities), names = present.read(
         lambda n, c: (
             analysis.risk_warnings(

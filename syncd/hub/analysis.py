@@ -507,6 +507,32 @@ def parse_severity(text: str) -> int:
     raise UsageError(f"--severity {text!r}: expected low, medium, high (or 1, 2, 3)")
 
 
+# The reason families `--reason` takes: each reason code is one of these or begins with one
+# and '.' or '_' (risk_tag.fraud_alert, overdue_31_90).
+REASON_FAMILIES = (
+    "risk_tag",
+    "risk_level",
+    "over_limit",
+    "overdue",
+    "special_mention",
+    "non_performing",
+    "five_class_downgrade",
+    "multi_city",
+    "exposure_growth",
+)
+
+
+def check_reasons(reasons: Sequence[str]) -> None:
+    """UsageError naming a `--reason` that no warning can ever have."""
+    for reason in reasons:
+        if not any(_reason_matches(family, [reason]) or _reason_matches(reason, [family])
+                   for family in REASON_FAMILIES):  # fmt: skip
+            raise UsageError(
+                f"--reason {reason!r}: expected one of {', '.join(REASON_FAMILIES)} "
+                "(or a code such as risk_tag.fraud_alert, overdue_31_90)"
+            )
+
+
 def risk_warnings(
     conn: sa.Connection,
     policy: Policy,

@@ -29,6 +29,7 @@ from sqlalchemy.sql.compiler import DDLCompiler
 
 from syncd.core.checks import check_value, normalise
 from syncd.core.errors import UsageError
+from syncd.core.i18n import mask_id
 from syncd.core.policy import CheckKind, Policy
 from syncd.core.settings import ReportSection
 from syncd.hub.audit import Action, AuditWriter
@@ -238,11 +239,13 @@ def customer_360(
     found = [dict(r) for r in conn.execute(query.order_by(golden.c.id_type)).mappings()]
     if not found:
         typed = "" if id_type is None else f" and id_type {id_type!r}"
-        raise UsageError(f"no customer with id_number {id_number!r}{typed}")
+        # Masked: an error message ends up in terminals and logs, a full ID number must not.
+        raise UsageError(f"no customer with id_number {mask_id(id_number)!r}{typed}")
     if len(found) > 1:
         types = ", ".join(str(r["id_type"]) for r in found)
         raise UsageError(
-            f"id_number {id_number!r} belongs to {len(found)} customers (id types: {types}); "
+            f"id_number {mask_id(id_number)!r} belongs to {len(found)} customers "
+            f"(id types: {types}); "
             "give --id-type"
         )
     record = found[0]

@@ -478,6 +478,9 @@ def test_cli_smoke(tmp_path: Path, policy: Policy) -> None:
     bad = run_syncd(config, "report", "segments", "--by", "type", "--by", "colour")
     assert bad.returncode == 2, bad.stderr
     assert "--by 'colour': expected one of" in bad.stderr
+    bad = run_syncd(config, "report", "warnings", "--reason", "risk_tags")
+    assert bad.returncode == 2, bad.stderr
+    assert "--reason 'risk_tags': expected one of risk_tag, risk_level" in bad.stderr
 
 
 def test_statistics_refreshed_after_bulk_applies(
