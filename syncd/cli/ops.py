@@ -237,6 +237,7 @@ def _print_hub(st: HubStatus) -> None:
         [
             "node",
             "city",
+            "name",
             "last seen",
             "received",
             "applied",
@@ -252,6 +253,7 @@ def _print_hub(st: HubStatus) -> None:
             (
                 n.node_id,
                 n.city_code,
+                n.display_name,
                 n.last_seen_at,
                 n.received_seq,
                 n.applied_seq,

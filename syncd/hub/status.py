@@ -50,6 +50,7 @@ class NodeStatus:
     down_acked_at: str | None = None
     down_behind: int = 0
     down_lag_seconds: float | None = None
+    display_name: str | None = None  # as reports show the city (杭州), if the registry has one
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ def hub_status(settings: Settings, engine: Engine) -> HubStatus:
                 down_acked_at=iso_seconds(d.get("acked_at")),
                 down_behind=built - acked,
                 down_lag_seconds=round(down_lag, 3),
+                display_name=n["display_name"],
             )
         )
     return HubStatus(

@@ -251,6 +251,8 @@ def test_node_names_set_at_add_and_rename_are_audited(hub: Path) -> None:
         "city-3304": "温州",
     }
     assert "杭州、宁波" in ok(hub, "report", "value")
+    status = json.loads(syncd(hub, "status", "--json").stdout)  # ops see the names too
+    assert {n["node_id"]: n["display_name"] for n in status["nodes"]} == listed
     renamed = json.loads(ok(hub, "audit", "log", "--json", "--action", "node_renamed"))
     renamed = renamed if isinstance(renamed, list) else renamed["entries"]
     assert [e["detail"] for e in renamed] == [
