@@ -23,7 +23,7 @@ own connections define, so any other connection's write fails.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ from syncd.core.canonical import canonical, loads
 from syncd.core.errors import BatchRefused, SchemaMismatch
 from syncd.core.logs import get_logger
 from syncd.core.policy import Policy
+from syncd.store.bulk import chunks
 from syncd.store.city_tables import city_state
 from syncd.store.db import translated, utcnow
 from syncd.store.dialect import Kind, dialect_for
@@ -293,7 +294,7 @@ def _apply(
     if wire.resets(changes):
         conn.execute(table.delete())
         changes = changes[1:]
-    for chunk in _chunks([c["key"] for c in changes], 500):
+    for chunk in chunks([c["key"] for c in changes], 500):
         if len(keys) == 1:
             column = table.c[keys[0]]
             conn.execute(table.delete().where(column.in_([k[keys[0]] for k in chunk])))
@@ -326,11 +327,6 @@ def _row(change: dict[str, Any], seq: int, now: dt.datetime) -> dict[str, Any]:
         "hub_seq": seq,
         "received_at": now,
     }
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @dataclass
@@ -389,7 +385,7 @@ def _rows_checked(conn: Connection, policy: Policy) -> Iterator[tuple[str, str, 
             "golden_id": row["golden_id"],
             "tier": row["tier"],
             "rank": int(row["contribution_rank"]),
-            "contribution": _money_text(row["contribution"]),
+            "contribution": str(row["contribution"]),
             "segment": row["segment"],
             "warnings": loads(row["warnings"]),
         }
@@ -397,15 +393,15 @@ def _rows_checked(conn: Connection, policy: Policy) -> Iterator[tuple[str, str, 
         yield row_key, row["digest"], wire.digest(fields) == row["digest"]
 
 
-def _money_text(value: Any) -> str:
-    return str(value)
-
-
 def status(conn: Connection) -> dict[str, Any]:
     """The downlink figures of `status`: applied and hub seq, when, the last failure."""
     keys = [SEQ_KEY, APPLIED_AT_KEY, HUB_SEQ_KEY, ERROR_KEY]
     query = sa.select(city_state.c.key, city_state.c.value).where(city_state.c.key.in_(keys))
-    state: dict[str, Any] = {row.key: row.value for row in conn.execute(query)}
+    return status_of({row.key: row.value for row in conn.execute(query)})
+
+
+def status_of(state: Mapping[str, Any]) -> dict[str, Any]:
+    """`status` from syncd_city_state's values (key → value), as a city's status reads them."""
     applied = int(state.get(SEQ_KEY) or 0)
     hub_seq = state.get(HUB_SEQ_KEY)
     return {
@@ -413,7 +409,7 @@ def status(conn: Connection) -> dict[str, Any]:
         "hub_seq": None if hub_seq is None else int(hub_seq),
         "behind": None if hub_seq is None else max(0, int(hub_seq) - applied),
         "applied_at": state.get(APPLIED_AT_KEY),
-        "error": state.get(ERROR_KEY),
+        "error": state.get(ERROR_KEY) or None,
     }
 
 

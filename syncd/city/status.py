@@ -80,12 +80,9 @@ def city_status(settings: Settings, engine: Engine) -> CityStatus:
     problems: tuple[str, ...] = ()
     if error.get("message"):
         problems = (f"last cycle failed at {error.get('at')}: {error['message']}",)
-    applied = int(state.get(insights.SEQ_KEY) or 0)
-    hub_seq = state.get(insights.HUB_SEQ_KEY)
-    behind = None if hub_seq is None else max(0, int(hub_seq) - applied)
-    down_error = state.get(insights.ERROR_KEY)
-    if down_error:
-        problems += (f"applying the province's insights failed: {down_error}",)
+    down = insights.status_of(state)
+    if down["error"]:
+        problems += (f"applying the province's insights failed: {down['error']}",)
     return CityStatus(
         node_id=settings.node.id,
         role="city",
@@ -103,11 +100,11 @@ def city_status(settings: Settings, engine: Engine) -> CityStatus:
         problems=problems,
         last_egress_batch_id=None if last_out is None else last_out.hub_batch_id,
         last_egress_at=None if last_out is None else iso_seconds(last_out.acknowledged_at),
-        downlink_applied_seq=applied,
-        downlink_hub_seq=None if hub_seq is None else int(hub_seq),
-        downlink_behind=behind,
-        downlink_applied_at=state.get(insights.APPLIED_AT_KEY),
-        downlink_error=down_error or None,
+        downlink_applied_seq=down["applied_seq"],
+        downlink_hub_seq=down["hub_seq"],
+        downlink_behind=down["behind"],
+        downlink_applied_at=down["applied_at"],
+        downlink_error=down["error"],
     )
 
 

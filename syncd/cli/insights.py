@@ -17,7 +17,7 @@ from syncd.cli import present
 from syncd.cli.context import JsonOpt, settings
 from syncd.cli.hub import on_hub
 from syncd.cli.present import Column, Kind, Table
-from syncd.cli.render import call, out, print_json, print_table, usage
+from syncd.cli.render import call, fail, out, print_json, print_table, usage
 from syncd.core.errors import SyncdError
 from syncd.core.i18n import N_
 
@@ -51,9 +51,12 @@ def publish(
     result = found
     if as_json:
         print_json(result)
-    elif "error" in result:
-        pass
-    else:
+    elif "error" not in result and not _nodes(result):
+        out.print(
+            f"insights for {result['customers']} customers: nothing changed for any city",
+            highlight=False,
+        )
+    elif "error" not in result:
         print_table(
             f"insights for {result['customers']} customers",
             ["node", "batches", "changes", "failed"],
@@ -64,10 +67,7 @@ def publish(
         )
     problem = result.get("error") or result.get("skipped") or _failures(result)
     if problem:
-        from syncd.cli.render import err
-
-        err.print(f"syncd: failed: {problem}", markup=False, highlight=False)
-        raise typer.Exit(1)
+        fail(SyncdError(problem))
 
 
 def _nodes(result: dict[str, Any]) -> list[tuple[str, str]]:

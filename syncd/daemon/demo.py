@@ -231,21 +231,13 @@ def _settled(hub: Engine, cities: dict[str, Engine]) -> bool:
 
 
 def _down_settled(hub: Engine) -> bool:
-    """The hub published after its last apply, and every city applied what it built."""
+    """The hub built after its last apply, and every city applied what it built."""
     d = schema_hub.downlink_nodes
     with hub.connect() as conn:
-        applied = conn.execute(sa.select(sa.func.max(schema_hub.nodes.c.applied_at))).scalar()
-        published = conn.execute(
-            sa.select(schema_hub.hub_state.c.value).where(
-                schema_hub.hub_state.c.key == downlink.PUBLISHED_KEY
-            )
-        ).scalar()
         behind = conn.execute(
             sa.select(sa.func.count()).where(d.c.acked_seq < d.c.built_seq)
         ).scalar_one()
-    if applied is None or not isinstance(published, str):
-        return False
-    return not behind and published >= applied.isoformat(timespec="microseconds")
+        return not behind and not downlink.due(conn)
 
 
 def _wait(hub: Engine, cities: dict[str, Engine], daemons: Daemons, timeout: float) -> float:

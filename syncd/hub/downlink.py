@@ -42,6 +42,7 @@ from syncd.hub import analysis
 from syncd.hub.audit import Action, AuditWriter
 from syncd.hub.report_views import CUSTOMERS, Views, missing_analysis_inputs
 from syncd.store import hub_tables as h
+from syncd.store.bulk import chunks
 from syncd.store.db import translated, utcnow
 from syncd.store.dialect import dialect_for
 from syncd.store.health import put_state
@@ -129,11 +130,6 @@ def _key_of(row_key: str) -> dict[str, Any]:
     return key
 
 
-def _chunks(items: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _node_state(conn: Connection, node_id: str) -> int:
     """The node's built_seq, its row locked for this transaction (made if missing)."""
     d = h.downlink_nodes
@@ -165,7 +161,7 @@ def build_for_node(
     now = utcnow()
     audit = AuditWriter(conn)
     batches = []
-    for chunk in _chunks(changes, batch_rows):
+    for chunk in chunks(changes, batch_rows):
         seq += 1
         payload = canonical(list(chunk))
         checksum = wire.batch_checksum(node_id, seq, payload)
@@ -202,10 +198,8 @@ def _move_sent(conn: Connection, node_id: str, changes: Sequence[Mapping[str, An
     """The sent digests after these changes: changed keys replaced, deleted keys gone."""
     s = h.insight_sent
     keys = [canonical(c["key"]) for c in changes]
-    for chunk in _chunks([{"k": k} for k in keys], 5000):
-        conn.execute(
-            s.delete().where(s.c.node_id == node_id, s.c.row_key.in_([item["k"] for item in chunk]))
-        )
+    for part in chunks(keys, 5000):
+        conn.execute(s.delete().where(s.c.node_id == node_id, s.c.row_key.in_(part)))
     rows = [
         {"node_id": node_id, "row_key": k, "digest": c["digest"]}
         for k, c in zip(keys, changes, strict=True)
@@ -240,7 +234,8 @@ def publish(
         unknown = sorted(set(nodes) - set(known))
         if unknown:
             raise UsageError(f"not registered at this hub: {', '.join(unknown)}")
-        known = [n for n in known if n in set(nodes)]
+        wanted = set(nodes)
+        known = [n for n in known if n in wanted]
     for node_id in known:
         try:
             with translated(f"building insights for {node_id}"), engine.begin() as conn:
