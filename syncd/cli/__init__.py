@@ -17,6 +17,7 @@ from syncd.cli import (
     analysis,  # noqa: F401  (registers its commands on report.app)
     audit,
     conflicts,
+    console,
     demo,
     egress,
     insights,
@@ -73,6 +74,7 @@ app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(conflicts.app, name="conflicts")
 app.add_typer(report.app, name="report")  # with the commands of cli/analysis.py
 app.add_typer(insights.app, name="insights")
+app.add_typer(console.app, name="console")
 
 
 def command() -> typer.core.TyperGroup:

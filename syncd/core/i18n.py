@@ -58,6 +58,12 @@ def NP_(context: str, message: str) -> str:  # noqa: N802
 
 # Coded values the reports show, per column kind: value -> message (context: the kind's name).
 ENUMS: dict[str, dict[str, str]] = {
+    "console_role": {  # the web console's roles (syncd.hub.console_users.Role)
+        "manager": NP_("console_role", "manager"),
+        "auditor": NP_("console_role", "auditor"),
+        "ops": NP_("console_role", "operations"),
+        "steward": NP_("console_role", "data steward"),
+    },
     "five_class": {
         "normal": NP_("five_class", "normal"),
         "special_mention": NP_("five_class", "special mention"),

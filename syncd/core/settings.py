@@ -16,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -237,6 +237,39 @@ class ConflictsSection(_Section):
     four_eyes: bool = False
 
 
+class ConsoleSection(_Section):
+    """The hub's web console (`syncd console`, `syncd.console`).
+
+    `host`/`port`: where uvicorn listens (loopback by default: the bank's reverse proxy, which
+    terminates TLS, forwards to it). `root_path`: the path prefix the proxy serves it under,
+    e.g. /syncd. `session_minutes`: a sign-in lasts this long (a signed cookie with that
+    expiry). `secure_cookies`: mark the session cookie Secure (the proxy speaks HTTPS); turn it
+    off only to try the console over plain HTTP on one machine. `secret_key`: signs the
+    cookies; by default one made at the first start and kept in the hub's database, so every
+    console process of the hub shares it. `lockout_after`/`lockout_minutes`: a user is locked
+    out for that long after that many failed sign-ins in a row. `overview_max_age_seconds`: the
+    overview's figures are recomputed in the background when older than this.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    root_path: str = ""
+    session_minutes: float = Field(default=480.0, gt=0)
+    secure_cookies: bool = True
+    secret_key: SecretStr | None = None
+    lockout_after: int = Field(default=5, ge=1)
+    lockout_minutes: float = Field(default=15.0, ge=0)
+    overview_max_age_seconds: float = Field(default=300.0, ge=0)
+
+    @field_validator("root_path")
+    @classmethod
+    def _root_path(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not value.startswith("/"):
+            raise ValueError(f"expected a path that starts with /, e.g. /syncd: {value!r}")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything a node needs; built by `load_settings`, never at import."""
 
@@ -259,6 +292,7 @@ class Settings(BaseSettings):
     downlink: DownlinkSection = DownlinkSection()
     audit: AuditSection = AuditSection()
     conflicts: ConflictsSection = ConflictsSection()
+    console: ConsoleSection = ConsoleSection()
     config_path: Path | None = None
 
     @classmethod

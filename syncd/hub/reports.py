@@ -443,13 +443,20 @@ def _severity(five_class: str | None) -> int:
 
 
 def record_unmasked(
-    engine: sa.Engine, report: str, arguments: Mapping[str, Any], rows: int, os_user: str | None
+    engine: sa.Engine,
+    report: str,
+    arguments: Mapping[str, Any],
+    rows: int,
+    os_user: str | None,
+    *,
+    console_user: str | None = None,
 ) -> None:
     """Audit that a report is about to show full ID numbers (`--unmask`): an ids_unmasked entry.
 
     Who (the OS user and, on PostgreSQL, the database role), which report and its arguments,
-    how many rows; the entry's time is when. Committed before a single number is shown: if the
-    audit cannot be written, the report is not shown.
+    how many rows; the entry's time is when. From the web console, `console_user` is the
+    signed-in user (and the report the console page). Committed before a single number is
+    shown: if the audit cannot be written, the report is not shown.
     """
     with translated("auditing full ID numbers"), engine.begin() as conn:
         role = None
@@ -464,6 +471,7 @@ def record_unmasked(
                 "rows": rows,
                 "os_user": os_user,
                 "db_role": role,
+                **({"console_user": console_user} if console_user else {}),
             },
         )
         audit.flush()

@@ -465,3 +465,32 @@ def check(conn: sa.Connection, policy: Policy) -> list[SchemaProblem]:
         else:
             problems.append(SchemaProblem(table.name, col.name, "missing column: run `syncd init`"))
     return problems
+
+
+# The web console (hub_0010, `syncd.hub.console_users`, `syncd.console`). console_users: who may
+# sign in, with which roles (comma-separated, `syncd.hub.console_users.ROLES`) and an argon2id
+# hash of the password; failed_signins and locked_until throttle guessing.
+console_users = sa.Table(
+    "syncd_console_user",
+    metadata,
+    sa.Column("username", sa.String(63), primary_key=True),
+    sa.Column("display_name", sa.String(100), nullable=True),
+    sa.Column("roles", sa.String(100), nullable=False),
+    sa.Column("password_hash", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("password_changed_at", sa.DateTime(), nullable=False),
+    sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("failed_signins", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("locked_until", sa.DateTime(), nullable=True),
+    sa.Column("last_signin_at", sa.DateTime(), nullable=True),
+)
+
+# The key that signs the console's session cookies: made at the console's first start (or set
+# by `[console] secret_key`), one row, so every console process of the hub shares it.
+console_keys = sa.Table(
+    "syncd_console_key",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+)
