@@ -81,6 +81,7 @@ def console(
         web_app,
         host=cfg.host,
         port=cfg.port,
+        root_path=cfg.root_path,
         log_level="info",
         proxy_headers=True,
         forwarded_allow_ips="127.0.0.1",

@@ -96,7 +96,6 @@ def create_app(settings: Settings, node: Node | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
-        root_path=cfg.root_path,
         dependencies=[Depends(web.csrf_protect)],
     )
     app.state.node = hub

@@ -63,7 +63,8 @@ class Console:
     clients: list[TestClient]
 
     def anonymous(self) -> TestClient:
-        client = TestClient(self.app, base_url="http://testserver")
+        root = self.settings.console.root_path
+        client = TestClient(self.app, base_url="http://testserver" + root, root_path=root)
         client.__enter__()
         self.clients.append(client)
         return client
