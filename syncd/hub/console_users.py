@@ -26,7 +26,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Connection, Engine
 
-from syncd.core.errors import UsageError
+from syncd.core.errors import DatabaseError, UsageError
 from syncd.hub.audit import AuditWriter
 from syncd.store import hub_tables as h
 from syncd.store.db import translated, utcnow
@@ -329,10 +329,15 @@ def _failed(
 def session_key(engine: Engine) -> str:
     """The key that signs the console's cookies: made once and kept in the hub's database."""
     t = h.console_keys
-    with translated("reading the console's key"), engine.begin() as conn:
-        row = conn.execute(sa.select(t.c.secret).where(t.c.id == 1)).first()
-        if row is not None:
-            return str(row.secret)
-        secret = secrets.token_urlsafe(48)
-        conn.execute(t.insert().values(id=1, secret=secret, created_at=utcnow()))
-        return secret
+    for _attempt in range(2):  # two consoles starting at once: the second reads the first's
+        try:
+            with translated("reading the console's key"), engine.begin() as conn:
+                row = conn.execute(sa.select(t.c.secret).where(t.c.id == 1)).first()
+                if row is not None:
+                    return str(row.secret)
+                secret = secrets.token_urlsafe(48)
+                conn.execute(t.insert().values(id=1, secret=secret, created_at=utcnow()))
+                return secret
+        except DatabaseError:
+            continue
+    raise DatabaseError("the console's key could not be read or made")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def console_config(url: str, path: Path, extra: str = "") -> Path:
     path.write_text(
         f'[node]\nid = "hub-t"\nrole = "hub"\n[database]\nurl = "{url}"\n'
         f'[policy]\npath = "{POLICY}"\n[log]\nformat = "json"\n'
-        f"[console]\nsecure_cookies = false\n{extra}",
+        "[console]\n" + ("" if "secure_cookies" in extra else "secure_cookies = false\n") + extra,
         encoding="utf-8",
     )
     return path
@@ -73,15 +74,28 @@ class Console:
         return sign_in(self.anonymous(), role)
 
 
-def make_console(url: str, tmp_path: Path, extra: str = "") -> Console:
+def make_console(url: str, tmp_path: Path, extra: str = "", *, seeded: bool = False) -> Console:
+    """A console on the hub at url: initialised, seeded and given its users unless `seeded`."""
     settings = load_settings(console_config(url, tmp_path / "hub.toml", extra))
-    init_node(settings)
+    if not seeded:
+        init_node(settings)
     node = Node.open(settings)
-    with node.engine.begin() as conn:
-        seed(conn, node.policy)
-    for role in ROLES:
-        console_users.add_user(node.engine, role, [role], PASSWORD, display_name=f"{role} user")
+    if not seeded:
+        with node.engine.begin() as conn:
+            seed(conn, node.policy)
+        for role in ROLES:
+            console_users.add_user(node.engine, role, [role], PASSWORD, display_name=f"{role} user")
     return Console(settings, node, create_app(settings, node), [])
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One seeded SQLite hub per test process; each `sqlite_console` gets a copy of the file
+    (init, seed and four argon2 hashes cost half a second a test otherwise)."""
+    where = tmp_path_factory.mktemp("console-template")
+    c = make_console(f"sqlite:///{where / 'hub.db'}", where)
+    c.node.close()
+    return where / "hub.db"
 
 
 @pytest.fixture
@@ -94,8 +108,9 @@ def console(db_url: str, tmp_path: Path) -> Iterator[Console]:
 
 
 @pytest.fixture
-def sqlite_console(tmp_path: Path) -> Iterator[Console]:
-    c = make_console(f"sqlite:///{tmp_path / 'hub.db'}", tmp_path)
+def sqlite_console(tmp_path: Path, sqlite_template: Path) -> Iterator[Console]:
+    shutil.copyfile(sqlite_template, tmp_path / "hub.db")
+    c = make_console(f"sqlite:///{tmp_path / 'hub.db'}", tmp_path, seeded=True)
     yield c
     for client in c.clients:
         client.__exit__(None, None, None)
