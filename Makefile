@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo clean-demo test lint install clean
+.PHONY: demo clean-demo test lint install clean messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,8 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The Chinese catalogue after adding or changing messages (N_/NP_ in code, _() in templates):
+# extract, update syncd.po, list what is left to translate. See tools/po.py.
+messages: $(STAMP)
+	$(BIN)/python tools/po.py

@@ -60,11 +60,11 @@ def test_sign_in_audited_and_failures_counted_then_locked(console: Console) -> N
             "/signin", data={"username": "ops", "password": "nope-nope-nope", "csrf_token": token}
         )
         assert wrong.status_code == 401
-        assert "Wrong user name or password." in wrong.text
+        assert "用户名或密码错误。" in wrong.text
     unknown = client.post(
         "/signin", data={"username": "nobody", "password": PASSWORD, "csrf_token": token}
     )
-    assert "Wrong user name or password." in unknown.text  # same answer as a wrong password
+    assert "用户名或密码错误。" in unknown.text  # same answer as a wrong password
     fifth = client.post(
         "/signin", data={"username": "ops", "password": "nope-nope-nope", "csrf_token": token}
     )
@@ -74,7 +74,7 @@ def test_sign_in_audited_and_failures_counted_then_locked(console: Console) -> N
         "/signin", data={"username": "ops", "password": PASSWORD, "csrf_token": token}
     )
     assert locked.status_code == 401
-    assert "locked" in locked.text
+    assert "已暂时锁定" in locked.text
     failed = _audit(console, console_users.SIGNIN_FAILED)
     reasons = [(f["username"], f["reason"]) for f in failed]
     assert reasons == [
@@ -156,7 +156,7 @@ def test_every_post_needs_the_sessions_csrf_token(sqlite_console: Console) -> No
     token = csrf_of(client.get("/signin").text)
     no_token = client.post("/lang", data={"lang": "en"}, follow_redirects=False)
     assert no_token.status_code == 403
-    assert "Nothing was done" in no_token.text or "没有执行" in no_token.text
+    assert "未执行任何操作" in no_token.text
     other = sqlite_console.client("auditor")
     foreign = csrf_of(other.get("/signin").text)
     assert client.post("/lang", data={"lang": "en", "csrf_token": foreign}).status_code == 403
