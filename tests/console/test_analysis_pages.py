@@ -111,6 +111,8 @@ def test_segments_show_the_hub_figures_by_one_or_two_dimensions(
     assert 'id="filters"' in page.text
     assert 'id="export-xlsx"' in page.text
     assert 'id="unmask-link"' not in page.text  # segments carry no ID numbers
+    for path in PAGES:  # the navigation links the three pages
+        assert f'href="{path}"' in page.text
     headers, rows, classes = table(page.text, "segments-table")
     assert headers[:3] == ["客户类型", "客户数", "存款余额（元）"]
     expected = hub(sqlite_console, lambda c, p, r: analysis.segments(c, p, r, ["type"]))
