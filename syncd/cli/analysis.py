@@ -14,95 +14,9 @@ import typer
 
 from syncd.cli import present
 from syncd.cli.hub import hub_settings, on_hub
-from syncd.cli.present import Column, Kind, Table
 from syncd.cli.render import call, print_record
 from syncd.cli.report import app
-from syncd.core.i18n import N_
-
-# `--by` dimension → its column label.
-DIMENSION_LABELS = {
-    "type": N_("customer type"),
-    "tier": N_("value tier"),
-    "city": N_("home city"),
-    "district": N_("district"),
-    "age": N_("age band"),
-    "products": N_("products held"),
-    "tenure": N_("customer tenure"),
-}
-SEGMENT_COLUMNS = (
-    Column("customers", N_("customers"), Kind.COUNT),
-    Column("deposit_balance", N_("deposits"), Kind.MONEY),
-    Column("loan_balance", N_("loans"), Kind.MONEY),
-    Column("fee_income", N_("fee income"), Kind.MONEY),
-    Column("contribution", N_("contribution"), Kind.MONEY),
-    Column("share_pct", N_("share of contribution (%)"), Kind.NUMBER),
-)
-WARNING_COLUMNS = (
-    Column("severity", N_("severity"), Kind.ENUM, enum="severity"),
-    Column("reason", N_("reason"), Kind.ENUM, enum="warning"),
-    Column("name", N_("name")),
-    Column("id_type", N_("ID type"), Kind.ENUM, enum="id_type", export_only=True),
-    Column("id_number", N_("ID number"), Kind.ID_NUMBER),
-    Column("home_city", N_("home city")),
-    Column("risk_level", N_("risk level"), Kind.COUNT, export_only=True),
-    Column("credit_limit", N_("credit limit"), Kind.MONEY),
-    Column("loan_balance", N_("loans"), Kind.MONEY),
-    Column("prev_loan_balance", N_("loans before"), Kind.MONEY, export_only=True),
-    Column("max_overdue_days", N_("overdue days"), Kind.COUNT),
-    Column("worst_five_class", N_("worst five-class"), Kind.ENUM, enum="five_class"),
-    Column(
-        "prev_five_class", N_("five-class before"), Kind.ENUM, enum="five_class", export_only=True
-    ),
-    Column("golden_id", N_("golden ID"), Kind.COUNT, export_only=True),
-)
-KEY_COLUMNS = (
-    Column("rank", N_("rank"), Kind.COUNT),
-    Column("tier", N_("value tier"), Kind.ENUM, enum="tier"),
-    Column("name", N_("name")),
-    Column("id_number", N_("ID number"), Kind.ID_NUMBER),
-    Column("cities", N_("cities"), Kind.NODES),
-    Column("products", N_("products held"), Kind.ENUM, enum="segment"),
-    Column("deposit_balance", N_("deposits"), Kind.MONEY, export_only=True),
-    Column("loan_balance", N_("loans"), Kind.MONEY, export_only=True),
-    Column("fee_income", N_("fee income"), Kind.MONEY, export_only=True),
-    Column("contribution", N_("contribution"), Kind.MONEY),
-    Column("contribution_change", N_("change"), Kind.MONEY),
-    Column("prev_tier", N_("tier before"), Kind.ENUM, enum="tier", export_only=True),
-    Column("warnings", N_("warnings"), Kind.ENUMS, enum="warning"),
-    Column("golden_id", N_("golden ID"), Kind.COUNT, export_only=True),
-)
-TREND_COLUMNS = (
-    Column("node_id", N_("city"), Kind.NODE),
-    Column("customers", N_("customers"), Kind.COUNT),
-    Column("customers_change", N_("Δ customers"), Kind.COUNT),
-    Column("deposit_balance", N_("deposits"), Kind.MONEY),
-    Column("deposit_balance_change", N_("Δ deposits"), Kind.MONEY),
-    Column("loan_balance", N_("loans"), Kind.MONEY),
-    Column("loan_balance_change", N_("Δ loans"), Kind.MONEY),
-    Column("npl_balance", N_("non-performing"), Kind.MONEY),
-    Column("npl_balance_change", N_("Δ non-performing"), Kind.MONEY),
-    Column("fee_income", N_("fee income"), Kind.MONEY),
-    Column("fee_income_change", N_("Δ fee income"), Kind.MONEY),
-    Column("key_customers", N_("key customers"), Kind.COUNT),
-    Column("key_customers_change", N_("Δ key customers"), Kind.COUNT),
-)
-
-
-def _province(fmt: present.Output, names: dict[str, str]) -> dict[str, str]:
-    """Display names, with the city tables' total row shown as the province (全省)."""
-    from syncd.hub.analysis import PROVINCE
-
-    return {**names, PROVINCE: fmt.tr.gettext(N_("province"))}
-
-
-def _city_names(conn: Any) -> dict[str, str]:
-    """City code → the display name of the node registered with it (segments by home city)."""
-    from syncd.hub.nodes import display_names
-    from syncd.store import hub_tables as h
-
-    shown = display_names(conn)
-    rows = conn.execute(h.nodes.select().where(h.nodes.c.city_code.is_not(None)))
-    return {str(r.city_code): shown.get(str(r.node_id), str(r.city_code)) for r in rows}
+from syncd.present import columns
 
 
 @app.command("segments")
@@ -127,25 +41,17 @@ def report_segments(
 
     fmt = present.output(lang, unit, False, as_json, as_csv, xlsx, output)
     (rows, cities), names = present.read(
-        lambda n, c: (analysis.segments(c, n.policy, n.settings.report, by), _city_names(c))
+        lambda n, c: (
+            analysis.segments(c, n.policy, n.settings.report, by),
+            columns.city_names(c),
+        )
     )
-    shown = [
-        {**r, **({"city": cities.get(str(r["city"]), r["city"])} if "city" in r else {})}
-        for r in rows
-    ]
-    dims = tuple(Column(d, DIMENSION_LABELS.get(d, d), Kind.ENUM, enum="segment") for d in by if d)
     present.show(
         "report segments",
         {"by": by},
         fmt,
         names,
-        Table(
-            "segments",
-            N_("customer segments by {dimensions} (view report_customer_profile)"),
-            (*dims, *SEGMENT_COLUMNS),
-            shown,
-            {"dimensions": " × ".join(fmt.tr.gettext(DIMENSION_LABELS.get(d, d)) for d in by)},
-        ),
+        columns.segments_table(fmt.tr, by, rows, cities),
         raw=rows,
     )
 
@@ -179,21 +85,15 @@ def report_warnings(
             analysis.risk_warnings(
                 c, n.policy, n.settings.report, min_severity=minimum, reasons=reason or ()
             ),
-            _city_names(c),
+            columns.city_names(c),
         )
     )
-    shown = [{**r, "home_city": cities.get(str(r["home_city"]), r["home_city"])} for r in rows]
     present.show(
         "report warnings",
         {"severity": severity, "reason": reason or []},
         fmt,
         names,
-        Table(
-            "warnings",
-            N_("risk early warning (thresholds: [report] warn_*)"),
-            WARNING_COLUMNS,
-            shown,
-        ),
+        columns.warnings_table(rows, cities),
         raw=rows,
     )
 
@@ -221,13 +121,7 @@ def report_key(
         {"top": top},
         fmt,
         names,
-        Table(
-            "key",
-            N_("key customers, top {top} (change: since the previous snapshot)"),
-            KEY_COLUMNS,
-            rows,
-            {"top": top},
-        ),
+        columns.key_table(rows, top),
     )
 
 
@@ -253,14 +147,8 @@ def report_trend(
         "report trend",
         {"since": since},
         fmt,
-        _province(fmt, names),
-        Table(
-            "trend",
-            N_("trend since the snapshot of {since}"),
-            TREND_COLUMNS,
-            rows,
-            {"since": rows[0]["since"] if rows else since},
-        ),
+        columns.with_province(fmt.tr, names),
+        columns.trend_table(rows, since),
     )
 
 

@@ -11,9 +11,9 @@ import typer
 from rich.text import Text
 
 from syncd.cli import present
-from syncd.cli.present import Column, Kind, Table
 from syncd.cli.render import call, heading, out, print_table
 from syncd.core.i18n import N_
+from syncd.present.tables import Column, Kind, Table
 
 if TYPE_CHECKING:
     from syncd.daemon.demo import DemoReport, DemoResult
@@ -216,8 +216,8 @@ _DEMO_VALUE_COLUMNS = (
 
 def _show_reports(report: DemoReport) -> None:
     """The manager reports as bank staff read them: Chinese, 元, cities by name, a 全省 row."""
-    from syncd.cli.report import CITY_SUMS
     from syncd.hub.analysis import PROVINCE, with_province_total
+    from syncd.present.columns import CITY_SUMS
 
     heading("manager reports (syncd report cities / value; views report_*)")
     fmt = present.output()

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 
 from syncd.cli.context import CsvOpt, JsonOpt, settings
-from syncd.cli.render import call, err, to_jsonable, usage
+from syncd.cli.render import call, err, usage
 from syncd.cli.timezones import naive_utc, parse_time, zone
 from syncd.core.canonical import canonical
+from syncd.present.tables import to_jsonable
 
 if TYPE_CHECKING:
     from syncd.city.egress import EgressReport

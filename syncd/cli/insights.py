@@ -16,10 +16,10 @@ import typer
 from syncd.cli import present
 from syncd.cli.context import JsonOpt, settings
 from syncd.cli.hub import on_hub
-from syncd.cli.present import Column, Kind, Table
 from syncd.cli.render import call, fail, out, print_json, print_table, usage
 from syncd.core.errors import SyncdError
 from syncd.core.i18n import N_
+from syncd.present.tables import Column, Kind, Table
 
 app = typer.Typer(
     help="The province's insights on each city's customers, sent down to the cities.",

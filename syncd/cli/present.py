@@ -1,5 +1,9 @@
 """How a report is shown to people: columns with kinds, one language, one unit, masked IDs.
 
+The model (`Column`, `Kind`, `Table`, `Typed`, the cells, the XLSX writer) lives in
+`syncd.present.tables` and the reports' column sets in `syncd.present.columns`, shared with
+the web console; this module adds the CLI's options, `output`, `read` and `show`.
+
 A report command describes its output once, as `Table`s of `Column`s, and `show` renders it
 as a terminal table, CSV, XLSX or JSON with the user's format options (`Output`). Labels and
 coded values are translated through `syncd.core.i18n` (Chinese by default, `--lang en`);
@@ -9,7 +13,7 @@ unless `--unmask`, which is audited at the hub before anything is shown.
 Adding a report command::
 
     from syncd.cli import present
-    from syncd.cli.present import Column, Kind, Table
+    from syncd.present.tables import Column, Kind, Table
     from syncd.core.i18n import N_
 
     COLUMNS = (
@@ -65,8 +69,6 @@ function returned it) and says which one CSV writes (`csv_table=`); a value wrap
 from __future__ import annotations
 
 import csv
-import dataclasses
-import datetime as dt
 import getpass
 import io
 import json
@@ -74,18 +76,30 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.cells import cell_len
 
 from syncd.cli.context import CsvOpt, JsonOpt
-from syncd.cli.render import call, print_table, to_jsonable, usage
+from syncd.cli.render import call, print_table, usage
 from syncd.core import i18n
 from syncd.core.errors import UsageError
-from syncd.core.i18n import N_, Translator, Unit
+from syncd.core.i18n import N_
+from syncd.present.tables import (
+    RIGHT,
+    Cells,
+    Column,
+    Format,
+    Kind,
+    Output,
+    Table,
+    Typed,
+    label,
+    title,
+    to_jsonable,
+    xlsx_bytes,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -137,101 +151,6 @@ OutputOpt = Annotated[
 ]
 
 
-class Kind(StrEnum):
-    """How a column's values are shown (and typed in XLSX)."""
-
-    TEXT = "text"
-    MONEY = "money"  # yuan in the data; shown in the unit, #,##0.00
-    COUNT = "count"  # an integer, with thousands separators
-    NUMBER = "number"  # another number (a rate, a weight), as it is
-    ID_NUMBER = "id_number"  # masked unless --unmask
-    ENUM = "enum"  # a coded value of i18n.ENUMS[column.enum]
-    NODE = "node"  # a node id, shown by its display name
-    NODES = "nodes"  # a list of node ids
-    ENUMS = "enums"  # a list of coded values of i18n.ENUMS[column.enum]
-    LIST = "list"  # a list of anything else
-    DATE = "date"
-    DATETIME = "datetime"  # naive UTC, as the hub stores it
-    BOOL = "bool"  # yes / no
-
-
-_RIGHT = frozenset({Kind.MONEY, Kind.COUNT, Kind.NUMBER})
-
-
-@dataclasses.dataclass(frozen=True)
-class Column:
-    """One column: the row key, its label (a message marked with N_), how values are shown.
-
-    enum names the i18n.ENUMS entry of an ENUM or ENUMS column. export_only columns go to CSV
-    and XLSX but not to the terminal's table (which has less room).
-    """
-
-    key: str
-    label: str
-    kind: Kind = Kind.TEXT
-    enum: str | None = None
-    export_only: bool = False
-
-    def __post_init__(self) -> None:
-        if (self.kind in (Kind.ENUM, Kind.ENUMS)) != (self.enum is not None):
-            raise ValueError(f"column {self.key}: enum= goes with kind ENUM or ENUMS only")
-        if self.enum is not None and self.enum not in i18n.ENUMS:
-            raise ValueError(f"column {self.key}: unknown enum {self.enum!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Typed:
-    """A value that brings its own column spec (a record's field of any kind in a value cell)."""
-
-    column: Column
-    value: Any
-
-
-@dataclasses.dataclass(frozen=True)
-class Table:
-    """Rows (mappings by column key) under a title (a message; {fields} from title_args).
-
-    name is the machine name: the JSON key when a report has several tables.
-    """
-
-    name: str
-    title: str
-    columns: Sequence[Column]
-    rows: Sequence[Mapping[str, Any]]
-    title_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-
-class Format(StrEnum):
-    TABLE = "table"
-    CSV = "csv"
-    XLSX = "xlsx"
-    JSON = "json"
-
-
-@dataclasses.dataclass(frozen=True)
-class Output:
-    """The user's format options, checked (`output`)."""
-
-    lang: str = i18n.DEFAULT_LANG
-    unit: Unit = Unit.YUAN
-    unmask: bool = False
-    format: Format = Format.TABLE
-    path: Path | None = None  # the XLSX file, or the CSV/JSON file of --output
-
-    @property
-    def tr(self) -> Translator:
-        return Translator(self.lang)
-
-    def arguments(self) -> dict[str, Any]:
-        """The format options as the audit records them."""
-        return {
-            "lang": self.lang,
-            "unit": self.unit.value,
-            "format": self.format.value,
-            "output": None if self.path is None else str(self.path.absolute()),
-        }
-
-
 def output(
     lang: str | None = None,
     unit: str | None = None,
@@ -281,84 +200,6 @@ def read(fn: Callable[[Node, Connection], T]) -> tuple[T, dict[str, str]]:
 # --- cells ---------------------------------------------------------------------------------
 
 
-class _Cells:
-    """Values of one output as text (table, CSV) or as typed XLSX cells."""
-
-    def __init__(self, fmt: Output, names: Mapping[str, str]) -> None:
-        self.fmt = fmt
-        self.tr = fmt.tr
-        self.names = names
-
-    def label(self, column: Column, *, unit: bool = True) -> str:
-        label = self.tr.gettext(column.label)
-        if unit and column.kind is Kind.MONEY:
-            return self.tr.fmt(N_("{label} ({unit})"), label=label, unit=self.unit_label)
-        return label
-
-    @property
-    def unit_label(self) -> str:
-        return self.tr.gettext(self.fmt.unit.label)
-
-    def node(self, node_id: Any) -> str:
-        return self.names.get(str(node_id), str(node_id))
-
-    def text(self, column: Column, value: Any) -> str:
-        if isinstance(value, Typed):
-            return self.text(value.column, value.value)
-        if value is None:
-            return ""
-        kind = column.kind
-        if kind is Kind.MONEY:
-            return i18n.format_amount(value, self.fmt.unit)
-        if kind is Kind.COUNT:
-            return i18n.format_count(value)
-        if kind is Kind.ID_NUMBER:
-            return str(value if self.fmt.unmask else i18n.mask_id(str(value)))
-        if kind in (Kind.ENUM, Kind.BOOL, Kind.NODE):
-            return self._item(column, value)
-        if kind is Kind.DATETIME and isinstance(value, dt.datetime):
-            return value.strftime("%Y-%m-%d %H:%M:%S")
-        if kind in (Kind.NODES, Kind.ENUMS, Kind.LIST) and isinstance(value, list | tuple):
-            return self.tr.list_separator.join(self._item(column, v) for v in value)
-        shown = to_jsonable(value)
-        return shown if isinstance(shown, str) else json.dumps(shown, ensure_ascii=False)
-
-    def _item(self, column: Column, value: Any) -> str:
-        """One coded value, or one item of a list column."""
-        if column.kind in (Kind.NODE, Kind.NODES):
-            return self.node(value)
-        if column.kind in (Kind.ENUM, Kind.ENUMS):
-            assert column.enum is not None
-            return self.tr.enum(column.enum, value)
-        if column.kind is Kind.BOOL:
-            return self.tr.enum("bool", bool(value))
-        return str(to_jsonable(value))
-
-    def typed(self, column: Column, value: Any) -> tuple[Any, str | None]:
-        """An XLSX cell's value and number format."""
-        if isinstance(value, Typed):
-            return self.typed(value.column, value.value)
-        if value is None:
-            return None, None
-        kind = column.kind
-        if kind is Kind.MONEY:
-            return i18n.in_unit(value, self.fmt.unit), "#,##0.00"
-        if kind is Kind.COUNT:
-            return int(value), "#,##0"
-        if kind is Kind.NUMBER:
-            return i18n.to_decimal(value), None
-        if kind is Kind.DATETIME and isinstance(value, dt.datetime):
-            return value, "yyyy-mm-dd hh:mm:ss"
-        if kind is Kind.DATE and isinstance(value, dt.date):
-            return value, "yyyy-mm-dd"
-        return self.text(column, value), None
-
-
-def label(fmt: Output, column: Column) -> str:
-    """A column's label as `show` writes it (translated; an amount's with its unit)."""
-    return _Cells(fmt, {}).label(column)
-
-
 # --- show ----------------------------------------------------------------------------------
 
 
@@ -382,7 +223,7 @@ def show(
     if fmt.unmask:
         rows = sum(len(t.rows) for t in tables if any(c.kind is Kind.ID_NUMBER for c in t.columns))
         _audit_unmask(report, {**arguments, **fmt.arguments()}, rows if shown_ids else 0)
-    cells = _Cells(fmt, names)
+    cells = Cells(fmt, names)
     if fmt.format is Format.JSON:
         data = raw if raw is not None else _raw(tables)
         _emit(fmt, json.dumps(_masked(to_jsonable(data), fmt.unmask), ensure_ascii=False, indent=2))
@@ -390,7 +231,8 @@ def show(
         _emit(fmt, _csv(cells, csv_table or tables[0]), bom=True)
     elif fmt.format is Format.XLSX:
         assert fmt.path is not None
-        _xlsx(cells, tables, fmt.path)
+        data = xlsx_bytes(cells, tables)
+        _replace(fmt.path, "--xlsx", lambda f: f.write(data))
     else:
         for table in tables:
             _terminal(cells, table)
@@ -430,26 +272,22 @@ def _masked(data: Any, unmask: bool) -> Any:
     return data
 
 
-def _title(cells: _Cells, table: Table) -> str:
-    return cells.tr.fmt(table.title, **table.title_args)
-
-
-def _terminal(cells: _Cells, table: Table) -> None:
+def _terminal(cells: Cells, table: Table) -> None:
     """The table; its amounts' unit is said once in the title, as Chinese reports do (单位：元),
     which keeps the headers short enough for more tables to fit a terminal."""
     columns = [c for c in table.columns if not c.export_only]
-    title = _title(cells, table)
+    heading = title(cells, table)
     if any(c.kind is Kind.MONEY for c in columns):
-        title += cells.tr.fmt(N_(" (amounts in {unit})"), unit=cells.unit_label)
+        heading += cells.tr.fmt(N_(" (amounts in {unit})"), unit=cells.unit_label)
     print_table(
-        title,
+        heading,
         [cells.label(c, unit=False) for c in columns],
         [[cells.text(c, row.get(c.key)) for c in columns] for row in table.rows],
-        right=[i for i, c in enumerate(columns) if c.kind in _RIGHT],
+        right=[i for i, c in enumerate(columns) if c.kind in RIGHT],
     )
 
 
-def _csv(cells: _Cells, table: Table) -> str:
+def _csv(cells: Cells, table: Table) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")  # RFC 4180, as Excel writes it
     writer.writerow([cells.label(c) for c in table.columns])
@@ -489,56 +327,3 @@ def _replace(path: Path, option: str, write: Callable[[Any], object]) -> None:
             Path(tmp).unlink(missing_ok=True)
 
     call(go)
-
-
-# --- XLSX ----------------------------------------------------------------------------------
-
-_SHEET_FORBIDDEN = str.maketrans(dict.fromkeys("[]:*?/\\", ""))
-_MAX_WIDTH = 60
-
-
-def _sheet_title(title: str, taken: set[str]) -> str:
-    base = " ".join(title.translate(_SHEET_FORBIDDEN).split())[:31].rstrip() or "sheet"
-    name, n = base, 2
-    while name.lower() in taken:
-        suffix = f" ({n})"
-        name, n = base[: 31 - len(suffix)] + suffix, n + 1
-    taken.add(name.lower())
-    return name
-
-
-def _xlsx(cells: _Cells, tables: Sequence[Table], path: Path) -> None:
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-
-    book = Workbook()
-    taken: set[str] = set()
-    for n, table in enumerate(tables):
-        title = _sheet_title(_title(cells, table), taken)
-        sheet = book.create_sheet(title) if n else book.worksheets[0]
-        sheet.title = title
-        labels = [cells.label(c) for c in table.columns]
-        sheet.append(labels)
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        widths = [cell_len(label) for label in labels]
-        for r, row in enumerate(table.rows, start=2):
-            for i, column in enumerate(table.columns):
-                value, number_format = cells.typed(column, row.get(column.key))
-                cell = sheet.cell(row=r, column=i + 1, value=value)
-                if number_format is not None:
-                    cell.number_format = number_format
-                widths[i] = max(widths[i], cell_len(_width_text(cells, column, row)))
-        for i, width in enumerate(widths, start=1):
-            sheet.column_dimensions[get_column_letter(i)].width = min(_MAX_WIDTH, width + 2)
-        sheet.freeze_panes = "A2"
-        if table.rows:
-            sheet.auto_filter.ref = sheet.dimensions
-    buf = io.BytesIO()
-    book.save(buf)
-    _replace(path, "--xlsx", lambda f: f.write(buf.getvalue()))
-
-
-def _width_text(cells: _Cells, column: Column, row: Mapping[str, Any]) -> str:
-    return cells.text(column, row.get(column.key))

@@ -7,14 +7,10 @@ with -v.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import decimal
 import json
 import sys
 from collections.abc import Callable, Collection, Iterable, Sequence
-from enum import Enum
-from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar
 
 import typer
@@ -27,6 +23,7 @@ from rich.text import Text
 from syncd.cli.context import state
 from syncd.core.errors import SyncdError, UsageError
 from syncd.core.redact import redact_url
+from syncd.present.tables import to_jsonable
 
 T = TypeVar("T")
 _UNBOUNDED = 1_000_000
@@ -63,24 +60,6 @@ def call(fn: Callable[[], T]) -> T:
         raise typer.Exit(130) from None
     except Exception as exc:
         fail(exc)
-
-
-def to_jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {k: to_jsonable(v) for k, v in dataclasses.asdict(obj).items()}
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set | frozenset):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, decimal.Decimal):
-        return str(obj)
-    if isinstance(obj, dt.datetime | dt.date):
-        return obj.isoformat()
-    if isinstance(obj, Enum):
-        return obj.value
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def print_json(data: Any) -> None:

@@ -183,7 +183,6 @@ def safe_next(request: Request, target: str | None) -> str:
 def nav(request: Request, user: User | None) -> list[dict[str, Any]]:
     if user is None:
         return []
-    routes = {getattr(r, "name", None) for r in request.app.routes}
     tr = translator(request)
     current = getattr(request.scope.get("route"), "name", None)
     return [
@@ -193,8 +192,20 @@ def nav(request: Request, user: User | None) -> list[dict[str, Any]]:
             "current": name == current,
         }
         for name, label, permission in NAV
-        if name in routes and user.may(permission)
+        if user.may(permission) and _has_route(request, name)
     ]
+
+
+def _has_route(request: Request, name: str) -> bool:
+    """Whether the app has a route of this name (asked of the router: FastAPI keeps included
+    routers' routes out of app.routes)."""
+    from starlette.routing import NoMatchFound
+
+    try:
+        request.url_for(name)
+    except NoMatchFound:
+        return False
+    return True
 
 
 def first_page(request: Request, user: User) -> str | None:

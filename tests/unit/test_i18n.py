@@ -8,9 +8,9 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from syncd.cli.present import Column, Kind
 from syncd.core import i18n
 from syncd.core.errors import UsageError
+from syncd.present.tables import Column, Kind
 from tests.conftest import REPO
 
 KEYWORDS = {"N_": None, "NP_": ((1, "c"), 2)}
