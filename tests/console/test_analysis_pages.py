@@ -191,9 +191,9 @@ def test_warnings_filter_by_severity_reason_and_city(
 
 BAD_FILTERS = [
     ("/analysis/segments?by=bogus", "bogus"),
-    ("/analysis/segments?by=type&by=type", "Choose two different dimensions."),
-    ("/analysis/segments?by=type&by=age&by=tier", "Choose one or two dimensions."),
-    ("/analysis/key?top=0", "Top N must be between 1 and"),
+    ("/analysis/segments?by=type&by=type", "请选择两个不同的维度"),
+    ("/analysis/segments?by=type&by=age&by=tier", "请选择一个或两个维度"),
+    ("/analysis/key?top=0", "前 N 名须在 1 到 10000 之间"),
     ("/analysis/key?top=lots", "lots"),
     ("/analysis/warnings?reason=nope", "nope"),
     ("/analysis/warnings?severity=extreme", "extreme"),
