@@ -15,6 +15,7 @@ are masked for everyone; a role with Permission.UNMASK (stewards) sees them in f
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
@@ -27,7 +28,7 @@ from syncd.core.i18n import ENUMS, N_, NP_, mask_id
 from syncd.hub import conflicts as hub_conflicts
 from syncd.hub import quarantine as hub_quarantine
 from syncd.hub.console_users import Permission, User
-from syncd.hub.nodes import display_names
+from syncd.hub.nodes import list_nodes
 
 router = APIRouter()
 
@@ -113,7 +114,20 @@ def _take_flash(request: Request) -> dict[str, Any] | None:
 
 
 def _names(request: Request) -> dict[str, str]:
-    return web.read(request, lambda _n, conn: display_names(conn))
+    """Every node's name as reports show it: its display name (杭州), else its id."""
+    nodes = web.read(request, lambda _n, conn: list_nodes(conn))
+    return {str(n["node_id"]): str(n["display_name"] or n["node_id"]) for n in nodes}
+
+
+TIMES = ("opened_at", "resolved_at", "proposed_at", "created_at", "closed_at")
+
+
+def _timed(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's timestamps (naive UTC) to the second, as the CLI's status shows them."""
+    return {
+        k: v.strftime("%Y-%m-%d %H:%M:%S") if k in TIMES and isinstance(v, dt.datetime) else v
+        for k, v in record.items()
+    }
 
 
 def _shown_value(column: str, value: Any, tr: Any) -> str:
@@ -155,7 +169,7 @@ def conflicts(
     tr = web.translator(request)
     shown = [
         {
-            **r,
+            **_timed(r),
             "identity": _masked(r["identity"], show),
             "golden_shown": _shown_value(r["column_name"], r["golden_value"], tr),
             "candidates_shown": {
@@ -197,7 +211,7 @@ def _conflict_page(
         request,
         "conflict.html",
         status_code=status_code,
-        c=found,
+        c=_timed(found),
         cid=cid,
         identity=_masked(found["identity"], show),
         golden_shown=_shown_value(column, found["golden_value"], tr),
@@ -292,7 +306,7 @@ def conflict_approve(
 def _entry_shown(e: dict[str, Any], show: bool) -> dict[str, Any]:
     ids = _ids(e["row_key"], e["row_data"])
     return {
-        **e,
+        **_timed(e),
         "row_key": _masked(e["row_key"], show),
         "row_data": _masked(e["row_data"], show),
         "reason": _masked_text(e["reason"], ids, show),
