@@ -314,6 +314,13 @@ def test_steward_retries_the_quarantine(relaxed_console: Console) -> None:
     assert entry["node_id"] == "city-3301"
     assert entry["detail"] == {"quarantine_id": first, "seq": 1, "applied": True}
 
+    assert 'id="unmask-link"' not in shown  # the list shows keys and reasons: no ID numbers
+    full = steward.get(f"/quarantine/{first}?unmask=1").text
+    assert NUMBER in full
+    (seen,) = actions(engine, "ids_unmasked")
+    assert seen["detail"]["report"] == "console quarantine entry"
+    assert seen["detail"]["arguments"] == {"quarantine_id": first}
+
     one = steward.get(f"/quarantine/{second}").text
     retried = post(steward, f"/quarantine/{second}/retry", one)
     assert retried.status_code == 303

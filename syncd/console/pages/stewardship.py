@@ -130,10 +130,13 @@ def _timed(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _shown_value(column: str, value: Any, tr: Any) -> str:
-    """A value as the page shows it: the coded value's words beside the code, lists joined."""
+def _shown_value(column: str, value: Any, tr: Any, show: bool) -> str:
+    """A value as the page shows it: the coded value's words beside the code, lists joined;
+    an ID number masked unless `show`."""
     if value is None:
         return "∅"
+    if column in ID_COLUMNS and not show:
+        return str(mask_id(str(value)))
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     if column in ENUMS:
@@ -164,16 +167,16 @@ def conflicts(
             conn, status=None if status == "all" else status
         ),
     )
-    with_ids = sum(1 for r in rows if _ids(r["identity"]))
+    with_ids = sum(1 for r in rows if _ids(r["identity"]) or r["column_name"] in ID_COLUMNS)
     show = _unmask(request, user, "conflicts", {"status": status}, with_ids)
     tr = web.translator(request)
     shown = [
         {
             **_timed(r),
             "identity": _masked(r["identity"], show),
-            "golden_shown": _shown_value(r["column_name"], r["golden_value"], tr),
+            "golden_shown": _shown_value(r["column_name"], r["golden_value"], tr, show),
             "candidates_shown": {
-                node: _shown_value(r["column_name"], v, tr)
+                node: _shown_value(r["column_name"], v, tr, show)
                 for node, v in (r["candidates"] or {}).items()
             },
         }
@@ -199,11 +202,15 @@ def _conflict_page(
         found = web.read(request, lambda _n, conn: hub_conflicts.show(conn, cid))
     except UsageError as exc:
         return _not_found(request, str(exc))
-    ids = _ids(found["identity"])
+    ids = bool(_ids(found["identity"])) or found["column_name"] in ID_COLUMNS
     show = _unmask(request, user, "conflict", {"conflict_id": cid}, 1 if ids else 0)
     tr = web.translator(request)
     column = found["column_name"]
     resolution = found["resolution"] or {}
+
+    def shown(value: Any) -> str:
+        return _shown_value(column, value, tr, show)
+
     notice = _take_flash(request)
     if notice is not None and notice.get("cid") != cid:
         notice = None
@@ -214,15 +221,13 @@ def _conflict_page(
         c=_timed(found),
         cid=cid,
         identity=_masked(found["identity"], show),
-        golden_shown=_shown_value(column, found["golden_value"], tr),
+        golden_shown=shown(found["golden_value"]),
         candidates=[
-            {"node_id": node, "value": value, "shown": _shown_value(column, value, tr)}
+            {"node_id": node, "value": value, "shown": shown(value)}
             for node, value in sorted((found["candidates"] or {}).items())
         ],
-        sources=[{**s, "shown": _shown_value(column, s["value"], tr)} for s in found["sources"]],
-        resolution_shown=(
-            _shown_value(column, resolution.get("value"), tr) if "value" in resolution else None
-        ),
+        sources=[{**s, "shown": shown(s["value"])} for s in found["sources"]],
+        resolution_shown=shown(resolution["value"]) if "value" in resolution else None,
         resolution=resolution,
         statuses=CONFLICT_STATUSES,
         names=_names(request),
@@ -237,7 +242,7 @@ def _conflict_page(
         ),
         error=error,
         unmasked=show,
-        may_unmask=user.may(Permission.UNMASK) and bool(ids),
+        may_unmask=user.may(Permission.UNMASK) and ids,
     )
 
 
@@ -303,6 +308,12 @@ def conflict_approve(
 # --- quarantine ------------------------------------------------------------------------------
 
 
+def _listed_ids(e: dict[str, Any]) -> bool:
+    """Whether the list's line of an entry shows an ID number: in its key or its reason."""
+    reason = e["reason"] or ""
+    return bool(_ids(e["row_key"])) or any(n in reason for n in _ids(e["row_data"]))
+
+
 def _entry_shown(e: dict[str, Any], show: bool) -> dict[str, Any]:
     ids = _ids(e["row_key"], e["row_data"])
     return {
@@ -333,7 +344,8 @@ def quarantine(
             table=table or None,
         ),
     )
-    with_ids = sum(1 for r in rows if _ids(r["row_key"], r["row_data"]))
+    # The list shows keys and reasons (the rows themselves are on each entry's page).
+    with_ids = sum(1 for r in rows if _listed_ids(r))
     arguments = {"status": status, "node": node or None, "table": table or None}
     show = _unmask(request, user, "quarantine", arguments, with_ids)
     open_count = (
