@@ -33,7 +33,7 @@ from tests.console.conftest import (
     sign_in,
 )
 from tests.integration.test_apply import POLICY, WANG, actions, customer, golden_of, submit, up
-from tests.integration.test_reports import seed
+from tests.integration.test_reports import T0, seed
 
 NUMBER = WANG  # a customer the seeded province does not have: Ningbo's resident ID
 
@@ -96,6 +96,18 @@ def test_health_flags_the_city_that_never_synced(sqlite_console: Console) -> Non
     assert 'class="warn"' in html.split('data-node="city-3303"', 1)[1][:20]
     assert 'data-states="silent"' in row
     assert 'data-node="city-3301" class=""' in html
+    # A city whose batches fail is a problem, in red, with its error.
+    with c.node.engine.begin() as conn:
+        conn.execute(
+            h.nodes.update()
+            .where(h.nodes.c.node_id == "city-3302")
+            .values(failures=3, failing_since=T0, last_error="boom: disk full", retry_at=T0)
+        )
+    html = c.client("ops").get("/health").text
+    problems = html.split('id="health-problems"', 1)[1].split("</div>", 1)[0]
+    assert "city-3302 failing since 2026-03-01T09:00:00 (3 tries" in problems
+    assert 'data-node="city-3302" class="bad"' in html
+    assert "boom: disk full" in html.split('data-node="city-3302"', 1)[1].split("</tr>", 1)[0]
     for role in ("manager", "auditor", "steward"):
         assert c.client(role).get("/health").status_code == 403
     anonymous = c.anonymous().get("/health", follow_redirects=False)

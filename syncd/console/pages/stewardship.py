@@ -35,7 +35,10 @@ router = APIRouter()
 ID_COLUMNS = frozenset({"id_number"})
 FLASH_KEY = "flash"
 VALUE_CHOICE = "__value__"  # the resolve form's choice "this value" (node ids never start so)
-MAX_REASONS = 50  # still-invalid reasons kept for the notice after a retry
+# The notice after a retry travels in the session cookie, which browsers drop past 4 KB:
+# the first few still-invalid reasons only, each cut short (the list has every one).
+MAX_REASONS = 10
+MAX_REASON_CHARS = 200
 
 CONFLICT_STATUSES = {
     "open": NP_("conflict_status", "open"),
@@ -427,7 +430,8 @@ def _retried(request: Request, qid: int | None, target: str) -> Response:
     reasons: list[list[Any]] = []
     for entry_id, reason in list(res.still_invalid.items())[:MAX_REASONS]:
         # The notice is kept in the session cookie: the reason masked as on the page.
-        reasons.append([entry_id, _masked_text(reason, _entry_ids(request, entry_id), False)])
+        masked = _masked_text(reason, _entry_ids(request, entry_id), False) or ""
+        reasons.append([entry_id, masked[:MAX_REASON_CHARS]])
     _flash(
         request,
         {
