@@ -338,5 +338,8 @@ def test_steward_retries_the_quarantine(relaxed_console: Console) -> None:
     assert retried.status_code == 303
     assert 'id="action-notice"' in steward.get(retried.headers["location"]).text
     assert quarantine_statuses(c) == ["retried", "open"]
+    twice = post(steward, f"/quarantine/{first}/retry", one)
+    assert twice.headers["location"] == "/quarantine?done=retry"
+    assert "is retried, not open" in steward.get(twice.headers["location"]).text
     assert c.client("manager").get("/quarantine").status_code == 403
     assert c.anonymous().get("/quarantine/1", follow_redirects=False).status_code == 303

@@ -425,8 +425,9 @@ def _retried(request: Request, qid: int | None, target: str) -> Response:
     try:
         res = hub_quarantine.retry(n.engine, n.policy, qid)
     except UsageError as exc:
+        # No such entry, or no longer open: the list says why (the entry may not exist).
         _flash(request, {"kind": "retry", "error": str(exc)})
-        return RedirectResponse(f"{target}?done=retry", status_code=303)
+        return RedirectResponse(web.path_for(request, "quarantine") + "?done=retry", 303)
     reasons: list[list[Any]] = []
     for entry_id, reason in list(res.still_invalid.items())[:MAX_REASONS]:
         # The notice is kept in the session cookie: the reason masked as on the page.
