@@ -129,6 +129,21 @@ def test_steward_resolves_a_conflict_as_the_cli_would(sqlite_console: Console) -
     assert f'data-conflict="{cid}"' in listing.text
     assert mask_id(NUMBER) in listing.text
     assert NUMBER not in listing.text
+    # Full ID numbers: never for ops; for a steward only with ?unmask=1, audited first.
+    masked = ops.get("/conflicts?unmask=1").text
+    assert NUMBER not in masked
+    assert 'id="unmask-link"' not in masked
+    assert actions(c.node.engine, "ids_unmasked") == []
+    assert NUMBER not in steward.get(f"/conflicts/{cid}").text
+    full = steward.get(f"/conflicts/{cid}?unmask=1").text
+    assert NUMBER in full
+    assert 'id="unmask-notice"' in full
+    (seen,) = actions(c.node.engine, "ids_unmasked")
+    assert seen["detail"]["console_user"] == "steward"
+    assert seen["detail"]["report"] == "console conflict"
+    assert c.client("manager").get("/conflicts").status_code == 403
+    assert c.anonymous().get("/conflicts", follow_redirects=False).status_code == 303
+
     detail = ops.get(f"/conflicts/{cid}")
     assert detail.status_code == 200
     assert "conflict-resolve-form" not in detail.text
@@ -227,25 +242,6 @@ def test_four_eyes_needs_a_second_steward(tmp_path: Path) -> None:
         for client in c.clients:
             client.__exit__(None, None, None)
         c.node.close()
-
-
-def test_full_id_numbers_only_for_stewards_and_audited(sqlite_console: Console) -> None:
-    c = sqlite_console
-    cid = dispute(c)
-    masked = c.client("ops").get("/conflicts?unmask=1").text
-    assert NUMBER not in masked
-    assert 'id="unmask-link"' not in masked
-    assert actions(c.node.engine, "ids_unmasked") == []
-    steward = c.client("steward")
-    assert NUMBER not in steward.get(f"/conflicts/{cid}").text
-    full = steward.get(f"/conflicts/{cid}?unmask=1").text
-    assert NUMBER in full
-    assert 'id="unmask-notice"' in full
-    (entry,) = actions(c.node.engine, "ids_unmasked")
-    assert entry["detail"]["console_user"] == "steward"
-    assert entry["detail"]["report"] == "console conflict"
-    assert c.client("manager").get("/conflicts").status_code == 403
-    assert c.anonymous().get("/conflicts", follow_redirects=False).status_code == 303
 
 
 # --- quarantine ----------------------------------------------------------------------------
