@@ -20,6 +20,7 @@ from syncd.core.policy import parse_policy
 from syncd.core.settings import load_settings
 from syncd.hub import console_users
 from syncd.hub.apply import apply_pending
+from syncd.hub.audit import verify
 from syncd.hub.nodes import rename_node
 from syncd.store import hub_tables as h
 from tests.conftest import POLICY as POLICY_PATH
@@ -191,6 +192,8 @@ def test_steward_resolves_a_conflict_as_the_cli_would(sqlite_console: Console) -
         "by": "steward",
         "os_user": "console:steward",
     }
+    with c.node.engine.connect() as conn:
+        assert verify(conn).ok
     again = post(steward, f"/conflicts/{cid}/resolve", page, source="city-3301")
     assert again.status_code == 400
     assert "is resolved, not open" in again.text
