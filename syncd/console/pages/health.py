@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse
 from syncd.console import web
 from syncd.core.i18n import N_
 from syncd.hub.console_users import Permission, User
-from syncd.hub.status import HubStatus, NodeStatus, hub_status
+from syncd.hub.status import NodeStatus, hub_status
 
 router = APIRouter()
 
@@ -31,7 +31,7 @@ STATES = {
 }
 
 
-def _city_problems(st: HubStatus, n: NodeStatus, threshold: float) -> tuple[list[str], str]:
+def _city_problems(n: NodeStatus, threshold: float) -> tuple[list[str], str]:
     """The state words that apply to a city and its row's class (bad, warn or '')."""
     states = [
         key
@@ -65,7 +65,7 @@ def health(request: Request, user: Annotated[User, web.need(Permission.HEALTH)])
     names = {c.node_id: c.display_name for c in st.nodes if c.display_name}
     cities: list[dict[str, Any]] = []
     for c in st.nodes:
-        states, level = _city_problems(st, c, threshold)
+        states, level = _city_problems(c, threshold)
         cities.append({"s": c, "states": states, "level": level})
     in_trouble = [c for c in cities if c["level"]]
     return web.render(
