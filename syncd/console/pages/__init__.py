@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from syncd.console.pages import analysis, session
+from syncd.console.pages import analysis, health, session, stewardship
 
-ROUTERS: list[APIRouter] = [session.router, analysis.router]
+ROUTERS: list[APIRouter] = [session.router, analysis.router, health.router, stewardship.router]
