@@ -110,19 +110,6 @@ _PRODUCT_SECTIONS = (
 )
 # Columns of a customer's golden record and versions that tables leave out: keys and links.
 
-# The summed columns of `report cities`, whose last row is the province (全省) total.
-CITY_SUMS = (
-    "customers",
-    "deposit_balance",
-    "loan_balance",
-    "loan_normal",
-    "loan_special_mention",
-    "loan_substandard",
-    "loan_doubtful",
-    "loan_loss",
-    "overdue_loan_balance",
-    "fee_income",
-)
 _LINK_COLUMNS = frozenset({"golden_id", "id_type", "id_number", "origin_node", "city_code"})
 
 CITY_COLUMNS = (
@@ -347,7 +334,7 @@ def report_cities(
 
     fmt = present.output(lang, unit, False, as_json, as_csv, xlsx, output)
     rows, names = present.read(lambda _n, c: reports.city_summary(c))
-    rows = with_province_total(rows, CITY_SUMS)
+    rows = with_province_total(rows, reports.CITY_SUMS)
     # The total row's node is the province: shown as 全省 (or "province") like a city's name.
     names = {**names, PROVINCE: fmt.tr.gettext(N_("province"))}
     present.show(
