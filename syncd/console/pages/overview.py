@@ -96,8 +96,10 @@ def context(
         "unit_links": _unit_links(request),
         "unit_label": tr.gettext(unit.label),
     }
-    if refreshing:
-        ctx["reload_seconds"] = RELOAD_COMPUTING if state.cities is None else RELOAD_REFRESHING
+    if state.cities is None and not state.failed:
+        ctx["reload_seconds"] = RELOAD_COMPUTING  # computing here or elsewhere: look again soon
+    elif refreshing:
+        ctx["reload_seconds"] = RELOAD_REFRESHING
     if state.cities is None:
         return ctx
     npl = analysis.city_summary_figures(state.cities)
