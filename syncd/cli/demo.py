@@ -217,7 +217,7 @@ _DEMO_VALUE_COLUMNS = (
 def _show_reports(report: DemoReport) -> None:
     """The manager reports as bank staff read them: Chinese, 元, cities by name, a 全省 row."""
     from syncd.hub.analysis import PROVINCE, with_province_total
-    from syncd.present.columns import CITY_SUMS
+    from syncd.hub.reports import CITY_SUMS
 
     heading("manager reports (syncd report cities / value; views report_*)")
     fmt = present.output()

@@ -79,7 +79,7 @@ def report_cities(
 
     fmt = present.output(lang, unit, False, as_json, as_csv, xlsx, output)
     rows, names = present.read(lambda _n, c: reports.city_summary(c))
-    rows = with_province_total(rows, columns.CITY_SUMS)
+    rows = with_province_total(rows, reports.CITY_SUMS)
     # The total row's node is the province: shown as 全省 (or "province") like a city's name.
     names = columns.with_province(fmt.tr, names)
     present.show("report cities", {}, fmt, names, columns.cities_table(rows))

@@ -806,7 +806,8 @@ def snapshot_if_due(
 
 # --- trends --------------------------------------------------------------------------------
 
-_TREND = ("customers", "deposit_balance", "loan_balance", "npl_balance", "fee_income")
+# The figures of a trend (and of the daily snapshot a trend compares with), tier counts apart.
+TREND_FIGURES = ("customers", "deposit_balance", "loan_balance", "npl_balance", "fee_income")
 _TREND_TIERS = tuple(f"{t}_customers" for t in TIERS)
 
 
@@ -845,6 +846,18 @@ def trend(
     there is none). Each figure F comes as F (now), F_then and F_change; segments are summed.
     """
     as_of = as_of or today()
+    baseline, then = trend_baseline(conn, since, as_of)
+    views = _views(conn, policy)
+    rows = profiles(conn, policy, report, as_of=as_of, with_warnings=False)
+    now = _by_node(city_figures(conn, views, {r[schema_hub.GOLDEN_ID]: r["tier"] for r in rows}))
+    return trend_rows(now, then, baseline)
+
+
+def trend_baseline(
+    conn: sa.Connection, since: str, as_of: dt.date
+) -> tuple[dt.date, dict[str, dict[str, Any]]]:
+    """The daily snapshot a trend `since` compares with: its day (the latest on or before the
+    day `since` names) and its figures per node, segments summed. UsageError if none."""
     target = since_date(since, as_of)
     daily = schema_hub.report_daily
     baseline = _as_date(
@@ -856,18 +869,65 @@ def trend(
         raise UsageError(
             f"--since {since}: no snapshot on or before {target}; take one with `report snapshot`"
         )
-    views = _views(conn, policy)
-    rows = profiles(conn, policy, report, as_of=as_of, with_warnings=False)
-    now = _by_node(city_figures(conn, views, {r[schema_hub.GOLDEN_ID]: r["tier"] for r in rows}))
     then = _by_node(
         dict(r._mapping)
         for r in conn.execute(sa.select(daily).where(daily.c.snapshot_date == baseline))
     )
+    return baseline, then
+
+
+def trend_rows(
+    now: Mapping[str, Mapping[str, Any]],
+    then: Mapping[str, Mapping[str, Any]],
+    baseline: dt.date,
+    keys: Sequence[str] = (*TREND_FIGURES, *_TREND_TIERS),
+) -> list[dict[str, Any]]:
+    """The trend's rows: per node (sorted) F, F_then and F_change of each figure in `keys`
+    (a figure a side lacks counts 0), then the province row (node_id 'province')."""
     result = []
     for node in sorted(set(now) | set(then)):
-        result.append(_trend_row(node, now.get(node, {}), then.get(node, {}), baseline))
-    result.append(_trend_row(PROVINCE, _summed(now.values()), _summed(then.values()), baseline))
+        result.append(_trend_row(node, now.get(node, {}), then.get(node, {}), baseline, keys))
+    result.append(
+        _trend_row(PROVINCE, _summed(now.values()), _summed(then.values()), baseline, keys)
+    )
     return result
+
+
+def city_summary_figures(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`reports.city_summary` rows as a trend's current figures per node (TREND_FIGURES:
+    non-performing is substandard + doubtful + loss, as the snapshot's npl_balance), for
+    comparing today's `report cities` with a snapshot through `trend_rows`."""
+    npl = [f"loan_{c}" for c in FIVE_CLASSES[NPL_CLASS - 1 :]]
+    return {
+        r["node_id"]: {
+            "customers": int(r["customers"]),
+            "deposit_balance": _money(r["deposit_balance"]),
+            "loan_balance": _money(r["loan_balance"]),
+            "npl_balance": sum((_money(r[k]) for k in npl), start=Decimal("0.00")),
+            "fee_income": _money(r["fee_income"]),
+        }
+        for r in rows
+    }
+
+
+def daily_history(conn: sa.Connection, since: dt.date) -> list[dict[str, Any]]:
+    """The daily snapshots from `since` on, per day and node (segments summed), by day then
+    node: snapshot_date, node_id and the TREND_FIGURES. A few rows a day."""
+    daily = schema_hub.report_daily
+    query = (
+        sa.select(daily)
+        .where(daily.c.snapshot_date >= since)
+        .order_by(daily.c.snapshot_date, daily.c.node_id)
+    )
+    days: dict[tuple[dt.date, str], list[dict[str, Any]]] = {}
+    for r in conn.execute(query).mappings():
+        day = _as_date(r["snapshot_date"])
+        assert day is not None
+        days.setdefault((day, r["node_id"]), []).append(dict(r))
+    return [
+        {"snapshot_date": day, "node_id": node, **_summed(rows)}
+        for (day, node), rows in days.items()
+    ]
 
 
 def _by_node(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -880,7 +940,7 @@ def _by_node(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
 def _summed(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     total: dict[str, Any] = {}
     for r in rows:
-        for k in (*_TREND, *_TREND_TIERS):
+        for k in (*TREND_FIGURES, *_TREND_TIERS):
             if k in r:
                 value = r[k] if k in _COUNTS else _money(r[k])
                 total[k] = total.get(k, 0) + value
@@ -888,10 +948,14 @@ def _summed(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _trend_row(
-    node: str, now: Mapping[str, Any], then: Mapping[str, Any], baseline: dt.date
+    node: str,
+    now: Mapping[str, Any],
+    then: Mapping[str, Any],
+    baseline: dt.date,
+    keys: Sequence[str],
 ) -> dict[str, Any]:
     row: dict[str, Any] = {"node_id": node, "since": baseline}
-    for k in (*_TREND, *_TREND_TIERS):
+    for k in keys:
         zero: Any = 0 if k in _COUNTS else Decimal("0.00")
         current, before = now.get(k, zero), then.get(k, zero)
         row[k] = current

@@ -128,6 +128,9 @@ _CITY_MONEY = (
     "overdue_loan_balance",
     "fee_income",
 )
+# The summed columns of `report cities` (and the console's overview), whose last row is the
+# province (全省) total: `analysis.with_province_total(city_summary(conn), CITY_SUMS)`.
+CITY_SUMS = ("customers", *_CITY_MONEY)
 _city_view = sa.table(
     CITY_VIEW,
     sa.column("node_id"),

@@ -103,19 +103,6 @@ _PRODUCT_SECTIONS = (
 )
 # Columns of a customer's golden record and versions that tables leave out: keys and links.
 
-# The summed columns of `report cities`, whose last row is the province (全省) total.
-CITY_SUMS = (
-    "customers",
-    "deposit_balance",
-    "loan_balance",
-    "loan_normal",
-    "loan_special_mention",
-    "loan_substandard",
-    "loan_doubtful",
-    "loan_loss",
-    "overdue_loan_balance",
-    "fee_income",
-)
 _LINK_COLUMNS = frozenset({"golden_id", "id_type", "id_number", "origin_node", "city_code"})
 
 CITY_COLUMNS = (

@@ -494,3 +494,24 @@ console_keys = sa.Table(
     sa.Column("secret", sa.String(128), nullable=False),
     sa.Column("created_at", sa.DateTime(), nullable=False),
 )
+
+# The console's cached figures (hub_0011, `syncd.hub.overview`): the province overview reads
+# this row instead of computing its reports in the request. `figures` is the JSON document a
+# background refresh wrote at computed_at (the same report functions as `syncd report cities`
+# and `report trend`, money as decimal strings); lease_owner/lease_until: the one refresh
+# running (a row lock claims it, so one at a time per hub however many console processes), an
+# expired lease is a refresh that died; error/error_at: the last failed refresh, kept until one
+# succeeds (the page shows it, and no refresh is retried before the backoff has passed).
+console_cache = sa.Table(
+    "syncd_console_cache",
+    metadata,
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("figures", JsonDoc, nullable=True),
+    sa.Column("computed_at", sa.DateTime(), nullable=True),
+    sa.Column("seconds", sa.Float(), nullable=True),
+    sa.Column("lease_owner", sa.String(128), nullable=True),
+    sa.Column("lease_until", sa.DateTime(), nullable=True),
+    sa.Column("started_at", sa.DateTime(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("error_at", sa.DateTime(), nullable=True),
+)

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from syncd.console.pages import analysis, health, session, stewardship
+from syncd.console.pages import analysis, health, overview, session, stewardship
 
-ROUTERS: list[APIRouter] = [session.router, analysis.router, health.router, stewardship.router]
+ROUTERS: list[APIRouter] = [
+    session.router,
+    overview.router,
+    analysis.router,
+    health.router,
+    stewardship.router,
+]
