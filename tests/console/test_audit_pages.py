@@ -123,10 +123,16 @@ def test_unmasking_is_audited_first(audited: Console, auditor: TestClient) -> No
     assert entry["detail"]["report"] == "console audit log"
     assert entry["detail"]["arguments"]["action"] == "conflict_opened"
     assert entry["detail"]["rows"] == 1
+    # The record of the view keeps a typed ID number masked.
+    params = {"unmask": "1", "id_number": ZHANG, "table": "customers"}
+    assert ZHANG in auditor.get("/audit", params=params).text
+    entry = _lines(audited, action="ids_unmasked")[-1]
+    assert entry["detail"]["arguments"]["id_number"] == MASKED
     # ... and shows readably, filterable by its action.
     html = auditor.get("/audit", params={"action": "ids_unmasked"}).text
     assert {a for _, a in _rows(html)} == {"ids_unmasked"}
     assert "auditor (console) saw full ID numbers: console audit log, 1 rows" in html
+    assert ZHANG not in html
 
 
 def test_filters_as_the_cli_offers_them(audited: Console, auditor: TestClient) -> None:

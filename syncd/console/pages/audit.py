@@ -97,9 +97,9 @@ class Asked:
 
     def arguments(self) -> dict[str, Any]:
         """What an ids_unmasked entry records of this view (a typed ID number masked)."""
-        args: dict[str, Any] = dict(self.values)
+        args: dict[str, Any] = {k: masked(v) for k, v in self.values.items()}
         if "id_number" in args:
-            args["id_number"] = i18n.mask_id(args["id_number"])
+            args["id_number"] = i18n.mask_id(self.values["id_number"])
         return {**args, "limit": self.limit, "before": self.before}
 
     def params(self, **changes: Any) -> dict[str, Any]:
@@ -257,7 +257,7 @@ def _may_unmask(request: Request, user: User) -> bool:
 @router.get("/audit")
 def audit(request: Request, user: Auditor) -> HTMLResponse:
     from syncd.hub import audit_query
-    from syncd.hub.nodes import display_names
+    from syncd.hub.nodes import list_nodes
 
     asked = Asked.of(request)
     unmask = _may_unmask(request, user)
@@ -270,10 +270,12 @@ def audit(request: Request, user: Auditor) -> HTMLResponse:
         newer = None
         if asked.before is not None:
             newer = audit_query.newer_before(conn, flt, limit=asked.limit, before=asked.before)
+        nodes = list_nodes(conn)
         return {
             "page": page,
             "newer": newer,
-            "names": display_names(conn),
+            "nodes": [str(n["node_id"]) for n in nodes],
+            "names": {str(n["node_id"]): n["display_name"] for n in nodes if n["display_name"]},
             "tz": tz,
             "tables": [t.name for t in node.policy.public_tables],
         }
@@ -302,6 +304,7 @@ def audit(request: Request, user: Auditor) -> HTMLResponse:
         before=asked.before,
         actions=_actions(),
         tables=found["tables"] if found else [],
+        nodes=[(n, found["names"].get(n)) for n in found["nodes"]] if found else [],
         timezone=web.node(request).settings.audit.timezone,
         lines=lines,
         error=error,
