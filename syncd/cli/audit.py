@@ -42,6 +42,7 @@ GoldenIdOpt = Annotated[
     int | None, typer.Option("--golden-id", help="every entry of this golden record")
 ]
 ActionOpt = Annotated[str | None, typer.Option(help="only this action")]
+BatchOpt = Annotated[int | None, typer.Option(help="only the entries of this inbox batch id")]
 SinceOpt = Annotated[
     str | None, typer.Option(help="ISO date or time, inclusive (no offset: in --tz)")
 ]
@@ -92,6 +93,7 @@ def audit_log(
     id_number: IdNumberOpt = None,
     golden_id: GoldenIdOpt = None,
     action: ActionOpt = None,
+    batch: BatchOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     tz: TzOpt = None,
@@ -103,7 +105,9 @@ def audit_log(
     from syncd.hub import audit_query
 
     zone_ = _zone(tz)
-    criteria = audit_query.Criteria(node, table, key, id_number, golden_id, action, since, until)
+    criteria = audit_query.Criteria(
+        node, table, key, id_number, golden_id, action, since, until, batch
+    )
     page = read_node(
         lambda n, c: audit_query.query_page(
             c, criteria.build(c, n.policy, zone_), limit=limit, before=before
@@ -201,6 +205,7 @@ def audit_export(
     id_number: IdNumberOpt = None,
     golden_id: GoldenIdOpt = None,
     action: ActionOpt = None,
+    batch: BatchOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     tz: TzOpt = None,
@@ -214,7 +219,9 @@ def audit_export(
 
     zone_ = _zone(tz)
     kind: Literal["csv", "json"] = "json" if fmt is ExportFormat.JSON else "csv"
-    criteria = audit_query.Criteria(node, table, key, id_number, golden_id, action, since, until)
+    criteria = audit_query.Criteria(
+        node, table, key, id_number, golden_id, action, since, until, batch
+    )
 
     def go(n: Node, conn: Connection) -> tuple[int, int | str | None]:
         flt = criteria.build(conn, n.policy, zone_)

@@ -104,7 +104,8 @@ class AuditFilter:
     `key` is the row key object as given to `AuditWriter.append`, or its JSON text as a str
     (so a bare string key is given as '"C001"'); it is matched by canonical JSON. `since` keeps
     entries at or after it, `until` those strictly before it (naive means UTC). `golden` keeps
-    the entries of one golden record (its source rows in every city, its conflicts).
+    the entries of one golden record (its source rows in every city, its conflicts); `batch`
+    those of one inbox batch (its row decisions, refusal or application).
     """
 
     node: str | None = None
@@ -114,6 +115,7 @@ class AuditFilter:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     golden: GoldenScope | None = None
+    batch: int | None = None
 
     def where(self, c: Any) -> list[sa.ColumnElement[bool]]:
         """The SQL conditions of this filter on `c`, the columns of `lines()`."""
@@ -126,6 +128,8 @@ class AuditFilter:
             conditions.append(c.row_key == _key_text(self.key))
         if self.action is not None:
             conditions.append(c.action == str(self.action))
+        if self.batch is not None:
+            conditions.append(c.batch_id == int(self.batch))
         if self.since is not None:
             conditions.append(c.at >= naive_utc(self.since))
         if self.until is not None:
@@ -147,6 +151,7 @@ class Criteria:
     action: str | None = None
     since: str | None = None
     until: str | None = None
+    batch: int | None = None
 
     def build(self, conn: Connection, policy: Policy, tz: dt.tzinfo) -> AuditFilter:
         """The filter, with --id-number or --golden-id looked up in the hub's golden tables
@@ -170,6 +175,7 @@ class Criteria:
             since=parse_time("--since", self.since, tz),
             until=parse_time("--until", self.until, tz),
             golden=scope,
+            batch=self.batch,
         )
 
 

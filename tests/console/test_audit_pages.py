@@ -151,6 +151,9 @@ def test_filters_as_the_cli_offers_them(audited: Console, auditor: TestClient) -
         "row_applied",
         "batch_applied",
     }
+    by_batch = shown(batch="1")
+    assert [a for _, a in by_batch] == ["row_decisions", "row_applied", "batch_applied"]
+    assert [i for i, _ in by_batch] == [i for i, _ in by_node][1:]
     assert {a for _, a in shown(table="customers")} >= {"row_applied", "conflict_opened"}
     assert [a for _, a in shown(key='{"customer_id": "E1"}')] == ["row_applied"]
     assert {a for _, a in shown(id_number=ZHANG, table="customers")} == {

@@ -48,7 +48,7 @@ _SPOOL_BYTES = 8 * 1024 * 1024  # an export bigger than this is spooled to a tem
 _RIC = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[0-9Xx]|\d{15})(?![0-9A-Za-z])")
 ID_NUMBER = "id_number"  # the identity column of ID numbers (syncd.hub.audit_golden)
 
-_FILTERS = ("node", "table", "key", "id_number", "golden_id", "action", "since", "until")
+_FILTERS = ("node", "batch", "table", "key", "id_number", "golden_id", "action", "since", "until")
 
 
 # --- reading the query string -----------------------------------------------------------------
@@ -79,21 +79,24 @@ class Asked:
     def criteria(self) -> Any:
         from syncd.hub.audit_query import Criteria
 
-        golden = self.values.get("golden_id")
-        try:
-            golden_id = None if golden is None else int(golden)
-        except ValueError:
-            raise UsageError(f"golden id {str(golden)[:20]!r} is not a number") from None
         return Criteria(
             node=self.values.get("node"),
             table=self.values.get("table"),
             key=self.values.get("key"),
             id_number=self.values.get("id_number"),
-            golden_id=golden_id,
+            golden_id=self._number("golden_id"),
             action=self.values.get("action"),
             since=self.values.get("since"),
             until=self.values.get("until"),
+            batch=self._number("batch"),
         )
+
+    def _number(self, name: str) -> int | None:
+        text = self.values.get(name)
+        try:
+            return None if text is None else int(text)
+        except ValueError:
+            raise UsageError(f"{name} {str(text)[:20]!r} is not a number") from None
 
     def arguments(self) -> dict[str, Any]:
         """What an ids_unmasked entry records of this view (a typed ID number masked)."""
