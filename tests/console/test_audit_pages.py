@@ -324,3 +324,20 @@ def test_the_log_on_postgresql_too(pg_url: str, tmp_path: Path) -> None:
     for client in console.clients:
         client.__exit__(None, None, None)
     console.node.close()
+
+
+def test_masking_finds_id_numbers_in_keys_details_and_text() -> None:
+    from syncd.console.pages.audit import masked
+
+    assert masked({"id_type": "ric", "id_number": ZHANG}) == {"id_type": "ric", "id_number": MASKED}
+    assert masked({"arguments": {"q": f"张三 {ZHANG}"}, "rows": 2}) == {
+        "arguments": {"q": f"张三 {MASKED}"},
+        "rows": 2,
+    }
+    assert masked([ZHANG.lower(), "C3301000123", 13800000000]) == [
+        MASKED.lower(),
+        "C3301000123",
+        13800000000,
+    ]
+    sha = "0b116c1a737811574b6ce41a2a5102c85061c267cc324ca64fb751400f58c051"
+    assert masked({"checksum": sha}) == {"checksum": sha}
