@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import sys
@@ -15,13 +14,12 @@ import typer
 from syncd.cli.context import JsonOpt
 from syncd.cli.hub import hub_settings, read, read_node
 from syncd.cli.render import call, err, out, print_json, print_table
-from syncd.cli.timezones import parse_time, shown, zone
+from syncd.cli.timezones import shown, zone
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from syncd.app import Node
-    from syncd.hub.audit_query import AuditFilter
 
 app = typer.Typer(help="Auditors: sync history and its proof.", no_args_is_help=True)
 
@@ -44,6 +42,7 @@ GoldenIdOpt = Annotated[
     int | None, typer.Option("--golden-id", help="every entry of this golden record")
 ]
 ActionOpt = Annotated[str | None, typer.Option(help="only this action")]
+BatchOpt = Annotated[int | None, typer.Option(help="only the entries of this inbox batch id")]
 SinceOpt = Annotated[
     str | None, typer.Option(help="ISO date or time, inclusive (no offset: in --tz)")
 ]
@@ -60,44 +59,6 @@ BeforeOpt = Annotated[
         help="only lines older than this entry id, or ENTRY.ORD for a row decision (next page)"
     ),
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class Criteria:
-    """What the auditor asked for, as typed on the command line."""
-
-    node: str | None = None
-    table: str | None = None
-    key: str | None = None
-    id_number: str | None = None
-    golden_id: int | None = None
-    action: str | None = None
-    since: str | None = None
-    until: str | None = None
-
-    def build(self, node: Node, conn: Connection, tz: dt.tzinfo) -> AuditFilter:
-        """The filter, with --id-number or --golden-id looked up in the hub's golden tables."""
-        from syncd.hub.audit_golden import golden_scope
-        from syncd.hub.audit_query import AuditFilter
-
-        scope = None
-        if self.id_number is not None or self.golden_id is not None:
-            scope = golden_scope(
-                conn,
-                node.policy,
-                table=self.table,
-                golden_id=self.golden_id,
-                id_number=self.id_number,
-            )
-        return AuditFilter(
-            node=self.node,
-            table=self.table,
-            key=self.key,
-            action=self.action,
-            since=parse_time("--since", self.since, tz),
-            until=parse_time("--until", self.until, tz),
-            golden=scope,
-        )
 
 
 def _zone(tz: str | None) -> dt.tzinfo:
@@ -132,6 +93,7 @@ def audit_log(
     id_number: IdNumberOpt = None,
     golden_id: GoldenIdOpt = None,
     action: ActionOpt = None,
+    batch: BatchOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     tz: TzOpt = None,
@@ -143,10 +105,12 @@ def audit_log(
     from syncd.hub import audit_query
 
     zone_ = _zone(tz)
-    criteria = Criteria(node, table, key, id_number, golden_id, action, since, until)
+    criteria = audit_query.Criteria(
+        node, table, key, id_number, golden_id, action, since, until, batch
+    )
     page = read_node(
         lambda n, c: audit_query.query_page(
-            c, criteria.build(n, c, zone_), limit=limit, before=before
+            c, criteria.build(c, n.policy, zone_), limit=limit, before=before
         )
     )
     entries = _shown_entries(page.entries, zone_)
@@ -241,6 +205,7 @@ def audit_export(
     id_number: IdNumberOpt = None,
     golden_id: GoldenIdOpt = None,
     action: ActionOpt = None,
+    batch: BatchOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     tz: TzOpt = None,
@@ -254,10 +219,12 @@ def audit_export(
 
     zone_ = _zone(tz)
     kind: Literal["csv", "json"] = "json" if fmt is ExportFormat.JSON else "csv"
-    criteria = Criteria(node, table, key, id_number, golden_id, action, since, until)
+    criteria = audit_query.Criteria(
+        node, table, key, id_number, golden_id, action, since, until, batch
+    )
 
     def go(n: Node, conn: Connection) -> tuple[int, int | str | None]:
-        flt = criteria.build(n, conn, zone_)
+        flt = criteria.build(conn, n.policy, zone_)
         if output is None:
             audit_query.export(conn, sys.stdout, kind, flt, limit=limit, before=before)
         else:

@@ -1,4 +1,4 @@
-"""Times as auditors read and type them: stored in naive UTC, shown and parsed in one zone."""
+"""Times as auditors read and type them (`syncd.core.times`), a bad one an exit 2 here."""
 
 from __future__ import annotations
 
@@ -6,32 +6,24 @@ import datetime as dt
 import zoneinfo
 
 from syncd.cli.render import usage
+from syncd.core import times
+from syncd.core.errors import UsageError
+from syncd.core.times import naive_utc, shown
+
+__all__ = ["naive_utc", "parse_time", "shown", "zone"]
 
 
 def zone(name: str) -> zoneinfo.ZoneInfo:
     """The IANA zone `name` (from --tz or `[audit] timezone`), or exit 2 naming it."""
     try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        usage(f"--tz {name!r}: unknown time zone; expected an IANA name such as Asia/Shanghai")
+        return times.zone(name)
+    except UsageError as exc:
+        usage(str(exc))
 
 
 def parse_time(option: str, text: str | None, tz: dt.tzinfo) -> dt.datetime | None:
     """An ISO date or time; one without an offset is a time in `tz` (a date is its midnight)."""
-    if text is None:
-        return None
     try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        usage(f"{option} {text!r}: expected an ISO date or time, e.g. 2026-11-26T08:00+08:00")
-    return value if value.tzinfo is not None else value.replace(tzinfo=tz)
-
-
-def shown(value: dt.datetime, tz: dt.tzinfo) -> str:
-    """A stored (naive UTC) time in `tz`, to the second, with its offset."""
-    return value.replace(tzinfo=dt.UTC).astimezone(tz).isoformat(timespec="seconds")
-
-
-def naive_utc(value: dt.datetime | None) -> dt.datetime | None:
-    """An aware time as naive UTC, how syncd stores time."""
-    return None if value is None else value.astimezone(dt.UTC).replace(tzinfo=None)
+        return times.parse_time(option, text, tz)
+    except UsageError as exc:
+        usage(str(exc))

@@ -23,6 +23,8 @@ from sqlalchemy.engine import Connection, Row
 from syncd.core.auditchain import COLUMNS, EXPORT_COLUMNS
 from syncd.core.canonical import canonical, json_default
 from syncd.core.errors import UsageError
+from syncd.core.policy import Policy
+from syncd.core.times import parse_time
 from syncd.hub.audit import naive_utc, stream
 from syncd.hub.audit_golden import GoldenScope
 from syncd.store.db import translated
@@ -102,7 +104,8 @@ class AuditFilter:
     `key` is the row key object as given to `AuditWriter.append`, or its JSON text as a str
     (so a bare string key is given as '"C001"'); it is matched by canonical JSON. `since` keeps
     entries at or after it, `until` those strictly before it (naive means UTC). `golden` keeps
-    the entries of one golden record (its source rows in every city, its conflicts).
+    the entries of one golden record (its source rows in every city, its conflicts); `batch`
+    those of one inbox batch (its row decisions, refusal or application).
     """
 
     node: str | None = None
@@ -112,6 +115,7 @@ class AuditFilter:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     golden: GoldenScope | None = None
+    batch: int | None = None
 
     def where(self, c: Any) -> list[sa.ColumnElement[bool]]:
         """The SQL conditions of this filter on `c`, the columns of `lines()`."""
@@ -124,6 +128,8 @@ class AuditFilter:
             conditions.append(c.row_key == _key_text(self.key))
         if self.action is not None:
             conditions.append(c.action == str(self.action))
+        if self.batch is not None:
+            conditions.append(c.batch_id == int(self.batch))
         if self.since is not None:
             conditions.append(c.at >= naive_utc(self.since))
         if self.until is not None:
@@ -131,6 +137,46 @@ class AuditFilter:
         if self.golden is not None:
             conditions.append(self.golden.condition(c))
         return conditions
+
+
+@dataclasses.dataclass(frozen=True)
+class Criteria:
+    """What an auditor asked for, as typed (`audit log` options, the console's filter form)."""
+
+    node: str | None = None
+    table: str | None = None
+    key: str | None = None
+    id_number: str | None = None
+    golden_id: int | None = None
+    action: str | None = None
+    since: str | None = None
+    until: str | None = None
+    batch: int | None = None
+
+    def build(self, conn: Connection, policy: Policy, tz: dt.tzinfo) -> AuditFilter:
+        """The filter, with --id-number or --golden-id looked up in the hub's golden tables
+        and --since/--until without an offset read in `tz` (UsageError naming a bad one)."""
+        from syncd.hub.audit_golden import golden_scope
+
+        scope = None
+        if self.id_number is not None or self.golden_id is not None:
+            scope = golden_scope(
+                conn,
+                policy,
+                table=self.table,
+                golden_id=self.golden_id,
+                id_number=self.id_number,
+            )
+        return AuditFilter(
+            node=self.node,
+            table=self.table,
+            key=self.key,
+            action=self.action,
+            since=parse_time("--since", self.since, tz),
+            until=parse_time("--until", self.until, tz),
+            golden=scope,
+            batch=self.batch,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +242,45 @@ def query_page(
         first = (int(entries[0]["entry_id"]), int(entries[0]["ord"]))
         more = count(conn, flt, before=first)
     return Page(entries, more, format_position(first) if more else None)
+
+
+def newer_before(
+    conn: Connection, flt: AuditFilter, *, limit: int, before: int | str | Position
+) -> int | str | None:
+    """The `before` of the page of `limit` lines just newer than the page read with `before`
+    (None: that page is the newest), for a reader paging back towards the head."""
+    line = lines()
+    c = line.c
+    entry_id, ord_ = _position(before) or (0, 0)
+    at_or_after = sa.or_(c.entry_id > entry_id, sa.and_(c.entry_id == entry_id, c.ord >= ord_))
+    stmt = (
+        sa.select(c.entry_id, c.ord)
+        .where(*flt.where(c), at_or_after)
+        .order_by(c.entry_id, c.ord)
+        .offset(limit)
+        .limit(1)
+    )
+    with translated("reading the audit log"):
+        found = conn.execute(stmt).first()
+    return None if found is None else format_position((int(found.entry_id), int(found.ord)))
+
+
+def entry_lines(
+    conn: Connection, entry_id: int, *, limit: int | None = None, after: int = 0
+) -> list[dict[str, Any]]:
+    """One entry's lines in ord order: the entry itself (ord 0, unless `after` > 0) and the
+    row decisions it covers with ord > `after`, at most `limit` of those (as `query` gives
+    them; empty when there is no such entry)."""
+    line = lines()
+    c = line.c
+    stmt = sa.select(*(c[name] for name in EXPORT_COLUMNS)).where(c.entry_id == entry_id)
+    if after:
+        stmt = stmt.where(c.ord > after)
+    stmt = stmt.order_by(c.ord)
+    if limit is not None:
+        stmt = stmt.limit(limit + (0 if after else 1))
+    with translated("reading the audit log"):
+        return [_record(row) for row in conn.execute(stmt)]
 
 
 def query(

@@ -137,6 +137,10 @@ def test_log_pages_with_a_notice_of_what_is_left(hub_conf: tuple[Path, Engine]) 
     assert rest.stderr.strip() == ""
     bad = run_syncd(conf, "audit", "log", "--before", "5.x")
     assert (bad.returncode, "--before '5.x'" in bad.stderr) == (2, True)
+    # --batch: every line of one inbox batch (its row decisions and its batch_applied).
+    by_batch = _log(conf, "--batch", "2", "--limit", "1000")
+    assert by_batch == [e for e in everything if e["batch_id"] == 2]
+    assert {e["action"] for e in by_batch} >= {"row_applied", "batch_applied"}
 
 
 def test_log_by_id_number_golden_id_key_and_action(any_hub_conf: tuple[Path, Engine]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from syncd.console.pages import analysis, health, overview, session, stewardship
+from syncd.console.pages import analysis, audit, health, overview, session, stewardship
 
 ROUTERS: list[APIRouter] = [
     session.router,
@@ -16,4 +16,5 @@ ROUTERS: list[APIRouter] = [
     analysis.router,
     health.router,
     stewardship.router,
+    audit.router,
 ]
