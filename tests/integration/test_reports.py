@@ -239,6 +239,13 @@ def seed(conn: sa.Connection, policy: Policy) -> None:
             business("city-3302", "G2", "D7", "777.00", deleted=True),
         ],
     )
+    if conn.dialect.name == "postgresql":  # golden ids were given: the next one comes after
+        conn.execute(
+            sa.text(
+                "SELECT setval(pg_get_serial_sequence('customers', 'golden_id'), "
+                "(SELECT max(golden_id) FROM customers))"
+            )
+        )
 
 
 @pytest.fixture
