@@ -332,6 +332,50 @@ def _customer_csv(view: dict[str, Any], policy: Policy, fmt: Output) -> Table:
     return Table("fields", N_("customer 360"), _CSV_COLUMNS, rows)
 
 
+SEARCH_COLUMNS = (
+    GOLDEN_ID,
+    NAME,
+    ID_TYPE,
+    ID_NUMBER,
+    field("customers", "customer_type"),
+    Column("home_city", N_("home city")),
+)
+
+
+@app.command("search")
+def report_search(
+    text: Annotated[
+        str, typer.Argument(help="part of a name, or an ID number (full, or masked with *)")
+    ],
+    lang: present.LangOpt = None,
+    unmask: present.UnmaskOpt = False,
+    as_json: present.JsonOpt = False,
+    as_csv: present.CsvOpt = False,
+) -> None:
+    """Find golden customers by name or ID number (at most 50; the console's search)."""
+    from syncd.hub import search
+
+    fmt = present.output(lang, None, unmask, as_json, as_csv, None, None)
+    (found, cities), names = present.read(
+        lambda n, c: (search.search_customers(c, n.policy, text), search.city_names(c))
+    )
+    rows = [{**r, "home_city": cities.get(r["home_city"], r["home_city"])} for r in found.rows]
+    # The text by its masked form when it is an ID number: the audit log never holds a full one.
+    shown = mask_id(found.text) if found.mode == search.Mode.ID else found.text
+    title = (
+        N_("customers matching {text} (more match: narrow the search)")
+        if found.more
+        else N_("customers matching {text}")
+    )
+    present.show(
+        "report search",
+        {"text": shown},
+        fmt,
+        names,
+        Table("customers", title, SEARCH_COLUMNS, rows, {"text": shown}),
+    )
+
+
 @app.command("cities")
 def report_cities(
     lang: present.LangOpt = None,
