@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from syncd.console.pages import session
+from syncd.console.pages import customers, session
 
-ROUTERS: list[APIRouter] = [session.router]
+ROUTERS: list[APIRouter] = [session.router, customers.router]
