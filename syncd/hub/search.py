@@ -3,7 +3,8 @@
 
 `search_customers(conn, policy, text)` reads what a person typed, one of:
 
-- a full ID number (15 or more letters and digits, e.g. ``330102198503120019``): the golden
+- a full ID number (6 or more letters and digits, one a digit at least, e.g.
+  ``330102198503120019``, a passport's ``E12345678``): the golden
   customers holding it in any of the forms it may be stored under (as `report customer`
   looks it up);
 - a masked ID number as the console and the reports show it (``330102********0019``): each
@@ -30,6 +31,7 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 
 from syncd.core.errors import UsageError
@@ -38,7 +40,7 @@ from syncd.core.policy import Policy
 from syncd.hub.report_views import CUSTOMERS, live, missing_inputs
 from syncd.hub.reports import _stored_forms
 from syncd.store import hub_tables as schema_hub
-from syncd.store.dialect import Kind, dialect_for
+from syncd.store.dialect import Dialect, Kind, dialect_for
 from syncd.store.health import put_state
 
 log = get_logger("syncd.search")
@@ -54,10 +56,15 @@ TRIGRAM_INDEXES = {
     "ix_customers_id_number_trgm": "id_number",
 }
 ID_INDEX = "ix_customers_id_number"
+# PostgreSQL: the characters of the name (lower case) in a GIN index, for searches shorter
+# than a trigram (张, 张三), which pg_trgm cannot serve; no extension needed.
+CHARS_INDEX = "ix_customers_name_chars"
+CHARS_SQL = "string_to_array(lower(name), NULL)"
+TRIGRAM = 3
 # syncd_hub_state: why the trigram indexes are missing (None when they are there).
 STATE_KEY = "customer_search_index"
 
-_FULL_ID = re.compile(r"[0-9A-Za-z]{15,}")
+_FULL_ID = re.compile(r"[0-9A-Za-z]{6,}")
 _MASKED_ID = re.compile(r"[0-9A-Za-z*]+")
 
 
@@ -109,27 +116,35 @@ def search_customers(
     """Live golden customers whose name contains `text`, or whose ID number is `text` (full
     or masked); see the module docstring."""
     text, mode = read_text(text)
-    rows = [dict(r) for r in conn.execute(search_query(policy, text, limit)).mappings()]
+    query = search_query(policy, text, limit, dialect_for(conn))
+    rows = [dict(r) for r in conn.execute(query).mappings()]
     for row in rows:
         row.setdefault("customer_type", None)
         row.setdefault("home_city", None)
     return SearchResult(text, mode, rows[:limit], len(rows) > limit)
 
 
-def search_query(policy: Policy, text: str, limit: int = LIMIT) -> sa.Select[Any]:
-    """The SELECT of a search (one row more than `limit`, to tell that more matched)."""
+def search_query(
+    policy: Policy, text: str, limit: int = LIMIT, dialect: Dialect | None = None
+) -> sa.Select[Any]:
+    """The SELECT of a search on `dialect` (one row more than `limit`, to tell that more
+    matched)."""
     text, mode = read_text(text)
     problems = missing_inputs(policy)
     if problems:
         raise UsageError("the customer search needs " + ", ".join(problems) + " in the policy")
     golden = schema_hub.policy_metadata(policy).tables[CUSTOMERS]
     c = golden.c
+    match: sa.ColumnElement[bool]
     if mode == Mode.ID:
         match = c.id_number.in_(_stored_forms(text))
     elif mode == Mode.MASKED:
         match = c.id_number.like(masked_pattern(text), escape=ESCAPE)
     else:
         match = c.name.ilike("%" + escape_like(text) + "%", escape=ESCAPE)
+        if len(text) < TRIGRAM and dialect is not None and dialect.kind is Kind.POSTGRES:
+            # Too short for a trigram: the characters' index narrows, ILIKE decides.
+            match = sa.and_(match, name_chars(c.name).contains(sorted(set(text.lower()))))
     wanted = [c[schema_hub.GOLDEN_ID], c.name, c.id_type, c.id_number]
     wanted += [c[k] for k in ("customer_type", "home_city") if k in c]
     return (
@@ -138,6 +153,11 @@ def search_query(policy: Policy, text: str, limit: int = LIMIT) -> sa.Select[Any
         .order_by(c[schema_hub.GOLDEN_ID])
         .limit(limit + 1)
     )
+
+
+def name_chars(name: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """The expression CHARS_INDEX indexes: the name's characters, lower case."""
+    return sa.func.string_to_array(sa.func.lower(name), sa.null(), type_=ARRAY(sa.Text()))
 
 
 def city_names(conn: sa.Connection) -> dict[str, str]:
@@ -170,6 +190,9 @@ def install_indexes(conn: sa.Connection, policy: Policy | None = None) -> str | 
     conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {ID_INDEX} ON {CUSTOMERS} (id_number)"))
     if dialect_for(conn).kind is not Kind.POSTGRES:
         return None
+    conn.execute(
+        sa.text(f"CREATE INDEX IF NOT EXISTS {CHARS_INDEX} ON {CUSTOMERS} USING gin ({CHARS_SQL})")
+    )
     warning = _trigram(conn)
     _record(conn, warning)
     if warning:

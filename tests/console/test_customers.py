@@ -12,7 +12,7 @@ from syncd.hub import analysis
 from syncd.store import hub_tables as h
 from tests.console.conftest import Console
 from tests.helpers import run_syncd
-from tests.integration.test_reports import CORP, LI, ZHANG
+from tests.integration.test_reports import CORP, LI, ZHANG, ZHAO
 
 MASKED_ZHANG = "330102********0019"
 
@@ -48,6 +48,8 @@ def test_search_by_name_id_and_masked_id(console: Console) -> None:
     # The masked number must match prefix, suffix and length.
     none = client.get("/customers", params={"q": "330102*******0019"}).text
     assert 'id="customer-none"' in none
+    for q in (ZHAO, "E1*****78", "e12345678"):  # a passport, full or masked
+        assert "赵六" in results(client.get("/customers", params={"q": q}).text), q
     corp = results(client.get("/customers", params={"q": "杭州"}).text)
     assert "杭州某某科技有限公司" in corp
     assert CORP not in corp

@@ -29,11 +29,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in (*search_indexes(), "ix_customers_id_number"):
+    for name in search_indexes():
         op.execute(f"DROP INDEX IF EXISTS {name}")
 
 
 def search_indexes() -> tuple[str, ...]:
     from syncd.hub import search
 
-    return tuple(search.TRIGRAM_INDEXES)
+    return (*search.TRIGRAM_INDEXES, search.ID_INDEX, search.CHARS_INDEX)
