@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -71,6 +72,18 @@ def test_like_wildcards_are_literal_and_bad_input_refused(sqlite_console: Consol
 
 
 def test_the_360_shows_differences_and_each_citys_products(sqlite_console: Console) -> None:
+    with sqlite_console.node.engine.begin() as conn:
+        conn.execute(
+            h.conflicts.insert().values(
+                table_name="customers",
+                golden_id=1,
+                identity={"id_type": "ric", "id_number": ZHANG},
+                column_name="address",
+                candidates=[],
+                status="open",
+                opened_at=dt.datetime(2026, 3, 2),
+            )
+        )
     page = sqlite_console.client("manager").get("/customers/1")
     assert page.status_code == 200, page.text
     html = page.text
@@ -82,6 +95,9 @@ def test_the_360_shows_differences_and_each_citys_products(sqlite_console: Conso
     assert 'class="differs" data-field="phone"' in sources
     assert 'class="differs" data-field="address"' in sources
     assert 'data-field="name"' not in sources
+    assert sources.count('data-rule="latest"') == 2  # phone and address: the latest change
+    address = sources.split('data-field="address"', 1)[1].split("</tr>", 1)[0]
+    assert "#1 (open)" in address
     assert "13800000001" in sources
     assert "13900000002" in sources
     accounts = html.split('id="customer-accounts"', 1)[1].split("</table>", 1)[0]

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from syncd.console import web
+from syncd.core import i18n
 from syncd.core.errors import UsageError
 from syncd.core.i18n import N_, mask_id
 from syncd.hub import analysis, reports, search
@@ -188,10 +189,7 @@ def _conflicts(conn: sa.Connection, golden_id: int) -> list[dict[str, Any]]:
 def _shower(request: Request, unmask: bool, cities: dict[str, str]) -> Any:
     """show(key, value): a record's field as text (masked ID, translated codes, amounts)."""
     tr = web.translator(request)
-    unit = "wan" if request.query_params.get("unit") == "wan" else "yuan"
-    from syncd.core import i18n
-
-    money_unit = i18n.Unit.WAN if unit == "wan" else i18n.Unit.YUAN
+    unit = i18n.Unit.WAN if request.query_params.get("unit") == "wan" else i18n.Unit.YUAN
 
     def show(key: str, value: Any) -> str:
         if value is None:
@@ -206,7 +204,7 @@ def _shower(request: Request, unmask: bool, cities: dict[str, str]) -> Any:
         if key in ENUM_FIELDS:
             return tr.enum(ENUM_FIELDS[key], value)
         if isinstance(value, Decimal | float):
-            return i18n.format_amount(value, money_unit)
+            return i18n.format_amount(value, unit)
         if hasattr(value, "isoformat"):
             return str(value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat())
         return str(value)
