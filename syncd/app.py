@@ -33,7 +33,7 @@ from syncd.core.errors import SyncdError, UsageError
 from syncd.core.logs import get_logger
 from syncd.core.policy import Policy, SchemaProblem, load_policy
 from syncd.core.settings import Settings
-from syncd.hub import agreement, downlink, inbox, reports
+from syncd.hub import agreement, downlink, inbox, reports, search
 from syncd.hub.apply import ApplySummary, apply_pending, refresh_statistics
 from syncd.hub.inbox import HubInbox
 from syncd.hub.reconcile import HubReconcile, NodeReconcile, last_results
@@ -59,6 +59,7 @@ class InitReport:
     triggers_kept: tuple[str, ...] = ()
     hub_tables: tuple[str, ...] = field(default_factory=tuple)
     hub_columns_added: tuple[str, ...] = field(default_factory=tuple)
+    warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
 def init_node(settings: Settings, policy: Policy | None = None) -> InitReport:
@@ -103,12 +104,14 @@ def _init_hub(settings: Settings, policy: Policy, engine: Engine) -> InitReport:
         inbox.install_functions(conn)
         agreement.record_policy(conn, policy)
         reports.install_views(conn, policy)
+        search_warning = search.install_indexes(conn, policy)
     return InitReport(
         node_id=settings.node.id,
         role="hub",
         crm_tables_created=False,
         hub_tables=installed.tables,
         hub_columns_added=installed.columns_added,
+        warnings=(search_warning,) if search_warning else (),
     )
 
 

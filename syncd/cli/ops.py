@@ -36,6 +36,8 @@ def init(as_json: JsonOpt = False) -> None:
                 f"  columns added: {', '.join(report.hub_columns_added)} (existing rows hold "
                 "NULL until cities send them; `syncd snapshot --table` at a city backfills)"
             )
+    for warning in report.warnings:
+        out.print(f"  warning: {warning}", highlight=False, markup=False)
 
 
 def _print_triggers(report: InitReport) -> None:

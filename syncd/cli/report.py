@@ -15,8 +15,9 @@ import typer
 from syncd.cli import present
 from syncd.cli.hub import hub_settings
 from syncd.cli.render import usage
-from syncd.core.i18n import format_amount, mask_id
+from syncd.core.i18n import N_, format_amount, mask_id
 from syncd.present import columns
+from syncd.present.tables import Table
 
 app = typer.Typer(
     help="Managers: consolidated reports; each is also a report_* view on the hub.",
@@ -61,6 +62,40 @@ def report_customer(
         *tables,
         raw=view,
         csv_table=columns.customer_csv(view, policy, fmt),
+    )
+
+
+@app.command("search")
+def report_search(
+    text: Annotated[
+        str, typer.Argument(help="part of a name, or an ID number (full, or masked with *)")
+    ],
+    lang: present.LangOpt = None,
+    unmask: present.UnmaskOpt = False,
+    as_json: present.JsonOpt = False,
+    as_csv: present.CsvOpt = False,
+) -> None:
+    """Find golden customers by name or ID number (at most 50; the console's search)."""
+    from syncd.hub import search
+
+    fmt = present.output(lang, None, unmask, as_json, as_csv, None, None)
+    (found, cities), names = present.read(
+        lambda n, c: (search.search_customers(c, n.policy, text), search.city_names(c))
+    )
+    rows = [{**r, "home_city": cities.get(r["home_city"], r["home_city"])} for r in found.rows]
+    # The text by its masked form when it is an ID number: the audit log never holds a full one.
+    shown = mask_id(found.text) if found.mode == search.Mode.ID else found.text
+    title = (
+        N_("customers matching {text} (more match: narrow the search)")
+        if found.more
+        else N_("customers matching {text}")
+    )
+    present.show(
+        "report search",
+        {"text": shown},
+        fmt,
+        names,
+        Table("customers", title, columns.SEARCH_COLUMNS, rows, {"text": shown}),
     )
 
 

@@ -325,9 +325,10 @@ def _profiles(
     report: ReportSection,
     as_of: dt.date,
     with_warnings: bool,
+    only: Any = None,
 ) -> list[dict[str, Any]]:
     views = _views(conn, policy)
-    profile = views.profile().subquery("profile")
+    profile = views.profile(only).subquery("profile")
     snap = schema_hub.report_customer_day
     baseline = previous_snapshot(conn, as_of)
     # risk_tags as JSON text: most customers have none, and '[]' needs no parsing.
@@ -391,10 +392,11 @@ def _profiles(
     # Contribution descending, ties by golden_id: two stable sorts, no key tuples.
     rows.sort(key=operator.itemgetter(schema_hub.GOLDEN_ID))
     rows.sort(key=operator.itemgetter("contribution"), reverse=True)
-    _assign_tiers(rows, report)
+    _tiers(conn, rows, report, as_of, only)
     limits = Limits.of(report)
     for row in rows:
-        row["segment"] = f"{row['customer_type']}.{row['tier']}.{row['age_band']}"
+        tier = row["tier"] or UNKNOWN
+        row["segment"] = f"{row['customer_type']}.{tier}.{row['age_band']}"
         prev = row["prev_contribution"]
         row["contribution_change"] = None if prev is None else row["contribution"] - prev
         if with_warnings:
@@ -433,6 +435,78 @@ def customer_insights(
     ]
     out.sort(key=lambda x: x["golden_id"])
     return out
+
+
+def _tiers(
+    conn: sa.Connection,
+    rows: list[dict[str, Any]],
+    report: ReportSection,
+    as_of: dt.date,
+    only: Any,
+) -> None:
+    """Rank and tier over every customer; for `only` one, the tier of the latest snapshot."""
+    if only is None:
+        _assign_tiers(rows, report)
+        return
+    for row in rows:
+        row["tier_date"], row["tier"] = snapshot_tier(conn, row[schema_hub.GOLDEN_ID], as_of)
+        row["rank"] = None
+
+
+def customer_insight(
+    conn: sa.Connection,
+    policy: Policy,
+    report: ReportSection,
+    golden_id: Any,
+    *,
+    as_of: dt.date | None = None,
+) -> dict[str, Any] | None:
+    """One customer's profile as `profiles` classifies it, with contribution, segment and
+    warnings, reading only that customer's rows (the console's Customer 360); None if there is
+    no such live customer.
+
+    A tier is a rank among every customer (`customer_value`: a full pass, most of a minute at
+    a million customers), so here it is the one the latest daily snapshot recorded
+    (`tier_date`; a customer the snapshot left out had no loans and no contribution:
+    'standard'); tier and tier_date are None before any snapshot, and rank is None.
+    """
+    rows = _profiles(conn, policy, report, as_of or today(), True, only=golden_id)
+    return rows[0] if rows else None
+
+
+def snapshot_tier(conn: sa.Connection, golden_id: Any, as_of: dt.date) -> tuple[Any, str | None]:
+    """(the latest snapshot day on or before as_of, the customer's tier then); (None, None)
+    without a snapshot."""
+    per = schema_hub.report_customer_day
+    day = _as_date(
+        conn.execute(
+            sa.select(sa.func.max(per.c.snapshot_date)).where(per.c.snapshot_date <= as_of)
+        ).scalar()
+    )
+    if day is None:
+        return None, None
+    tier = conn.execute(
+        sa.select(per.c.tier).where(per.c.snapshot_date == day, per.c.golden_id == golden_id)
+    ).scalar()
+    return day, str(tier) if tier else "standard"
+
+
+def snapshot_tiers(
+    conn: sa.Connection, golden_ids: Sequence[Any], as_of: dt.date
+) -> dict[Any, str]:
+    """golden_id -> tier on the latest snapshot day on or before as_of (empty without one)."""
+    per = schema_hub.report_customer_day
+    day = conn.execute(
+        sa.select(sa.func.max(per.c.snapshot_date)).where(per.c.snapshot_date <= as_of)
+    ).scalar()
+    if day is None or not golden_ids:
+        return {}
+    found = dict.fromkeys(golden_ids, "standard")
+    query = sa.select(per.c.golden_id, per.c.tier).where(
+        per.c.snapshot_date == day, per.c.golden_id.in_(list(golden_ids))
+    )
+    found.update({gid: str(tier) for gid, tier in conn.execute(query)})
+    return found
 
 
 # --- segments ------------------------------------------------------------------------------

@@ -414,13 +414,24 @@ class Views:
         ric = sa.and_(self.golden.c.id_type == "ric", sa.func.length(number) == 18)
         return sa.case((ric, text), else_=sa.null())
 
-    def _child_totals(self, child: str, column: str) -> sa.Subquery:
+    def _child_totals(
+        self, child: str, column: str, only: sa.Subquery | None = None
+    ) -> sa.Subquery:
         """Per city customer row (origin, parent key): how many live rows of the child, the
-        sum of column; for loans also the most overdue days and the worst five-class."""
+        sum of column; for loans also the most overdue days and the worst five-class. `only`:
+        just the rows of these city customer rows (origin and primary key columns)."""
         table = self.md.tables[child]
         parent = self.policy.table(child).parent
         assert parent is not None
         keys = [table.c[schema_hub.ORIGIN], *(table.c[c] for c in parent.columns)]
+        mine: list[sa.ColumnElement[bool]] = []
+        if only is not None:
+            mine.append(
+                sa.exists().where(
+                    only.c[schema_hub.ORIGIN] == table.c[schema_hub.ORIGIN],
+                    *(only.c[p] == table.c[c] for c, p in parent.columns.items()),
+                )
+            )
         cols: list[sa.ColumnElement[Any]] = [
             *keys,
             sa.func.count().label("n"),
@@ -435,13 +446,17 @@ class Views:
                 sa.func.max(table.c.overdue_days).label("max_overdue_days"),
                 sa.func.max(severity).label("worst_class"),
             ]
-        return sa.select(*cols).where(live(table)).group_by(*keys).subquery(f"totals_{child}")
+        return (
+            sa.select(*cols).where(live(table), *mine).group_by(*keys).subquery(f"totals_{child}")
+        )
 
-    def profile(self) -> sa.Select[Any]:
+    def profile(self, only: Any = None) -> sa.Select[Any]:
         """One row per live golden customer: who they are, where, what they hold, how risky.
 
         Children are summed per city customer row first, then per (customer, city), then per
         customer: the source-to-golden join is made once, whatever the number of child tables.
+        `only` (a golden id): that customer's row alone, reading only its own rows (the
+        Customer 360); the view is the SELECT without it.
         """
         golden, src = self.golden, self.src
         gid = golden.c[schema_hub.GOLDEN_ID]
@@ -455,13 +470,13 @@ class Views:
             .select_from(
                 src.join(golden, sa.and_(*(src.c[k] == golden.c[k] for k in self.identity)))
             )
-            .where(live(src), live(golden))
+            .where(live(src), live(golden), *([] if only is None else [gid == only]))
             .subquery("profile_link")
         )
         joined: sa.FromClause = link
         totals: dict[str, sa.Subquery] = {}
         for child, column in ((DEPOSITS, "balance"), (LOANS, "balance"), (FEES, "fee_income")):
-            sub = self._child_totals(child, column)
+            sub = self._child_totals(child, column, None if only is None else link)
             parent = self.policy.table(child).parent
             assert parent is not None
             on = sa.and_(
@@ -539,5 +554,5 @@ class Views:
                 ),
             )
             .select_from(golden.outerjoin(per, per.c.gid == gid))
-            .where(live(golden))
+            .where(live(golden), *([] if only is None else [gid == only]))
         )

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncd.core.canonical import iso_seconds, loads
 from syncd.core.settings import Settings
-from syncd.hub import agreement, downlink
+from syncd.hub import agreement, downlink, search
 from syncd.store import hub_tables as h
 from syncd.store.db import translated, utcnow
 from syncd.store.health import read_error
@@ -113,10 +113,13 @@ def hub_status(settings: Settings, engine: Engine) -> HubStatus:
         hub_policy = agreement.recorded(conn)
         down = downlink.lag(conn)
         down_error = downlink.last_error(conn)
+        search_warning = search.index_warning(conn)
     now = utcnow()
     out: list[NodeStatus] = []
     warnings: list[str] = []
     problems: list[str] = []
+    if search_warning:
+        warnings.append(search_warning)
     if hub_error:
         problems.append(f"last apply cycle failed at {hub_error.get('at')}: {hub_error['message']}")
     if down_error:

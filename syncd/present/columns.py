@@ -446,3 +446,14 @@ def trend_table(rows: Sequence[Mapping[str, Any]], since: str) -> Table:
         rows,
         {"since": rows[0]["since"] if rows else since},
     )
+
+
+# `syncd report search` and the console's customer search: one row per golden customer found.
+SEARCH_COLUMNS = (
+    GOLDEN_ID,
+    NAME,
+    ID_TYPE,
+    ID_NUMBER,
+    field("customers", "customer_type"),
+    Column("home_city", N_("home city")),
+)

@@ -294,6 +294,19 @@ def test_downgrade_growth_and_key_trend_against_a_snapshot(hub: sa.Engine, polic
             for r in analysis.customer_insights(conn, policy, section, as_of=TODAY)
         }
         key = analysis.key_customers(conn, policy, section, 2, as_of=TODAY)
+        # One customer's insight (the console's 360) reads only its rows, and agrees.
+        alone = {
+            gid: analysis.customer_insight(conn, policy, section, gid, as_of=TODAY)
+            for gid in insights
+        }
+    for gid, one in alone.items():
+        assert one is not None
+        assert one["contribution"] == insights[gid]["contribution"]
+        assert one["warnings"] == insights[gid]["warnings"]
+        assert one["tier_date"] == TODAY - dt.timedelta(days=1)  # the tier of the snapshot
+    assert alone[ZHANG_ID]["tier"] == "high"
+    with hub.connect() as conn:
+        assert analysis.customer_insight(conn, policy, section, 5, as_of=TODAY) is None
     # Zhang: worst class normal → substandard; loans 350000.00 → 600000.00 (+250000.00, 71 %);
     # 600000.00 over the 500000.00 limit by exactly 20 %: medium, not high.
     assert insights[ZHANG_ID]["warnings"] == [

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from syncd.console.pages import analysis, audit, health, overview, session, stewardship
+from syncd.console.pages import (
+    analysis,
+    audit,
+    customers,
+    health,
+    overview,
+    session,
+    stewardship,
+)
 
 ROUTERS: list[APIRouter] = [
     session.router,
     overview.router,
+    customers.router,
     analysis.router,
     health.router,
     stewardship.router,
