@@ -16,6 +16,7 @@ from syncd.cli import present
 from syncd.cli.hub import hub_settings, on_hub
 from syncd.cli.render import call, print_record
 from syncd.cli.report import app
+from syncd.hub.nodes import city_names
 from syncd.present import columns
 
 
@@ -43,7 +44,7 @@ def report_segments(
     (rows, cities), names = present.read(
         lambda n, c: (
             analysis.segments(c, n.policy, n.settings.report, by),
-            columns.city_names(c),
+            city_names(c),
         )
     )
     present.show(
@@ -85,7 +86,7 @@ def report_warnings(
             analysis.risk_warnings(
                 c, n.policy, n.settings.report, min_severity=minimum, reasons=reason or ()
             ),
-            columns.city_names(c),
+            city_names(c),
         )
     )
     present.show(

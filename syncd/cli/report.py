@@ -16,6 +16,7 @@ from syncd.cli import present
 from syncd.cli.hub import hub_settings
 from syncd.cli.render import usage
 from syncd.core.i18n import N_, format_amount, mask_id
+from syncd.hub.nodes import city_names
 from syncd.present import columns
 from syncd.present.tables import Table
 
@@ -80,7 +81,7 @@ def report_search(
 
     fmt = present.output(lang, None, unmask, as_json, as_csv, None, None)
     (found, cities), names = present.read(
-        lambda n, c: (search.search_customers(c, n.policy, text), search.city_names(c))
+        lambda n, c: (search.search_customers(c, n.policy, text), city_names(c))
     )
     rows = [{**r, "home_city": cities.get(r["home_city"], r["home_city"])} for r in found.rows]
     # The text by its masked form when it is an ID number: the audit log never holds a full one.

@@ -210,6 +210,15 @@ def display_names(conn: Connection) -> dict[str, str]:
     return {str(r.node_id): str(r.display_name) for r in rows}
 
 
+def city_names(conn: Connection) -> dict[str, str]:
+    """city_code -> how reports show a home city: the display name of the node registered with
+    that code (杭州), else the code itself."""
+    shown = display_names(conn)
+    n = h.nodes.c
+    rows = conn.execute(sa.select(n.city_code, n.node_id).where(n.city_code.is_not(None)))
+    return {str(r.city_code): shown.get(str(r.node_id), str(r.city_code)) for r in rows}
+
+
 def rotate_credentials(engine: Engine, hub_url: str, node_id: str) -> NodeCredentials:
     """Give a registered node's login role a new password and end the role's open sessions.
 

@@ -160,18 +160,6 @@ def name_chars(name: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.func.string_to_array(sa.func.lower(name), sa.null(), type_=ARRAY(sa.Text()))
 
 
-def city_names(conn: sa.Connection) -> dict[str, str]:
-    """city_code -> how to show it: the display name of the node with that code (杭州), else
-    its node id; a home city no node has is shown as its code."""
-    n = schema_hub.nodes.c
-    found: dict[str, str] = {}
-    for row in conn.execute(
-        sa.select(n.city_code, n.node_id, n.display_name).where(n.city_code.is_not(None))
-    ):
-        found.setdefault(str(row.city_code), str(row.display_name or row.node_id))
-    return found
-
-
 # --- indexes -------------------------------------------------------------------------------
 
 

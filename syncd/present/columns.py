@@ -15,8 +15,6 @@ from syncd.core.i18n import N_, Translator
 from syncd.present.tables import Column, Kind, Output, Table, Typed, label
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
     from syncd.core.policy import Policy
 
 # --- the consolidated reports (syncd report customer|cities|value|exposure) -----------------
@@ -352,16 +350,6 @@ def with_province(tr: Translator, names: Mapping[str, str]) -> dict[str, str]:
     from syncd.hub.analysis import PROVINCE
 
     return {**names, PROVINCE: tr.gettext(N_("province"))}
-
-
-def city_names(conn: Connection) -> dict[str, str]:
-    """City code → the display name of the node registered with it (segments by home city)."""
-    from syncd.hub.nodes import display_names
-    from syncd.store import hub_tables as h
-
-    shown = display_names(conn)
-    rows = conn.execute(h.nodes.select().where(h.nodes.c.city_code.is_not(None)))
-    return {str(r.city_code): shown.get(str(r.node_id), str(r.city_code)) for r in rows}
 
 
 # --- tables --------------------------------------------------------------------------------

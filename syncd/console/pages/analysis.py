@@ -29,6 +29,7 @@ from syncd.core import i18n
 from syncd.core.errors import UsageError
 from syncd.core.i18n import N_, Translator
 from syncd.hub.console_users import Permission, User
+from syncd.hub.nodes import city_names
 from syncd.present import columns
 from syncd.present.tables import RIGHT, Cells, Kind, Output, Table, title, xlsx_bytes
 
@@ -82,7 +83,7 @@ def segments(request: Request, user: Analyst) -> Response:
     def fetch(by: list[str]) -> Callable[[Node, Connection], Report]:
         def go(n: Node, c: Connection) -> Report:
             rows = analysis.segments(c, n.policy, n.settings.report, by)
-            table = columns.segments_table(tr, by, rows, columns.city_names(c))
+            table = columns.segments_table(tr, by, rows, city_names(c))
             return Report(table, _names(c), {"by": by})
 
         return go
@@ -130,7 +131,7 @@ def warnings(request: Request, user: Analyst) -> Response:
     severity = request.query_params.get("severity") or "low"
     reason = request.query_params.get("reason") or ""
     city = request.query_params.get("city") or ""
-    cities: dict[str, str] = web.read(request, lambda _n, c: columns.city_names(c))
+    cities: dict[str, str] = web.read(request, lambda _n, c: city_names(c))
 
     def check() -> tuple[int, list[str], str]:
         try:

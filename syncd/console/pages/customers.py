@@ -22,7 +22,7 @@ from syncd.core.errors import UsageError
 from syncd.core.i18n import N_, mask_id
 from syncd.hub import analysis, reports, search
 from syncd.hub.console_users import Permission, User
-from syncd.hub.nodes import display_names
+from syncd.hub.nodes import city_names, display_names
 from syncd.hub.report_views import CUSTOMERS, live, missing_analysis_inputs
 from syncd.store import hub_tables as schema_hub
 
@@ -113,7 +113,7 @@ def _search(
 ) -> tuple[search.SearchResult, dict[str, str], dict[Any, str]]:
     found = search.search_customers(conn, node.policy, q)
     tiers = analysis.snapshot_tiers(conn, [r["golden_id"] for r in found.rows], analysis.today())
-    return found, search.city_names(conn), tiers
+    return found, city_names(conn), tiers
 
 
 @router.get("/customers/{golden_id}")
@@ -172,7 +172,7 @@ def _view(node: Any, conn: sa.Connection, golden_id: int) -> dict[str, Any]:
         "conflicts": conflicts,
         "insight": insight,
         "names": display_names(conn),
-        "cities_by_code": search.city_names(conn),
+        "cities_by_code": city_names(conn),
     }
 
 
