@@ -16,8 +16,11 @@ install: $(STAMP)
 
 # The demo keeps its files in demo-out/ (hub and city databases, configs, logs) for the
 # README's tour; the next `make demo` replaces them, `make clean-demo` deletes them.
+# At the end it serves the hub's web console on 127.0.0.1:$(CONSOLE_PORT) with one demo user per
+# role (it prints the URL, the users and their password) until Ctrl-C.
+CONSOLE_PORT ?= 8080
 demo: $(STAMP)
-	$(BIN)/syncd demo --dir demo-out
+	$(BIN)/syncd demo --dir demo-out --console --console-port $(CONSOLE_PORT)
 
 clean-demo:
 	rm -rf demo-out
