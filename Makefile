@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo clean-demo test lint install clean
+.PHONY: demo clean-demo test lint install clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ clean-demo:
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=15
+
+# The console's screenshots in docs/img/console/, taken by the browser tests (Debian's chromium)
+# on the demo's data; every shot of a run is in test-artifacts/screenshots/.
+screenshots: $(STAMP)
+	SYNCD_DOCS_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
