@@ -194,7 +194,12 @@ def test_demo_kept_files_hold_only_public_data(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--cities", "0"], "--cities 0"), (["--customers", "3"], "--customers 3")],
+    [
+        (["--cities", "0"], "--cities 0"),
+        (["--customers", "3"], "--customers 3"),
+        (["--console", "--tmp"], "--console serves the demo's files"),
+        (["--console", "--console-port", "0"], "--console-port 0"),
+    ],
 )
 def test_demo_bad_arguments(args: list[str], message: str) -> None:
     proc = run_syncd(None, "demo", *args)
@@ -233,3 +238,16 @@ def test_demo_refuses_to_replace_a_demo_a_daemon_still_runs_on(tmp_path: Path) -
     assert "still running on the previous demo" in proc.stderr
     assert hub.exists()
     assert (tmp_path / "mine.txt").exists()
+
+
+def test_demo_console_refuses_a_taken_port_before_the_demo_runs(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_syncd(
+            None, "demo", "--dir", str(tmp_path / "d"), "--console", "--console-port", str(port)
+        )
+    assert proc.returncode == 2
+    assert f"--console-port {port}: cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert not (tmp_path / "d").exists()  # nothing was started
