@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import getpass
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from syncd.cli.context import JsonOpt
 from syncd.cli.hub import hub_settings, on_hub, read
 from syncd.cli.render import call, out, print_json, print_table, usage
+
+if TYPE_CHECKING:
+    from syncd.core.settings import Settings
 
 app = typer.Typer(
     help="The hub's web console for managers, auditors, ops and data stewards.",
@@ -52,11 +56,24 @@ def console(
     """Serve the web console (uvicorn) until stopped; with a sub-command, manage its users."""
     if ctx.invoked_subcommand is not None:
         return
+    serve(hub_settings(), host=host, port=port, root_path=root_path)
+
+
+def serve(
+    s: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    root_path: str | None = None,
+    banner: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the console of hub `s` with uvicorn until SIGINT/SIGTERM (`syncd console`, and
+    `syncd demo --console`); the options override `[console]`. `banner(url)` prints where it
+    listens (default: one line)."""
     import uvicorn
 
     from syncd.console.app import create_app
 
-    s = hub_settings()
     updates = {
         k: v
         for k, v in {"host": host, "port": port, "root_path": root_path}.items()
@@ -75,8 +92,11 @@ def console(
         s = s.model_copy(update={"console": console_cfg})
     cfg = s.console
     web_app = call(lambda: create_app(s))
-    prefix = cfg.root_path
-    out.print(f"syncd console of {s.node.id}: http://{cfg.host}:{cfg.port}{prefix}/")
+    url = f"http://{cfg.host}:{cfg.port}{cfg.root_path}/"
+    if banner is None:
+        out.print(f"syncd console of {s.node.id}: {url}", markup=False, highlight=False)
+    else:
+        banner(url)
     uvicorn.run(
         web_app,
         host=cfg.host,

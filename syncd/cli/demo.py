@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import typer
 from rich.text import Text
 
 from syncd.cli import present
-from syncd.cli.render import call, heading, out, print_table
+from syncd.cli.render import call, heading, out, print_table, usage
 from syncd.core.i18n import N_
 from syncd.present.tables import Column, Kind, Table
 
@@ -38,10 +39,22 @@ def demo(
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="random seed of the data")] = 7,
     _keep: Annotated[bool, typer.Option("--keep", hidden=True, help="(the default now)")] = False,
+    console: Annotated[
+        bool,
+        typer.Option(
+            "--console",
+            help="then serve the hub's web console on 127.0.0.1 with demo users, until Ctrl-C",
+        ),
+    ] = False,
+    console_port: Annotated[
+        int, typer.Option("--console-port", help="the console's port (with --console)")
+    ] = 8080,
 ) -> None:
     """The whole system on embedded SQLite: hub + cities, data, sync, conflicts, reports."""
     from syncd.daemon import demo
 
+    if console:
+        _check_console_port(tmp, console_port)
     opts = demo.DemoOptions(
         directory=None if tmp else directory, cities=cities, customers=customers, seed=seed
     )
@@ -56,6 +69,53 @@ def demo(
         _print_next_steps(result)
     if not result.ok:
         raise typer.Exit(1)
+    if console:
+        _serve_console(result.hub_config, console_port)
+
+
+CONSOLE_HOST = "127.0.0.1"
+
+
+def _check_console_port(tmp: bool, port: int) -> None:
+    """Before the demo runs: --console needs the kept files and a free port."""
+    import socket
+
+    if tmp:
+        usage("--console serves the demo's files: it cannot go with --tmp")
+    if not 1 <= port <= 65535:
+        usage(f"--console-port {port}: choose 1 to 65535")
+    with socket.socket() as probe:
+        try:
+            probe.bind((CONSOLE_HOST, port))
+        except OSError as exc:
+            usage(f"--console-port {port}: cannot listen on {CONSOLE_HOST}:{port} ({exc.strerror})")
+
+
+def _serve_console(hub_config: Path, port: int) -> None:
+    """Add the demo's console users, say how to sign in, serve as `syncd console` does."""
+    from syncd.cli.console import serve
+    from syncd.core.settings import load_settings
+    from syncd.daemon import demo
+
+    password, users = call(lambda: demo.add_demo_console_users(hub_config))
+
+    def banner(url: str) -> None:
+        lines = [
+            "",
+            f"The hub's web console: {url}   (Ctrl-C stops it)",
+            f"Demo users, one per role, password for this run only: {password}",
+            *(f"  {user:<14} {role}" for user, role in users),
+            "The same console later: syncd --config hub.toml console --port "
+            f"{port}   (in the demo's directory)",
+            "",
+        ]
+        # One write: nothing else's output can land between its lines.
+        out.print("\n".join(lines), markup=False, highlight=False)
+
+    # Ctrl-C (SIGINT) or SIGTERM: uvicorn finishes the requests in flight and returns.
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(load_settings(hub_config), host=CONSOLE_HOST, port=port, banner=banner)
+    out.print("console stopped", markup=False, highlight=False)
 
 
 def _shown(path: Path) -> str:

@@ -140,6 +140,10 @@ def _config(path: Path, node_id: str, role: str, db: Path, hub_db: Path | None) 
     ]  # fmt: skip
     if hub_db is not None:
         lines += ["[hub]", f'url = "sqlite:///{hub_db.name}"', "[crm]", "create_schema = true"]
+    else:
+        # The hub's console (`syncd demo --console`, or `syncd --config hub.toml console`)
+        # is tried over plain HTTP on this machine: a Secure cookie would never come back.
+        lines += ["[console]", "secure_cookies = false"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -540,3 +544,38 @@ def _run(
     hub.dispose()
     for engine in engines.values():
         engine.dispose()
+
+
+# `syncd demo --console`: one console user per role, all with one password made for this run.
+DEMO_CONSOLE_USERS = (
+    ("demo-manager", "manager", "王丽"),
+    ("demo-auditor", "auditor", "陈刚"),
+    ("demo-ops", "ops", "刘洋"),
+    ("demo-steward", "steward", "李娜"),
+)
+
+
+def add_demo_console_users(hub_config: Path) -> tuple[str, list[tuple[str, str]]]:
+    """Add the demo's console users to its hub; returns their password and (user, role) pairs.
+
+    The password is random per run and shown once by the caller: the demo's hub.db is kept
+    in demo-out/ and may be copied around, so it never holds a password anybody could know
+    from reading this code.
+    """
+    import secrets
+    import string
+
+    from syncd.hub import console_users
+
+    alphabet = string.ascii_letters + string.digits  # nothing to misread when copied
+    password = "".join(secrets.choice(alphabet) for _ in range(16))
+    settings = load_settings(hub_config)
+    engine = create_engine(settings.database.url)
+    try:
+        for username, role, name in DEMO_CONSOLE_USERS:
+            console_users.add_user(
+                engine, username, [role], password, display_name=name, by="syncd demo"
+            )
+    finally:
+        engine.dispose()
+    return password, [(u, r) for u, r, _ in DEMO_CONSOLE_USERS]

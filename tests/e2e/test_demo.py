@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -41,20 +45,63 @@ def fresh_shell_env() -> dict[str, str]:
     return {**env, "PATH": path}
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def run_make_demo(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """`make demo` as a user runs it: the demo, then its console, which must answer and say how
+    to sign in, until Ctrl-C (SIGINT to syncd, as the terminal sends it); (exit code, output).
+    CONSOLE_PORT: a free port, not the default 8080 other programs on the machine may hold."""
+    port = free_port()
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        env={**env, "CONSOLE_PORT": str(port), "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Demo users, one per role"):
+                break
+        out = "".join(lines)
+        assert f"The hub's web console: http://127.0.0.1:{port}/" in out, out[-3000:]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the demo's console never answered"
+                time.sleep(0.2)
+        # make runs syncd as its child: Ctrl-C reaches syncd, which stops the console.
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        for child in children:
+            if "--console-port" in Path(f"/proc/{child}/cmdline").read_text(errors="replace"):
+                os.kill(int(child), signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, "".join(lines) + rest
+
+
 @pytest.mark.slow
 def test_readme_demo_command_and_tour_as_written() -> None:
     env = fresh_shell_env()
-    proc = subprocess.run(
-        readme_demo_command().split(),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout
+    code, out = run_make_demo(readme_demo_command().split(), env)
+    assert code == 0, out[-3000:]
     for check in [
         "✓ daemons stop cleanly on SIGTERM",
         "✓ local tables stay in the cities",
@@ -73,6 +120,11 @@ def test_readme_demo_command_and_tour_as_written() -> None:
     assert "  source .venv/bin/activate" in out
     assert "  cd demo-out" in out
     assert (REPO / "demo-out" / "hub.toml").is_file()
+    # Then the console, with a demo user per role and their password, until Ctrl-C.
+    assert re.search(r"^Demo users, one per role, password for this run only: \w{16}$", out, re.M)
+    for user in ("demo-manager", "demo-auditor", "demo-ops", "demo-steward"):
+        assert f"\n  {user} " in out
+    assert out.rstrip().endswith("console stopped")
     # Outside a terminal the demo's tables are plain text: nothing cut, no box drawing.
     assert "…" not in out
     assert not set("│┃━┏└") & set(out)
@@ -91,17 +143,9 @@ def test_readme_demo_command_and_tour_as_written() -> None:
     assert "audit chain intact" in tour.stdout
     assert "schema ok" in tour.stdout
 
-    again = subprocess.run(
-        ["make", "demo"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=False,
-    )
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "replacing the previous demo in" in again.stdout
+    code, again = run_make_demo(["make", "demo"], env)
+    assert code == 0, again[-3000:]
+    assert "replacing the previous demo in" in again
     subprocess.run(["make", "clean-demo"], cwd=REPO, check=True, capture_output=True, env=env)
     assert not (REPO / "demo-out").exists()
 
@@ -150,7 +194,12 @@ def test_demo_kept_files_hold_only_public_data(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--cities", "0"], "--cities 0"), (["--customers", "3"], "--customers 3")],
+    [
+        (["--cities", "0"], "--cities 0"),
+        (["--customers", "3"], "--customers 3"),
+        (["--console", "--tmp"], "--console serves the demo's files"),
+        (["--console", "--console-port", "0"], "--console-port 0"),
+    ],
 )
 def test_demo_bad_arguments(args: list[str], message: str) -> None:
     proc = run_syncd(None, "demo", *args)
@@ -189,3 +238,16 @@ def test_demo_refuses_to_replace_a_demo_a_daemon_still_runs_on(tmp_path: Path) -
     assert "still running on the previous demo" in proc.stderr
     assert hub.exists()
     assert (tmp_path / "mine.txt").exists()
+
+
+def test_demo_console_refuses_a_taken_port_before_the_demo_runs(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_syncd(
+            None, "demo", "--dir", str(tmp_path / "d"), "--console", "--console-port", str(port)
+        )
+    assert proc.returncode == 2
+    assert f"--console-port {port}: cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert not (tmp_path / "d").exists()  # nothing was started

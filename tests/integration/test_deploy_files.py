@@ -148,8 +148,9 @@ def unit(name: str) -> configparser.ConfigParser:
 def test_deploy_has_the_expected_files() -> None:
     assert len(YAML_FILES) >= 6
     assert JSON_FILES == [DASHBOARD]
-    for name in ("syncd-city@.service", "syncd-hub.service"):
+    for name in ("syncd-city@.service", "syncd-hub.service", "syncd-console.service"):
         assert (UNITS / name).is_file()
+    assert (DEPLOY / "nginx" / "syncd-console.conf").is_file()
 
 
 @pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(DEPLOY)))
@@ -305,6 +306,35 @@ def test_systemd_unit(name: str, config: str) -> None:
     assert int(u["Unit"]["StartLimitBurst"]) > 0
     assert int(u["Unit"]["StartLimitIntervalSec"]) > 0
     assert u["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_console_unit() -> None:
+    u = unit("syncd-console.service")
+    svc = u["Service"]
+    config = "/etc/syncd/hub.toml"
+    assert svc["ExecStart"].split() == ["/opt/syncd/bin/syncd", "--config", config, "console"]
+    assert svc["EnvironmentFile"] == "-/etc/syncd/hub.env"
+    assert svc["Restart"] == "on-failure"
+    assert svc["RestartPreventExitStatus"] == "2"
+    assert svc["KillSignal"] == "SIGTERM"
+    assert svc["SystemCallFilter"] == "~@privileged @resources"
+    for key, value in HARDENING.items():
+        assert svc[key] == value, key
+    assert u["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_nginx_console_proxy() -> None:
+    """TLS at the proxy, the console at /syncd/ with the prefix stripped (the console's
+    root_path puts it back), the scheme forwarded, plain HTTP redirected."""
+    text = (DEPLOY / "nginx" / "syncd-console.conf").read_text(encoding="utf-8")
+    conf = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    assert conf.count("{") == conf.count("}")
+    assert re.search(r"listen 443 ssl;", conf)
+    assert re.search(r"ssl_certificate\s+\S+;", conf)
+    assert re.search(r"location /syncd/ \{[^}]*proxy_pass http://127\.0\.0\.1:8080/;", conf)
+    assert re.search(r"proxy_set_header X-Forwarded-Proto\s+\$scheme;", conf)
+    assert "return 301 https://$host$request_uri;" in conf
+    assert 'root_path = "/syncd"' in text
 
 
 # --- compose -----------------------------------------------------------------------------------
