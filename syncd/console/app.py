@@ -155,6 +155,13 @@ def _errors(app: FastAPI) -> None:
 
 def _problem(request: Request, status: int, message: str, **fields: str) -> HTMLResponse:
     tr = web.translator(request)
+    if getattr(request.state, "user", None) is None:
+        # A refusal before the page looked the user up (a bad CSRF token): the header still
+        # shows who is signed in, so nobody takes the refusal for a sign-out.
+        try:
+            request.state.user = web.session_user(request)
+        except SyncdError:
+            request.state.user = None
     return web.render(
         request, "problem.html", status_code=status, message=tr.fmt(message, **fields)
     )

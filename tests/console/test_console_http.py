@@ -157,6 +157,7 @@ def test_every_post_needs_the_sessions_csrf_token(sqlite_console: Console) -> No
     no_token = client.post("/lang", data={"lang": "en"}, follow_redirects=False)
     assert no_token.status_code == 403
     assert "未执行任何操作" in no_token.text
+    assert "manager user" in no_token.text  # still shown as signed in: nothing was done
     other = sqlite_console.client("auditor")
     foreign = csrf_of(other.get("/signin").text)
     assert client.post("/lang", data={"lang": "en", "csrf_token": foreign}).status_code == 403
