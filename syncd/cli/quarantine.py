@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from typing import Annotated
 
 import typer
@@ -69,7 +70,11 @@ def quarantine_retry(
     hub_settings()
     if (qid is None) == (not all_open):
         usage("give one quarantine id, or --all")
-    res = on_hub(lambda n: quarantine.retry(n.engine, n.policy, qid))
+    try:
+        who: str | None = getpass.getuser()
+    except (OSError, KeyError):  # no login name in a bare container
+        who = None
+    res = on_hub(lambda n: quarantine.retry(n.engine, n.policy, qid, by=who, os_user=who))
     if as_json:
         print_json(res)
         return

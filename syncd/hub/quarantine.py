@@ -94,6 +94,7 @@ class _Retry:
     conn: Connection
     policy: Policy
     audit: AuditWriter
+    who: dict[str, str] = field(default_factory=dict)  # by / os_user, in each entry
     retried: list[int] = field(default_factory=list)
     still_invalid: dict[int, str] = field(default_factory=dict)
     superseded: list[int] = field(default_factory=list)
@@ -165,7 +166,12 @@ class _Retry:
             batch_id=e.batch_id,
             table=e.table_name,
             key=loads(e.row_key),
-            detail={"quarantine_id": e.quarantine_id, "seq": e.seq, "applied": applied},
+            detail={
+                "quarantine_id": e.quarantine_id,
+                "seq": e.seq,
+                "applied": applied,
+                **self.who,
+            },
         )
         (self.retried if applied else self.superseded).append(e.quarantine_id)
 
@@ -182,8 +188,18 @@ def _open_entries(conn: Connection, qid: int | None) -> list[sa.Row[Any]]:
     return found
 
 
-def retry(engine: Engine, policy: Policy, qid: int | None = None) -> RetryResult:
-    """Validate one open entry (or all) again under `policy`; apply those that now pass."""
+def retry(
+    engine: Engine,
+    policy: Policy,
+    qid: int | None = None,
+    *,
+    by: str | None = None,
+    os_user: str | None = None,
+) -> RetryResult:
+    """Validate one open entry (or all) again under `policy`; apply those that now pass.
+
+    `by`/`os_user`: who asked (the CLI: the OS user; the console: the console user and
+    `console:<user>`), recorded in each quarantine_retried/_superseded entry."""
     with translated("retrying quarantined rows"), engine.begin() as conn:
         lock(conn)
         entries = _open_entries(conn, qid)
@@ -192,7 +208,8 @@ def retry(engine: Engine, policy: Policy, qid: int | None = None) -> RetryResult
             change = Change.parse(e.seq, e.table_name, e.op, e.row_key, e.row_data)
             by_node[e.node_id].append((e, classify(policy, change)))
         audit = AuditWriter(conn)
-        work = _Retry(conn, policy, audit)
+        who = {k: v for k, v in {"by": by, "os_user": os_user}.items() if v}
+        work = _Retry(conn, policy, audit, who)
         for node_id, node_entries in by_node.items():
             work.node(node_id, node_entries)
         work.finish()

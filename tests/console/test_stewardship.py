@@ -323,7 +323,13 @@ def test_steward_retries_the_quarantine(relaxed_console: Console) -> None:
     assert golden_of(engine, NUMBER)["risk_level"] == 8
     (entry,) = actions(engine, "quarantine_retried")
     assert entry["node_id"] == "city-3301"
-    assert entry["detail"] == {"quarantine_id": first, "seq": 1, "applied": True}
+    assert entry["detail"] == {
+        "quarantine_id": first,
+        "seq": 1,
+        "applied": True,
+        "by": "steward",
+        "os_user": "console:steward",
+    }
 
     assert 'id="unmask-link"' not in shown  # the list shows keys and reasons: no ID numbers
     full = steward.get(f"/quarantine/{first}?unmask=1").text

@@ -420,10 +420,12 @@ def _entry_ids(request: Request, qid: int) -> set[str]:
     return _ids(entry["row_key"], entry["row_data"])
 
 
-def _retried(request: Request, qid: int | None, target: str) -> Response:
+def _retried(request: Request, user: User, qid: int | None, target: str) -> Response:
     n = web.node(request)
     try:
-        res = hub_quarantine.retry(n.engine, n.policy, qid)
+        res = hub_quarantine.retry(
+            n.engine, n.policy, qid, by=user.username, os_user=f"console:{user.username}"
+        )
     except UsageError as exc:
         # No such entry, or no longer open: the list says why (the entry may not exist).
         _flash(request, {"kind": "retry", "error": str(exc)})
@@ -453,7 +455,7 @@ def quarantine_retry_all(
     request: Request, user: Annotated[User, web.need(Permission.STEWARDSHIP_ACT)]
 ) -> Response:
     """`syncd quarantine retry --all`: every open entry validated again under the policy."""
-    return _retried(request, None, web.path_for(request, "quarantine"))
+    return _retried(request, user, None, web.path_for(request, "quarantine"))
 
 
 @router.post("/quarantine/{qid}/retry")
@@ -461,4 +463,4 @@ def quarantine_retry(
     request: Request, user: Annotated[User, web.need(Permission.STEWARDSHIP_ACT)], qid: int
 ) -> Response:
     """`syncd quarantine retry QID`."""
-    return _retried(request, qid, web.path_for(request, "quarantine_detail", qid=qid))
+    return _retried(request, user, qid, web.path_for(request, "quarantine_detail", qid=qid))
