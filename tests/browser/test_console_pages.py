@@ -3,7 +3,8 @@ customer, open the 360, resolve a conflict as steward and see it in the audit pa
 with a screenshot (test-artifacts/screenshots/, and those of the docs with `make screenshots`).
 
 Every flow collects the page's JavaScript errors and console errors (a CSP violation shows
-there): none is allowed. The demo is shared by every browser test of the session, so each flow
+there): none is allowed. Every sign-in checks that the top bar offers exactly the role's pages
+(NAV), and each role meets the 403 page of a page outside them. The demo is shared by every browser test of the session, so each flow
 that changes it (the one conflict resolved) checks its own consequences in the same test.
 """
 
@@ -41,58 +42,89 @@ def unmasked(masked: str) -> re.Pattern[str]:
 COMPUTED = 90_000
 
 
-Errors = list[str]
+# What each role finds in the top bar (its permissions) and a page outside them (403).
+NAV = {
+    "manager": (
+        ["/overview", "/customers", "/analysis/segments", "/analysis/key", "/analysis/warnings"],
+        "/audit",
+    ),
+    "auditor": (["/customers", "/audit"], "/overview"),
+    "ops": (["/health", "/conflicts", "/quarantine"], "/customers"),
+    "steward": (["/customers", "/conflicts", "/quarantine"], "/health"),
+}
 
 
-def watch(page: Page) -> Errors:
-    """Every uncaught JavaScript error and console error of the page from now on."""
-    errors: Errors = []
+class Watch:
+    """Every uncaught JavaScript error and console error of the pages watched; a page asked
+    for with forbidden() may log its own 403 (Chromium reports it as a failed resource)."""
 
-    def console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            errors.append(f"console: {message.text} at {message.location.get('url')}")
+    def __init__(self) -> None:
+        self.errors: list[tuple[str, str]] = []
+        self.refused: set[str] = set()
 
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on("console", console)
-    return errors
+    def attach(self, page: Page) -> Page:
+        def console(message: ConsoleMessage) -> None:
+            if message.type == "error":
+                self.errors.append((message.text, message.location.get("url", "")))
+
+        page.on("pageerror", lambda exc: self.errors.append((f"pageerror: {exc}", page.url)))
+        page.on("console", console)
+        return page
+
+    def unexpected(self) -> list[tuple[str, str]]:
+        return [(t, u) for t, u in self.errors if not (u in self.refused and "403" in t)]
 
 
 @pytest.fixture
-def as_role(
-    page: Page, page_as: Callable[[str], Page]
-) -> Iterator[Callable[[str], tuple[Page, Errors]]]:
-    """as_role("manager"): the signed-in page and its errors; none may remain at the end."""
-    errors = watch(page)
-    yield lambda role: (page_as(role), errors)
-    assert errors == []
+def watch() -> Iterator[Watch]:
+    w = Watch()
+    yield w
+    assert w.unexpected() == []
+
+
+def signed_in(page: Page, role: str) -> Page:
+    """The page as the role signed in: its top bar offers exactly the role's pages."""
+    assert page.locator("#signout").count() == 1, page.content()[:2000]
+    links = page.eval_on_selector_all("header nav a", "links => links.map(a => a.pathname)")
+    assert links == NAV[role][0], role
+    return page
+
+
+def forbidden(page: Page, watch: Watch, console: DemoConsole, role: str) -> None:
+    """A page outside the role's permissions: the 403 page, saying so."""
+    url = console.url(NAV[role][1])
+    watch.refused.add(url)
+    answer = page.goto(url)
+    assert answer is not None
+    assert answer.status == 403, (role, url)
+    assert page.locator(".problem .error[role=alert]").is_visible()
+
+
+@pytest.fixture
+def as_role(page: Page, page_as: Callable[[str], Page], watch: Watch) -> Callable[[str], Page]:
+    """as_role("manager"): the page signed in through the form, watched for errors."""
+    watch.attach(page)
+    return lambda role: signed_in(page_as(role), role)
 
 
 @pytest.fixture
 def second(
-    browser: Browser, demo_console: DemoConsole
-) -> Iterator[Callable[[str], tuple[Page, Errors]]]:
-    """second("auditor"): another person's browser (its own context), signed in."""
+    browser: Browser, demo_console: DemoConsole, watch: Watch
+) -> Iterator[Callable[[str], Page]]:
+    """second("auditor"): another person's browser (its own context), signed in, watched."""
     contexts = []
-    errors: Errors = []
 
-    def open_as(role: str) -> tuple[Page, Errors]:
+    def open_as(role: str) -> Page:
         context = browser.new_context(viewport=VIEWPORT, locale="zh-CN")  # type: ignore[arg-type]
         context.set_default_timeout(15_000)
         contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-        page.on(
-            "console",
-            lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None,
-        )
+        page = watch.attach(context.new_page())
         sign_in(page, demo_console, demo_console.users[role], demo_console.password)
-        assert page.locator("#signout").count() == 1
-        return page, errors
+        return signed_in(page, role)
 
     yield open_as
     for context in contexts:
         context.close()
-    assert errors == []
 
 
 def cells(page: Page, selector: str) -> list[list[str]]:
@@ -114,9 +146,9 @@ def no_problem(page: Page) -> Iterator[None]:
 
 
 def test_overview_as_manager(
-    as_role: Callable[[str], tuple[Page, Errors]], demo_console: DemoConsole, shot: Shot
+    as_role: Callable[[str], Page], demo_console: DemoConsole, shot: Shot, watch: Watch
 ) -> None:
-    page, _ = as_role("manager")
+    page = as_role("manager")
     page.goto(demo_console.url("/"))
     assert page.url == demo_console.url("/overview")  # the manager's start page
     # On a first visit the figures may still be computed: the page reloads itself.
@@ -132,12 +164,14 @@ def test_overview_as_manager(
     assert ZH.gettext("Figures as of") in as_of.inner_text()
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", as_of.inner_text()), as_of.inner_text()
     shot(page, "overview", docs=True)
+    forbidden(page, watch, demo_console, "manager")
+    shot(page, "forbidden")
 
 
 def test_customer_search_and_360_as_manager(
-    as_role: Callable[[str], tuple[Page, Errors]], demo_console: DemoConsole, shot: Shot
+    as_role: Callable[[str], Page], demo_console: DemoConsole, shot: Shot
 ) -> None:
-    page, _ = as_role("manager")
+    page = as_role("manager")
     page.click("nav a[href='/customers']")
     page.fill("#customer-search", "创汇")  # part of the name
     with page.expect_navigation():
@@ -168,12 +202,12 @@ def test_customer_search_and_360_as_manager(
 
 
 def test_analysis_pages_and_their_excel_exports_as_manager(
-    as_role: Callable[[str], tuple[Page, Errors]],
+    as_role: Callable[[str], Page],
     demo_console: DemoConsole,
     shot: Shot,
     tmp_path: Path,
 ) -> None:
-    page, _ = as_role("manager")
+    page = as_role("manager")
     for path, table, name, heading in [
         ("/analysis/segments", "#segments-table", "segments", "客户细分"),
         ("/analysis/key", "#key-table", "key-customers", "大客户"),
@@ -205,12 +239,12 @@ def test_analysis_pages_and_their_excel_exports_as_manager(
 
 
 def test_steward_resolves_the_conflict_and_the_auditor_sees_it(
-    as_role: Callable[[str], tuple[Page, Errors]],
-    second: Callable[[str], tuple[Page, Errors]],
+    as_role: Callable[[str], Page],
+    second: Callable[[str], Page],
     demo_console: DemoConsole,
     shot: Shot,
 ) -> None:
-    page, _ = as_role("steward")
+    page = as_role("steward")
     page.click("nav a[href='/conflicts']")
     open_ = page.locator("#conflicts-table tr[data-conflict]")
     assert open_.count() == 1, page.locator("#conflicts-table").inner_text()  # the demo's one
@@ -239,7 +273,7 @@ def test_steward_resolves_the_conflict_and_the_auditor_sees_it(
     page.click("nav a[href='/conflicts']")
     assert page.locator(f"#conflicts-table tr[data-conflict='{cid}']").count() == 0  # not open
 
-    auditor, _ = second("auditor")
+    auditor = second("auditor")
     auditor.click("nav a[href='/audit']")
     auditor.select_option("#audit-filter-action", "conflict_resolved")
     with auditor.expect_navigation():
@@ -252,9 +286,9 @@ def test_steward_resolves_the_conflict_and_the_auditor_sees_it(
 
 
 def test_auditor_unmasks_a_360_and_sees_it_audited(
-    as_role: Callable[[str], tuple[Page, Errors]], demo_console: DemoConsole
+    as_role: Callable[[str], Page], demo_console: DemoConsole
 ) -> None:
-    page, _ = as_role("auditor")
+    page = as_role("auditor")
     page.goto(demo_console.url("/customers?q=创汇"))
     with page.expect_navigation():
         page.click(f"#customer-results a:text-is('{CUSTOMER}')")
@@ -273,9 +307,9 @@ def test_auditor_unmasks_a_360_and_sees_it_audited(
 
 
 def test_audit_verify_as_auditor(
-    as_role: Callable[[str], tuple[Page, Errors]], demo_console: DemoConsole, shot: Shot
+    as_role: Callable[[str], Page], demo_console: DemoConsole, shot: Shot, watch: Watch
 ) -> None:
-    page, _ = as_role("auditor")
+    page = as_role("auditor")
     page.goto(demo_console.url("/audit?action=console_signin"))
     signins = page.locator("#audit-table tr[data-action='console_signin']")
     assert demo_console.users["auditor"] in signins.last.inner_text()  # this very sign-in
@@ -285,15 +319,17 @@ def test_audit_verify_as_auditor(
     assert result.get_attribute("data-ok") == "true", result.inner_text()
     assert page.locator("#audit-head").inner_text()
     shot(page, "audit-verify", docs=True)
+    forbidden(page, watch, demo_console, "auditor")
 
 
 def test_quarantine_for_steward_and_ops(
-    as_role: Callable[[str], tuple[Page, Errors]],
-    second: Callable[[str], tuple[Page, Errors]],
+    as_role: Callable[[str], Page],
+    second: Callable[[str], Page],
     demo_console: DemoConsole,
     shot: Shot,
+    watch: Watch,
 ) -> None:
-    page, _ = as_role("steward")
+    page = as_role("steward")
     page.click("nav a[href='/quarantine']")
     rows = cells(page, "#quarantine-table")
     assert len(rows) == 2, rows  # one row of each city, both with a wrong ID number
@@ -301,8 +337,9 @@ def test_quarantine_for_steward_and_ops(
     assert all("id_number" in r[6] for r in rows), rows  # the reason
     assert page.locator("#quarantine-retry").count() == 1
     shot(page, "quarantine", docs=True)
+    forbidden(page, watch, demo_console, "steward")
 
-    ops, _ = second("ops")
+    ops = second("ops")
     ops.click("nav a[href='/quarantine']")
     assert cells(ops, "#quarantine-table") == rows
     assert ops.locator("#quarantine-retry").count() == 0  # ops looks, stewards act
@@ -313,9 +350,9 @@ def test_quarantine_for_steward_and_ops(
 
 
 def test_health_as_ops(
-    as_role: Callable[[str], tuple[Page, Errors]], demo_console: DemoConsole, shot: Shot
+    as_role: Callable[[str], Page], demo_console: DemoConsole, shot: Shot, watch: Watch
 ) -> None:
-    page, _ = as_role("ops")
+    page = as_role("ops")
     assert page.url == demo_console.url("/health")  # the start page of ops
     nodes = page.eval_on_selector_all(
         "#health-table tr[data-node]", "rows => rows.map(r => r.dataset.node)"
@@ -326,34 +363,4 @@ def test_health_as_ops(
     assert int(page.locator("#health").get_attribute("data-refresh-seconds") or 0) > 0
     assert page.locator("#health-quarantined").inner_text() == "2"
     shot(page, "health", docs=True)
-
-
-# --- what each role sees ----------------------------------------------------------------------
-
-NAV = {
-    "manager": (
-        ["/overview", "/customers", "/analysis/segments", "/analysis/key", "/analysis/warnings"],
-        "/audit",
-    ),
-    "auditor": (["/customers", "/audit"], "/overview"),
-    "ops": (["/health", "/conflicts", "/quarantine"], "/customers"),
-    "steward": (["/customers", "/conflicts", "/quarantine"], "/health"),
-}
-
-
-def test_navigation_follows_each_roles_permissions(
-    page: Page, demo_console: DemoConsole, shot: Shot
-) -> None:
-    errors = watch(page)
-    for role, (links, outside) in NAV.items():
-        sign_in(page, demo_console, demo_console.users[role], demo_console.password)
-        hrefs = page.eval_on_selector_all("header nav a", "links => links.map(a => a.pathname)")
-        assert hrefs == links, role
-        answer = page.goto(demo_console.url(outside))
-        assert answer is not None
-        assert answer.status == 403, (role, outside)
-        assert page.locator(".problem .error[role=alert]").is_visible()
-        if role == "manager":
-            shot(page, "forbidden")
-    # A 403 answer is logged by Chromium as a failed resource: nothing else may be.
-    assert [e for e in errors if "403" not in e] == []
+    forbidden(page, watch, demo_console, "ops")
