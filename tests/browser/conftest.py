@@ -269,14 +269,15 @@ Shot = Callable[..., Path]
 
 @pytest.fixture
 def shot(request: pytest.FixtureRequest) -> Shot:
-    """shot(page, "signin"): test-artifacts/screenshots/<test>-signin.png, the whole page;
-    docs=True also copies it to docs/img/console/signin.png when SYNCD_DOCS_SCREENSHOTS=1."""
+    """shot(page, "signin"): test-artifacts/screenshots/<test>-signin.png, the whole page
+    (full=False: what the 1366x900 window shows, for long pages); docs=True also copies it to
+    docs/img/console/signin.png when SYNCD_DOCS_SCREENSHOTS=1."""
     test = re.sub(r"[^\w.-]+", "_", request.node.name).strip("_")
 
-    def take(page: Page, name: str, *, docs: bool = False) -> Path:
+    def take(page: Page, name: str, *, docs: bool = False, full: bool = True) -> Path:
         SHOTS.mkdir(parents=True, exist_ok=True)
         path = SHOTS / f"{test}-{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full)
         if docs and os.environ.get("SYNCD_DOCS_SCREENSHOTS") == "1":
             DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, DOCS_SHOTS / f"{name}.png")
