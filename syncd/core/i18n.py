@@ -278,6 +278,8 @@ class Translator:
         return code
 
     def _segment(self, value: str) -> str:
+        if "." in value:  # an insight's segment code: <customer_type>.<tier>.<age_band>
+            return " · ".join(self.enum("segment", part) for part in value.split("."))
         if "+" in value and not value.endswith("+"):  # products held: deposit+loan
             return self.gettext(N_("+")).join(self.enum("segment", v) for v in value.split("+"))
         match = re.fullmatch(r"(\d+)-(\d+)", value)

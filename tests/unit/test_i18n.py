@@ -65,6 +65,8 @@ def test_every_coded_value_translates() -> None:
     ]
     assert [zh.enum("customer_type", v) for v in ("individual", "corporate")] == ["个人", "对公"]
     assert zh.enum("tier", "key") == "大客户"
+    # An insight's segment code, <customer_type>.<tier>.<age_band>, part by part.
+    assert zh.enum("segment", "individual.key.30-39") == "个人 · 大客户 · 30-39岁"
     assert zh.enum("five_class", "unheard_of") == "unheard_of"
     assert i18n.Translator("en").enum("warning", "non_performing") == "non-performing"
     assert i18n.Translator("zh-CN").lang == "zh"
