@@ -232,12 +232,26 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         "amount": lambda v, u=unit: "" if v is None else i18n.format_amount(v, u),
         "count": lambda v: "" if v is None else i18n.format_count(v),
         "mask": i18n.mask_id,
+        "when": when,
         "node_name": node(request).settings.node.id,
     }
     response: HTMLResponse = templates.TemplateResponse(
         request, template, {**base, **context}, status_code=status_code
     )
     return response
+
+
+def when(value: Any) -> str:
+    """A stored time (naive UTC: a datetime or its ISO text) as pages show it, to the second."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    text = str(value)
+    try:
+        return dt.datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return text
 
 
 def may(request: Request, permission: Permission) -> bool:

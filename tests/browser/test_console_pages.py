@@ -4,8 +4,9 @@ with a screenshot (test-artifacts/screenshots/, and those of the docs with `make
 
 Every flow collects the page's JavaScript errors and console errors (a CSP violation shows
 there): none is allowed. Every sign-in checks that the top bar offers exactly the role's pages
-(NAV), and each role meets the 403 page of a page outside them. The demo is shared by every browser test of the session, so each flow
-that changes it (the one conflict resolved) checks its own consequences in the same test.
+(NAV), and each role meets the 403 page of a page outside them. The demo is shared by every
+browser test of the session, so each flow that changes it (the one conflict resolved) checks
+its own consequences in the same test.
 """
 
 from __future__ import annotations
