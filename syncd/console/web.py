@@ -134,7 +134,8 @@ def session_user(request: Request) -> User | None:
     if dt.datetime.now(dt.UTC).timestamp() - since > minutes * 60:
         request.session.clear()
         return None
-    return read(request, lambda _n, conn: active_user(conn, name))
+    at = dt.datetime.fromtimestamp(since, dt.UTC).replace(tzinfo=None)
+    return read(request, lambda _n, conn: active_user(conn, name, at))
 
 
 def signed_in(request: Request) -> User:
