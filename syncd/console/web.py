@@ -14,11 +14,12 @@ import datetime as dt
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import jinja2
 from fastapi import Depends, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection
@@ -65,6 +66,20 @@ class Forbidden(Exception):
 
 class BadCsrf(Exception):
     """A POST without the session's CSRF token: 403, nothing done."""
+
+
+class BadInput(Exception):
+    """A query or form value no page takes (a NUL character): 400, nothing read or done."""
+
+    def __init__(self, fields: list[str]) -> None:
+        super().__init__(", ".join(fields))
+        self.fields = fields
+
+
+# The largest id a database column holds (BIGINT): a page id past it is refused as a bad
+# request before any query (SQLite cannot even bind it; PostgreSQL answers "out of range").
+MAX_ID = 2**63 - 1
+RecordId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
 # --- the navigation: endpoint name (the route function's name), label, permission ------------

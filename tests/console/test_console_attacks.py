@@ -8,11 +8,33 @@ customers through a city's batch and the hub's apply, a user name through the si
 from __future__ import annotations
 
 from syncd.hub import console_users
-from tests.console.conftest import Console, sign_in
+from tests.console.conftest import Console, csrf_of, sign_in
 
 IMG = "<img src=x onerror=alert(1)>"
 BREAKOUT = "</script><script>alert(2)</script>"
 BIG = "9" * 30  # past any BIGINT
+
+
+def test_ids_past_bigint_are_bad_requests_not_crashes(sqlite_console: Console) -> None:
+    """SQLite cannot bind such an int (OverflowError: a 500), PostgreSQL calls it out of range
+    (a 503 'the hub cannot answer'): the console refuses it first."""
+    c = sqlite_console
+    ops, steward, auditor = c.client("ops"), c.client("steward"), c.client("auditor")
+    for path in (f"/conflicts/{BIG}", f"/quarantine/{BIG}", "/conflicts/0"):
+        assert ops.get(path).status_code == 400, path
+    token = csrf_of(steward.get("/quarantine").text)
+    for path in (f"/quarantine/{BIG}/retry", f"/conflicts/{BIG}/approve"):
+        answer = steward.post(path, data={"csrf_token": token}, follow_redirects=False)
+        assert answer.status_code == 400, path
+    assert auditor.get(f"/audit/{BIG}").status_code == 400
+    for query in (f"batch={BIG}", f"golden_id={BIG}", f"before={BIG}"):
+        page = auditor.get(f"/audit?{query}")
+        assert page.status_code == 200, query
+        assert 'id="audit-error"' in page.text, query
+    assert auditor.get(f"/audit/1?after={BIG}").status_code == 200
+    export = auditor.get(f"/audit/export?newest={BIG}")
+    assert export.status_code == 200
+    assert export.text.startswith("entry_id,")
 
 
 def test_a_new_password_ends_the_sessions_of_the_old_one(sqlite_console: Console) -> None:

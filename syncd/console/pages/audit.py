@@ -94,9 +94,12 @@ class Asked:
     def _number(self, name: str) -> int | None:
         text = self.values.get(name)
         try:
-            return None if text is None else int(text)
+            number = None if text is None else int(text)
         except ValueError:
             raise UsageError(f"{name} {str(text)[:20]!r} is not a number") from None
+        if number is not None and not 0 <= number <= web.MAX_ID:
+            raise UsageError(f"{name} {str(text)[:20]!r} is out of range")
+        return number
 
     def arguments(self) -> dict[str, Any]:
         """What an ids_unmasked entry records of this view (a typed ID number masked)."""
@@ -334,14 +337,14 @@ def _query(params: dict[str, Any]) -> str:
 
 
 @router.get("/audit/{entry_id:int}")
-def audit_entry(request: Request, entry_id: int, user: Auditor) -> HTMLResponse:
+def audit_entry(request: Request, entry_id: web.RecordId, user: Auditor) -> HTMLResponse:
     from syncd.hub import audit_query
     from syncd.hub.nodes import display_names
 
     unmask = _may_unmask(request, user)
     tr = web.translator(request)
     try:
-        after = max(0, int(request.query_params.get("after", "0")))
+        after = min(max(0, int(request.query_params.get("after", "0"))), web.MAX_ID)
     except ValueError:
         after = 0
 
@@ -515,6 +518,8 @@ def audit_export(request: Request, user: Exporter) -> Response:
         raise UsageError(f"newest {str(newest)[:20]!r} is not a number") from None
     if limit is not None and limit < 1:
         raise UsageError("newest must be at least 1")
+    if limit is not None:
+        limit = min(limit, web.MAX_ID)
 
     def counted(node: Node, conn: Connection) -> int:
         flt = asked.criteria().build(conn, node.policy, _zone(node))
