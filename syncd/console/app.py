@@ -96,7 +96,7 @@ def create_app(settings: Settings, node: Node | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
-        dependencies=[Depends(web.csrf_protect)],
+        dependencies=[Depends(web.refuse_nul), Depends(web.csrf_protect)],
     )
     app.state.node = hub
     app.add_middleware(
@@ -137,6 +137,11 @@ def _errors(app: FastAPI) -> None:
             403,
             N_("The form has expired or did not come from this console. Nothing was done."),
         )
+
+    @app.exception_handler(web.BadInput)
+    async def bad_input(request: Request, exc: Exception) -> HTMLResponse:
+        assert isinstance(exc, web.BadInput)
+        return _problem(request, 400, N_("Invalid request: {fields}"), fields=", ".join(exc.fields))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: Exception) -> HTMLResponse:

@@ -139,6 +139,18 @@ async def csrf_protect(request: Request) -> None:
         raise BadCsrf()
 
 
+async def refuse_nul(request: Request) -> None:
+    """Every request (app-wide dependency): no NUL character in a query or form value. Text
+    columns cannot hold one (PostgreSQL refuses it), so such a value could only end as a
+    database error; it is a bad request instead."""
+    bad = [k for k, v in request.query_params.multi_items() if "\x00" in k or "\x00" in v]
+    if request.method == "POST":
+        form = await request.form()
+        bad += [k for k, v in form.multi_items() if isinstance(v, str) and "\x00" in k + v]
+    if bad:
+        raise BadInput(sorted({k.replace("\x00", "\\0") for k in bad}))
+
+
 def session_user(request: Request) -> User | None:
     """The signed-in user, if the session is valid, not expired and the user still active."""
     name = request.session.get(USER_KEY)

@@ -8,7 +8,7 @@ customers through a city's batch and the hub's apply, a user name through the si
 from __future__ import annotations
 
 from syncd.hub import console_users
-from tests.console.conftest import Console, csrf_of, sign_in
+from tests.console.conftest import PASSWORD, Console, csrf_of, sign_in
 
 IMG = "<img src=x onerror=alert(1)>"
 BREAKOUT = "</script><script>alert(2)</script>"
@@ -35,6 +35,25 @@ def test_ids_past_bigint_are_bad_requests_not_crashes(sqlite_console: Console) -
     export = auditor.get(f"/audit/export?newest={BIG}")
     assert export.status_code == 200
     assert export.text.startswith("entry_id,")
+
+
+def test_a_nul_character_is_a_bad_request(console: Console) -> None:
+    """PostgreSQL text cannot hold NUL: it used to end as 'the hub cannot answer now' with the
+    driver's words, and a sign-in with one was not even audited."""
+    c = console
+    ops = c.client("ops")
+    for path in ("/quarantine?table=%00", "/quarantine?node=a%00b", "/audit?node=%00"):
+        assert ops.get(path).status_code in (400, 403), path
+    assert ops.get("/quarantine?table=%00").status_code == 400
+    assert c.client("auditor").get("/audit?action=%00").status_code == 400
+    anonymous = c.anonymous()
+    token = csrf_of(anonymous.get("/signin").text)
+    answer = anonymous.post(
+        "/signin", data={"username": "ops\x00", "password": PASSWORD, "csrf_token": token}
+    )
+    assert answer.status_code == 400
+    assert "username" in answer.text
+    assert "PostgreSQL" not in answer.text
 
 
 def test_a_new_password_ends_the_sessions_of_the_old_one(sqlite_console: Console) -> None:
