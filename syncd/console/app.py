@@ -23,12 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from syncd.console import web
 from syncd.core.errors import SyncdError
 from syncd.core.i18n import N_
+from syncd.core.logs import get_logger
 from syncd.core.settings import Settings
 
 if TYPE_CHECKING:
     from syncd.app import Node
 
 SESSION_COOKIE = "syncd_console"
+log = get_logger("syncd.console")
 
 # Scripts only from the console itself (ECharts is vendored); no inline script (chart data
 # travels in <script type="application/json"> blocks, which are not run); no framing.
@@ -151,10 +153,23 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(SyncdError)
     async def syncd_error(request: Request, exc: Exception) -> HTMLResponse:
-        from syncd.core.errors import InputError
+        from syncd.core.errors import DatabaseError, InputError
+        from syncd.store.db import describe_failure
 
         if isinstance(exc, InputError):
             return _problem(request, 400, N_("Cannot do this: {reason}"), reason=str(exc))
+        if isinstance(exc, DatabaseError):
+            # The driver's words name the server, the database and at times a row's values:
+            # the log has them (without the values), the page says what a user can do.
+            log.error("console_database_error", path=request.url.path, error=describe_failure(exc))
+            return _problem(
+                request,
+                503,
+                N_(
+                    "The hub's database cannot answer now. Try again in a moment; if this "
+                    "lasts, tell the operators (the console's log has the details)."
+                ),
+            )
         return _problem(request, 503, N_("The hub cannot answer now: {reason}"), reason=str(exc))
 
 

@@ -7,8 +7,15 @@ customers through a city's batch and the hub's apply, a user name through the si
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+
 from syncd.hub import console_users
-from tests.console.conftest import PASSWORD, Console, csrf_of, sign_in
+from syncd.store import hub_tables as h
+from tests.conftest import PG_ADMIN
+from tests.console.conftest import PASSWORD, Console, csrf_of, make_console, sign_in
 
 IMG = "<img src=x onerror=alert(1)>"
 BREAKOUT = "</script><script>alert(2)</script>"
@@ -66,3 +73,45 @@ def test_a_new_password_ends_the_sessions_of_the_old_one(sqlite_console: Console
     assert "/signin" in answer.headers["location"]
     fresh = sign_in(c.anonymous(), "manager", "a-new-password-42")
     assert fresh.get("/overview", follow_redirects=False).status_code == 200
+
+
+def test_a_database_outage_is_503_without_its_internals(pg_url: str, tmp_path: Path) -> None:
+    c = make_console(pg_url, tmp_path)
+    database = pg_url.rsplit("/", 1)[1]
+    manager = c.client("manager")
+    anonymous = c.anonymous()
+    token = csrf_of(anonymous.get("/signin").text)
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (database,),
+        )
+    try:
+        assert anonymous.get("/healthz").status_code == 503
+        assert anonymous.get("/signin").status_code == 200  # the form needs no database
+        answers = [
+            manager.get("/overview"),
+            manager.get("/analysis/key"),
+            anonymous.post(
+                "/signin", data={"username": "ops", "password": PASSWORD, "csrf_token": token}
+            ),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503
+            assert database not in answer.text
+            assert "5432" not in answer.text
+            assert "Traceback" not in answer.text
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        for client in c.clients:
+            client.__exit__(None, None, None)
+        c.node.close()
+    engine = sa.create_engine(pg_url)
+    try:  # the hub is whole again: its users as they were
+        with engine.connect() as conn:
+            users = conn.execute(sa.select(sa.func.count()).select_from(h.console_users))
+            assert users.scalar() == 4
+    finally:
+        engine.dispose()
