@@ -75,6 +75,19 @@ def test_a_new_password_ends_the_sessions_of_the_old_one(sqlite_console: Console
     assert fresh.get("/overview", follow_redirects=False).status_code == 200
 
 
+def test_verify_file_names_the_upload_not_a_server_path(sqlite_console: Console) -> None:
+    auditor = sqlite_console.client("auditor")
+    token = csrf_of(auditor.get("/audit/verify").text)
+    for name, body in (("mine.csv", b"\xff\xfe not text"), ("mine.jsonl", b'{"entry_id": 1}\n')):
+        page = auditor.post(
+            "/audit/verify-file", data={"csrf_token": token}, files={"file": (name, body)}
+        ).text
+        assert 'data-ok="false"' in page
+        assert "/tmp" not in page
+        assert "syncd-audit-" not in page
+        assert name in page
+
+
 def test_a_database_outage_is_503_without_its_internals(pg_url: str, tmp_path: Path) -> None:
     c = make_console(pg_url, tmp_path)
     database = pg_url.rsplit("/", 1)[1]

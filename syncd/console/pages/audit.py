@@ -483,16 +483,24 @@ def audit_verify_file(
 
     tr = web.translator(request)
     against = anchor.strip() or None
-    suffix = Path(file.filename or "export").suffix[:10]
+    name = file.filename or "export"
+    suffix = Path(name).suffix[:10]
     with tempfile.TemporaryDirectory(prefix="syncd-audit-") as tmp:
         path = Path(tmp) / f"export{suffix}"
         with path.open("wb") as fh:
             shutil.copyfileobj(file.file, fh)
+
+        def named(text: str) -> str:  # the file as the auditor knows it, not the server's path
+            return text.replace(str(path), name)
+
         try:
             res = verify_file(path, against)
         except UsageError as exc:
-            result = {"ok": False, "message": str(exc), "broken_id": None, "reason": str(exc)}
+            message = named(str(exc))
+            result = {"ok": False, "message": message, "broken_id": None, "reason": message}
             return _verify_page(request, anchor=anchor, result=result, status=400)
+        if res.reason:
+            res = dataclasses.replace(res, reason=named(res.reason))
     result = _result(res, tr)
     result["file"] = file.filename
     return _verify_page(request, anchor=anchor, result=result)
