@@ -7,19 +7,84 @@ customers through a city's batch and the hub's apply, a user name through the si
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
 
 from syncd.hub import console_users
+from syncd.hub.apply import apply_pending
+from syncd.hub.nodes import rename_node
 from syncd.store import hub_tables as h
 from tests.conftest import PG_ADMIN
 from tests.console.conftest import PASSWORD, Console, csrf_of, make_console, sign_in
+from tests.console.test_overview import _refreshed
+from tests.integration.test_apply import WANG, customer, submit, up
 
 IMG = "<img src=x onerror=alert(1)>"
 BREAKOUT = "</script><script>alert(2)</script>"
 BIG = "9" * 30  # past any BIGINT
+
+
+def _inert(html: str) -> None:
+    """No hostile markup came through as markup: escaped in the HTML, \\u003c in JSON."""
+    assert "<img" not in html
+    assert "<script>alert" not in html
+    assert len(re.findall(r"<script\b", html)) == html.count("</script>")
+
+
+def test_hostile_city_and_browser_text_stays_text(sqlite_console: Console) -> None:
+    c = sqlite_console
+    engine = c.node.engine
+    rename_node(engine, "city-3301", IMG)  # `syncd node rename city-3301 --name '<img …>'`
+    rename_node(engine, "city-3302", BREAKOUT)
+    submit(
+        engine,
+        "city-3301",
+        [
+            up(1, "customers", customer("X1", WANG, name=IMG, address=BREAKOUT, risk_tags=[IMG])),
+            up(2, "customers", customer("X2", BREAKOUT)),  # quarantined: a bad ID number
+        ],
+    )
+    submit(
+        engine,
+        "city-3302",
+        [up(1, "customers", customer("Y1", WANG, customer_type="corporate", name=BREAKOUT))],
+    )
+    apply_pending(engine, c.node.policy)  # a manual conflict on WANG's customer_type
+    anonymous = c.anonymous()
+    token = csrf_of(anonymous.get("/signin").text)
+    failed = anonymous.post(
+        "/signin",
+        data={"username": IMG, "password": "x" * 12, "next": BREAKOUT, "csrf_token": token},
+    )
+    assert failed.status_code == 401
+    _inert(failed.text)
+
+    manager = c.client("manager")
+    overview = _refreshed(c, manager)
+    assert "\\u003cimg src=x" in overview  # the city's name inside the chart's JSON block
+    _inert(overview)
+    key = manager.get("/analysis/key").text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in key  # the customer's risk tag, as text
+    _inert(key)
+    for path in (
+        "/analysis/warnings",
+        f"/analysis/warnings?reason={IMG}",
+        f"/analysis/key?top={IMG}",
+    ):
+        _inert(manager.get(path).text)
+    ops = c.client("ops")
+    for path in ("/health", "/conflicts?status=all", "/conflicts/1", "/quarantine?status=all"):
+        page = ops.get(path)
+        assert page.status_code == 200, path
+        _inert(page.text)
+    auditor = c.client("auditor")
+    log = auditor.get("/audit?limit=500").text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in log  # the failed sign-in's user name
+    _inert(log)
+    _inert(auditor.get(f"/audit?key={IMG}&node={BREAKOUT}").text)
 
 
 def test_ids_past_bigint_are_bad_requests_not_crashes(sqlite_console: Console) -> None:
