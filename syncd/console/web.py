@@ -261,6 +261,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         "count": lambda v: "" if v is None else i18n.format_count(v),
         "mask": i18n.mask_id,
         "node_name": node(request).settings.node.id,
+        "status_code": status_code,
     }
     response: HTMLResponse = templates.TemplateResponse(
         request, template, {**base, **context}, status_code=status_code

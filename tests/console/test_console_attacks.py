@@ -193,3 +193,18 @@ def test_a_database_outage_is_503_without_its_internals(pg_url: str, tmp_path: P
             assert users.scalar() == 4
     finally:
         engine.dispose()
+
+
+def test_problem_pages_say_what_happened_and_filters_show_words(sqlite_console: Console) -> None:
+    """A new user's view of the same corners: the problem page has a heading for its status
+    (it had an empty <h1>), and the warnings' reason filter offers no raw code."""
+    c = sqlite_console
+    steward = c.client("steward")
+    for path, status in (("/overview", 403), ("/conflicts/99", 404), (f"/quarantine/{BIG}", 400)):
+        answer = steward.get(path)
+        assert answer.status_code == status, path
+        heading = re.search(r'<section class="problem">\s*<h1>([^<]*)</h1>', answer.text)
+        assert heading, path
+        assert heading[1].strip(), path
+    warnings = c.client("manager").get("/analysis/warnings").text
+    assert '<option value="risk_tag">risk_tag</option>' not in warnings
