@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -140,6 +141,8 @@ def _errors(app: FastAPI) -> None:
             N_("The form has expired or did not come from this console. Nothing was done."),
         )
 
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
     @app.exception_handler(web.BadInput)
     async def bad_input(request: Request, exc: Exception) -> HTMLResponse:
         assert isinstance(exc, web.BadInput)
@@ -171,6 +174,19 @@ def _errors(app: FastAPI) -> None:
                 ),
             )
         return _problem(request, 503, N_("The hub cannot answer now: {reason}"), reason=str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> HTMLResponse:
+    """Starlette's own answers (no such page, a method a page does not take) were JSON in
+    English ({"detail": "Not Found"}): the console's problem page instead."""
+    assert isinstance(exc, StarletteHTTPException)
+    message = {
+        404: N_("There is no such page here."),
+        405: N_("This page does not take that kind of request."),
+    }.get(exc.status_code, N_("The request cannot be answered."))
+    response = _problem(request, exc.status_code, message)
+    response.headers.update(exc.headers or {})
+    return response
 
 
 def _problem(request: Request, status: int, message: str, **fields: str) -> HTMLResponse:

@@ -208,3 +208,14 @@ def test_problem_pages_say_what_happened_and_filters_show_words(sqlite_console: 
         assert heading[1].strip(), path
     warnings = c.client("manager").get("/analysis/warnings").text
     assert '<option value="risk_tag">risk_tag</option>' not in warnings
+
+
+def test_no_such_page_or_method_is_the_problem_page_not_json(sqlite_console: Console) -> None:
+    manager = sqlite_console.client("manager")
+    for method, path, status in (("GET", "/nope", 404), ("DELETE", "/overview", 405)):
+        answer = manager.request(method, path)
+        assert answer.status_code == status, path
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert '<section class="problem">' in answer.text, path
+        assert '"detail"' not in answer.text, path
+    assert "allow" in {k.lower() for k in manager.request("DELETE", "/overview").headers}
