@@ -274,10 +274,23 @@ def may(request: Request, permission: Permission) -> bool:
     return user is not None and user.may(permission)
 
 
+def from_elsewhere(request: Request) -> bool:
+    """Whether the browser says another site sent this request (Sec-Fetch-Site: cross-site
+    or same-site, a link on a page not of this console's origin). A typed address or a
+    bookmark says `none`; a browser too old to say anything is taken at its word."""
+    return request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
+
+
 def unmask_requested(request: Request, user: User) -> bool:
     """`?unmask=1` from a user whose role may see full ID numbers; a page that honours it
-    must audit the view with `audit_unmask` before it answers."""
-    return request.query_params.get("unmask") == "1" and user.may(Permission.UNMASK)
+    must audit the view with `audit_unmask` before it answers. A link from another site
+    does not unmask (it would write an ids_unmasked entry in the user's name that the user
+    never chose): the page shows masked, with its own link to unmask."""
+    return (
+        request.query_params.get("unmask") == "1"
+        and user.may(Permission.UNMASK)
+        and not from_elsewhere(request)
+    )
 
 
 def audit_unmask(

@@ -219,3 +219,30 @@ def test_no_such_page_or_method_is_the_problem_page_not_json(sqlite_console: Con
         assert '<section class="problem">' in answer.text, path
         assert '"detail"' not in answer.text, path
     assert "allow" in {k.lower() for k in manager.request("DELETE", "/overview").headers}
+
+
+def test_a_link_from_another_site_neither_unmasks_nor_exports(sqlite_console: Console) -> None:
+    """?unmask=1 and the audit export are GETs that write an ids_unmasked entry in the
+    user's name: a link on another site (SameSite=Lax sends the cookie on a top-level
+    navigation) must not do it for them. Browsers say where a request came from."""
+    c = sqlite_console
+    auditor = c.client("auditor")
+    elsewhere = {"sec-fetch-site": "cross-site"}
+    page = auditor.get("/audit?unmask=1", headers=elsewhere)
+    assert page.status_code == 200
+    assert 'id="audit-unmasked"' not in page.text
+    assert 'id="audit-unmask"' in page.text  # its own link still offers it
+    assert auditor.get("/audit/export", headers=elsewhere).status_code == 403
+    steward = c.client("steward")
+    assert steward.get("/quarantine?unmask=1", headers={"sec-fetch-site": "same-site"}).is_success
+    with c.node.engine.connect() as conn:
+        seen = conn.execute(
+            sa.select(sa.func.count()).where(h.audit.c.action == "ids_unmasked")
+        ).scalar()
+    assert seen == 0
+    # From the console itself (or a typed address), both work and are audited.
+    assert (
+        'id="audit-unmasked"'
+        in auditor.get("/audit?unmask=1", headers={"sec-fetch-site": "same-origin"}).text
+    )
+    assert auditor.get("/audit/export", headers={"sec-fetch-site": "none"}).status_code == 200

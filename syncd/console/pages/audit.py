@@ -509,6 +509,18 @@ def audit_verify_file(
 # --- export -----------------------------------------------------------------------------------
 
 
+def _newest(request: Request) -> int | None:
+    """The export's ?newest=N (only the newest N lines), None for all."""
+    newest = _text(request, "newest")
+    try:
+        limit = None if newest is None else int(newest)
+    except ValueError:
+        raise UsageError(f"newest {str(newest)[:20]!r} is not a number") from None
+    if limit is not None and limit < 1:
+        raise UsageError("newest must be at least 1")
+    return None if limit is None else min(limit, web.MAX_ID)
+
+
 @router.get("/audit/export")
 def audit_export(request: Request, user: Exporter) -> Response:
     """`syncd audit export --format csv|json` with the log's filters, as a download."""
@@ -517,17 +529,13 @@ def audit_export(request: Request, user: Exporter) -> Response:
     if not user.may(Permission.UNMASK):
         # The export is the stored text, full ID numbers included: masking would break it.
         raise web.Forbidden(Permission.UNMASK)
+    if web.from_elsewhere(request):
+        # Another site's link must not make the auditor download full ID numbers (and be
+        # audited for it): the export starts from the console's own form.
+        raise web.BadCsrf()
     asked = Asked.of(request)
     fmt: Literal["csv", "json"] = "json" if request.query_params.get("format") == "json" else "csv"
-    newest = _text(request, "newest")
-    try:
-        limit = None if newest is None else int(newest)
-    except ValueError:
-        raise UsageError(f"newest {str(newest)[:20]!r} is not a number") from None
-    if limit is not None and limit < 1:
-        raise UsageError("newest must be at least 1")
-    if limit is not None:
-        limit = min(limit, web.MAX_ID)
+    limit = _newest(request)
 
     def counted(node: Node, conn: Connection) -> int:
         flt = asked.criteria().build(conn, node.policy, _zone(node))
