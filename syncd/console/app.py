@@ -17,18 +17,21 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from syncd.console import web
 from syncd.core.errors import SyncdError
 from syncd.core.i18n import N_
+from syncd.core.logs import get_logger
 from syncd.core.settings import Settings
 
 if TYPE_CHECKING:
     from syncd.app import Node
 
 SESSION_COOKIE = "syncd_console"
+log = get_logger("syncd.console")
 
 # Scripts only from the console itself (ECharts is vendored); no inline script (chart data
 # travels in <script type="application/json"> blocks, which are not run); no framing.
@@ -96,7 +99,7 @@ def create_app(settings: Settings, node: Node | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
-        dependencies=[Depends(web.csrf_protect)],
+        dependencies=[Depends(web.refuse_nul), Depends(web.csrf_protect)],
     )
     app.state.node = hub
     app.add_middleware(
@@ -138,6 +141,13 @@ def _errors(app: FastAPI) -> None:
             N_("The form has expired or did not come from this console. Nothing was done."),
         )
 
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+    @app.exception_handler(web.BadInput)
+    async def bad_input(request: Request, exc: Exception) -> HTMLResponse:
+        assert isinstance(exc, web.BadInput)
+        return _problem(request, 400, N_("Invalid request: {fields}"), fields=", ".join(exc.fields))
+
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: Exception) -> HTMLResponse:
         assert isinstance(exc, RequestValidationError)
@@ -146,11 +156,37 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(SyncdError)
     async def syncd_error(request: Request, exc: Exception) -> HTMLResponse:
-        from syncd.core.errors import InputError
+        from syncd.core.errors import DatabaseError, InputError
+        from syncd.store.db import describe_failure
 
         if isinstance(exc, InputError):
             return _problem(request, 400, N_("Cannot do this: {reason}"), reason=str(exc))
+        if isinstance(exc, DatabaseError):
+            # The driver's words name the server, the database and at times a row's values:
+            # the log has them (without the values), the page says what a user can do.
+            log.error("console_database_error", path=request.url.path, error=describe_failure(exc))
+            return _problem(
+                request,
+                503,
+                N_(
+                    "The hub's database cannot answer now. Try again in a moment; if this "
+                    "lasts, tell the operators (the console's log has the details)."
+                ),
+            )
         return _problem(request, 503, N_("The hub cannot answer now: {reason}"), reason=str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> HTMLResponse:
+    """Starlette's own answers (no such page, a method a page does not take) were JSON in
+    English ({"detail": "Not Found"}): the console's problem page instead."""
+    assert isinstance(exc, StarletteHTTPException)
+    message = {
+        404: N_("There is no such page here."),
+        405: N_("This page does not take that kind of request."),
+    }.get(exc.status_code, N_("The request cannot be answered."))
+    response = _problem(request, exc.status_code, message)
+    response.headers.update(exc.headers or {})
+    return response
 
 
 def _problem(request: Request, status: int, message: str, **fields: str) -> HTMLResponse:

@@ -14,11 +14,12 @@ import datetime as dt
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import jinja2
 from fastapi import Depends, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection
@@ -65,6 +66,20 @@ class Forbidden(Exception):
 
 class BadCsrf(Exception):
     """A POST without the session's CSRF token: 403, nothing done."""
+
+
+class BadInput(Exception):
+    """A query or form value no page takes (a NUL character): 400, nothing read or done."""
+
+    def __init__(self, fields: list[str]) -> None:
+        super().__init__(", ".join(fields))
+        self.fields = fields
+
+
+# The largest id a database column holds (BIGINT): a page id past it is refused as a bad
+# request before any query (SQLite cannot even bind it; PostgreSQL answers "out of range").
+MAX_ID = 2**63 - 1
+RecordId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
 # --- the navigation: endpoint name (the route function's name), label, permission ------------
@@ -124,6 +139,18 @@ async def csrf_protect(request: Request) -> None:
         raise BadCsrf()
 
 
+async def refuse_nul(request: Request) -> None:
+    """Every request (app-wide dependency): no NUL character in a query or form value. Text
+    columns cannot hold one (PostgreSQL refuses it), so such a value could only end as a
+    database error; it is a bad request instead."""
+    bad = [k for k, v in request.query_params.multi_items() if "\x00" in k or "\x00" in v]
+    if request.method == "POST":
+        form = await request.form()
+        bad += [k for k, v in form.multi_items() if isinstance(v, str) and "\x00" in k + v]
+    if bad:
+        raise BadInput(sorted({k.replace("\x00", "\\0") for k in bad}))
+
+
 def session_user(request: Request) -> User | None:
     """The signed-in user, if the session is valid, not expired and the user still active."""
     name = request.session.get(USER_KEY)
@@ -134,7 +161,8 @@ def session_user(request: Request) -> User | None:
     if dt.datetime.now(dt.UTC).timestamp() - since > minutes * 60:
         request.session.clear()
         return None
-    return read(request, lambda _n, conn: active_user(conn, name))
+    at = dt.datetime.fromtimestamp(since, dt.UTC).replace(tzinfo=None)
+    return read(request, lambda _n, conn: active_user(conn, name, at))
 
 
 def signed_in(request: Request) -> User:
@@ -234,6 +262,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         "mask": i18n.mask_id,
         "when": when,
         "node_name": node(request).settings.node.id,
+        "status_code": status_code,
     }
     response: HTMLResponse = templates.TemplateResponse(
         request, template, {**base, **context}, status_code=status_code
@@ -259,10 +288,23 @@ def may(request: Request, permission: Permission) -> bool:
     return user is not None and user.may(permission)
 
 
+def from_elsewhere(request: Request) -> bool:
+    """Whether the browser says another site sent this request (Sec-Fetch-Site: cross-site
+    or same-site, a link on a page not of this console's origin). A typed address or a
+    bookmark says `none`; a browser too old to say anything is taken at its word."""
+    return request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
+
+
 def unmask_requested(request: Request, user: User) -> bool:
     """`?unmask=1` from a user whose role may see full ID numbers; a page that honours it
-    must audit the view with `audit_unmask` before it answers."""
-    return request.query_params.get("unmask") == "1" and user.may(Permission.UNMASK)
+    must audit the view with `audit_unmask` before it answers. A link from another site
+    does not unmask (it would write an ids_unmasked entry in the user's name that the user
+    never chose): the page shows masked, with its own link to unmask."""
+    return (
+        request.query_params.get("unmask") == "1"
+        and user.may(Permission.UNMASK)
+        and not from_elsewhere(request)
+    )
 
 
 def audit_unmask(

@@ -82,6 +82,7 @@ ENUMS: dict[str, dict[str, str]] = {
         "standard": NP_("tier", "standard"),
     },
     "warning": {
+        "risk_tag": NP_("warning", "risk tag"),  # the family, as the reason filter offers it
         "multi_city": NP_("warning", "credit in several cities"),
         "overdue": NP_("warning", "overdue"),
         "non_performing": NP_("warning", "non-performing"),

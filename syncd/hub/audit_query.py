@@ -35,6 +35,9 @@ ExportFormat = Literal["csv", "json"]
 Position = tuple[int, int]
 
 
+_MAX_ID = 2**63 - 1  # a BIGINT's largest value: SQLite cannot bind a larger int
+
+
 def parse_position(text: str | int) -> Position:
     """A page position as given to --before: an entry id, or ENTRY.ORD for a row decision."""
     entry, _, ord_ = str(text).strip().partition(".")
@@ -42,7 +45,7 @@ def parse_position(text: str | int) -> Position:
         position = (int(entry), int(ord_) if ord_ else 0)
     except ValueError:
         position = (0, -1)
-    if position[0] < 1 or position[1] < 0:
+    if not (1 <= position[0] <= _MAX_ID and 0 <= position[1] <= _MAX_ID):
         raise UsageError(
             f"--before {str(text)[:40]!r}: expected an entry id, or ENTRY.ORD for a row decision"
         )

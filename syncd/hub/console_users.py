@@ -248,14 +248,22 @@ def list_users(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
-def active_user(conn: Connection, username: str) -> User | None:
-    """The user a session names, if it may still use the console (exists, not disabled)."""
+def active_user(
+    conn: Connection, username: str, signed_in_at: dt.datetime | None = None
+) -> User | None:
+    """The user a session names, if it may still use the console (exists, not disabled) and,
+    given when the session signed in (naive UTC), its password has not changed since: a new
+    password ends every session opened with the old one (a stolen cookie included)."""
     row = conn.execute(
         sa.select(h.console_users).where(
             h.console_users.c.username == username, h.console_users.c.disabled.is_(False)
         )
     ).first()
-    return None if row is None else _user(row)
+    if row is None:
+        return None
+    if signed_in_at is not None and row.password_changed_at > signed_in_at:
+        return None
+    return _user(row)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -94,9 +94,12 @@ class Asked:
     def _number(self, name: str) -> int | None:
         text = self.values.get(name)
         try:
-            return None if text is None else int(text)
+            number = None if text is None else int(text)
         except ValueError:
             raise UsageError(f"{name} {str(text)[:20]!r} is not a number") from None
+        if number is not None and not 0 <= number <= web.MAX_ID:
+            raise UsageError(f"{name} {str(text)[:20]!r} is out of range")
+        return number
 
     def arguments(self) -> dict[str, Any]:
         """What an ids_unmasked entry records of this view (a typed ID number masked)."""
@@ -334,14 +337,14 @@ def _query(params: dict[str, Any]) -> str:
 
 
 @router.get("/audit/{entry_id:int}")
-def audit_entry(request: Request, entry_id: int, user: Auditor) -> HTMLResponse:
+def audit_entry(request: Request, entry_id: web.RecordId, user: Auditor) -> HTMLResponse:
     from syncd.hub import audit_query
     from syncd.hub.nodes import display_names
 
     unmask = _may_unmask(request, user)
     tr = web.translator(request)
     try:
-        after = max(0, int(request.query_params.get("after", "0")))
+        after = min(max(0, int(request.query_params.get("after", "0"))), web.MAX_ID)
     except ValueError:
         after = 0
 
@@ -480,22 +483,42 @@ def audit_verify_file(
 
     tr = web.translator(request)
     against = anchor.strip() or None
-    suffix = Path(file.filename or "export").suffix[:10]
+    name = file.filename or "export"
+    suffix = Path(name).suffix[:10]
     with tempfile.TemporaryDirectory(prefix="syncd-audit-") as tmp:
         path = Path(tmp) / f"export{suffix}"
         with path.open("wb") as fh:
             shutil.copyfileobj(file.file, fh)
+
+        def named(text: str) -> str:  # the file as the auditor knows it, not the server's path
+            return text.replace(str(path), name)
+
         try:
             res = verify_file(path, against)
         except UsageError as exc:
-            result = {"ok": False, "message": str(exc), "broken_id": None, "reason": str(exc)}
+            message = named(str(exc))
+            result = {"ok": False, "message": message, "broken_id": None, "reason": message}
             return _verify_page(request, anchor=anchor, result=result, status=400)
+        if res.reason:
+            res = dataclasses.replace(res, reason=named(res.reason))
     result = _result(res, tr)
     result["file"] = file.filename
     return _verify_page(request, anchor=anchor, result=result)
 
 
 # --- export -----------------------------------------------------------------------------------
+
+
+def _newest(request: Request) -> int | None:
+    """The export's ?newest=N (only the newest N lines), None for all."""
+    newest = _text(request, "newest")
+    try:
+        limit = None if newest is None else int(newest)
+    except ValueError:
+        raise UsageError(f"newest {str(newest)[:20]!r} is not a number") from None
+    if limit is not None and limit < 1:
+        raise UsageError("newest must be at least 1")
+    return None if limit is None else min(limit, web.MAX_ID)
 
 
 @router.get("/audit/export")
@@ -506,15 +529,13 @@ def audit_export(request: Request, user: Exporter) -> Response:
     if not user.may(Permission.UNMASK):
         # The export is the stored text, full ID numbers included: masking would break it.
         raise web.Forbidden(Permission.UNMASK)
+    if web.from_elsewhere(request):
+        # Another site's link must not make the auditor download full ID numbers (and be
+        # audited for it): the export starts from the console's own form.
+        raise web.BadCsrf()
     asked = Asked.of(request)
     fmt: Literal["csv", "json"] = "json" if request.query_params.get("format") == "json" else "csv"
-    newest = _text(request, "newest")
-    try:
-        limit = None if newest is None else int(newest)
-    except ValueError:
-        raise UsageError(f"newest {str(newest)[:20]!r} is not a number") from None
-    if limit is not None and limit < 1:
-        raise UsageError("newest must be at least 1")
+    limit = _newest(request)
 
     def counted(node: Node, conn: Connection) -> int:
         flt = asked.criteria().build(conn, node.policy, _zone(node))

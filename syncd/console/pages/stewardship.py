@@ -251,7 +251,9 @@ def _conflict_page(
 
 @router.get("/conflicts/{cid}")
 def conflict_detail(
-    request: Request, user: Annotated[User, web.need(Permission.STEWARDSHIP_VIEW)], cid: int
+    request: Request,
+    user: Annotated[User, web.need(Permission.STEWARDSHIP_VIEW)],
+    cid: web.RecordId,
 ) -> HTMLResponse:
     """One conflict with every source's value: `syncd conflicts show CID`."""
     return _conflict_page(request, user, cid)
@@ -268,7 +270,7 @@ def _acted(request: Request, kind: str, res: dict[str, Any]) -> Response:
 def conflict_resolve(
     request: Request,
     user: Annotated[User, web.need(Permission.STEWARDSHIP_ACT)],
-    cid: int,
+    cid: web.RecordId,
     source: Annotated[str, Form()] = "",
     value: Annotated[str, Form()] = "",
 ) -> Response:
@@ -297,7 +299,7 @@ def conflict_resolve(
 
 @router.post("/conflicts/{cid}/approve")
 def conflict_approve(
-    request: Request, user: Annotated[User, web.need(Permission.STEWARDSHIP_ACT)], cid: int
+    request: Request, user: Annotated[User, web.need(Permission.STEWARDSHIP_ACT)], cid: web.RecordId
 ) -> Response:
     """`syncd conflicts approve CID`: another steward than the proposer applies a proposal."""
     n = web.node(request)
@@ -375,7 +377,9 @@ def quarantine(
 
 @router.get("/quarantine/{qid}")
 def quarantine_detail(
-    request: Request, user: Annotated[User, web.need(Permission.STEWARDSHIP_VIEW)], qid: int
+    request: Request,
+    user: Annotated[User, web.need(Permission.STEWARDSHIP_VIEW)],
+    qid: web.RecordId,
 ) -> HTMLResponse:
     """One quarantined row in full, as the city sent it: `syncd quarantine show QID`."""
     try:
@@ -460,7 +464,7 @@ def quarantine_retry_all(
 
 @router.post("/quarantine/{qid}/retry")
 def quarantine_retry(
-    request: Request, user: Annotated[User, web.need(Permission.STEWARDSHIP_ACT)], qid: int
+    request: Request, user: Annotated[User, web.need(Permission.STEWARDSHIP_ACT)], qid: web.RecordId
 ) -> Response:
     """`syncd quarantine retry QID`."""
     return _retried(request, user, qid, web.path_for(request, "quarantine_detail", qid=qid))
