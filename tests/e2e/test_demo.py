@@ -71,7 +71,9 @@ def run_make_demo(command: list[str], env: dict[str, str]) -> tuple[int, str]:
     try:
         for line in proc.stdout:
             lines.append(line)
-            if line.startswith("Demo users, one per role"):
+            # The banner's last line. (Not earlier: communicate() below reads the pipe itself,
+            # and what this loop's reader has buffered beyond the line it returned is lost.)
+            if line.startswith("The same console later"):
                 break
         out = "".join(lines)
         assert f"The hub's web console: http://127.0.0.1:{port}/" in out, out[-3000:]
