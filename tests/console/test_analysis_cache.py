@@ -54,6 +54,7 @@ def test_first_visit_computes_then_the_cached_figures_are_reused_and_refreshed(
     assert first.status_code == 200
     assert 'id="analysis-computing"' in first.text
     assert 'data-refresh-seconds="3"' in first.text
+    assert 'id="analysis-queued"' not in first.text  # the turn was free
     assert "segments-table" not in first.text
     assert 'id="export-xlsx"' not in first.text
     assert thread is not None

@@ -249,8 +249,9 @@ def _page(
         return state, (spec.build(state.result, c) if state.has_result else None)
 
     state, report = web.read(request, cached)
+    wait = _limiter(request).full  # before starting: a computation started now would queue
     started = _start(request, key, state, spec)
-    status = _status(request, state, started)
+    status = _status(request, state, started, started is not None and wait)
     if report is None:
         return web.render(
             request,
@@ -325,12 +326,13 @@ def _start(
 
 
 def _status(
-    request: Request, state: report_cache.State, started: threading.Thread | None
+    request: Request, state: report_cache.State, started: threading.Thread | None, wait: bool
 ) -> dict[str, Any]:
-    """The result's time and its refresh's state, as the page says them."""
+    """The result's time and its refresh's state, as the page says them (`wait`: the
+    computation this visit started waits for its turn)."""
     max_age = web.node(request).settings.console.report_max_age_seconds
     pending = started is not None or state.pending
-    queued = state.queued or (started is not None and _limiter(request).full)
+    queued = state.queued or wait
     retry = state.retry_at(max_age)
     if not state.has_result and pending:
         reload = RELOAD_COMPUTING
