@@ -16,6 +16,9 @@ background thread (`refresh_in_background`) and the page says so (and reloads it
   once it has its turn it marks its start, extends its lease and computes.
 - A failed refresh keeps the previous result, records its error and when; none is retried
   before `retry_seconds` has passed (no hot loop).
+- A page view reads the row's state without its result when this process's `Memo` holds that
+  result already (same key, same computed_at): a list of a hundred thousand rows is then not
+  read and decoded again for each view.
 - Results round-trip through JSON with their types (`encode`/`decode`): Decimal, date and
   datetime come back as such; a list of rows of the same keys is stored by columns, each
   column typed once (compact for the hundred thousand rows of a warnings list).
@@ -32,6 +35,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -48,6 +52,7 @@ LEASE_SECONDS = 900.0  # a refresh still holding its lease after this is taken f
 RETRY_MIN_SECONDS = 60.0  # after a failure, no new refresh for this long (or max age if longer)
 KEY_LENGTH = 32  # syncd_console_cache.key is String(32)
 FORMAT = 2  # the stored document's format: {"format": 2, "result": <encoded>}
+MEMO_ROWS = 500_000  # a Memo keeps decoded results of at most this many rows in all
 
 Compute = Callable[[sa.Connection], Any]
 
@@ -134,6 +139,35 @@ class Limiter:
         with self._turn:
             self.running -= 1
             self._turn.notify()
+
+
+class Memo:
+    """Decoded results kept in this process, by key and computed_at, the least recently used
+    dropped first past `max_rows` rows in all (a result that is no list counts as one row).
+    The results are shared between requests: callers must not change them."""
+
+    def __init__(self, max_rows: int = MEMO_ROWS) -> None:
+        self.max_rows = max_rows
+        self._items: OrderedDict[str, tuple[dt.datetime, Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, computed_at: dt.datetime) -> tuple[bool, Any]:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or item[0] != computed_at:
+                return False, None
+            self._items.move_to_end(key)
+            return True, item[1]
+
+    def put(self, key: str, computed_at: dt.datetime, result: Any) -> None:
+        rows = len(result) if isinstance(result, list) else 1
+        with self._lock:
+            self._items.pop(key, None)
+            if rows > self.max_rows:
+                return
+            self._items[key] = (computed_at, result, rows)
+            while sum(r for _at, _res, r in self._items.values()) > self.max_rows:
+                self._items.popitem(last=False)
 
 
 # --- keys --------------------------------------------------------------------------------------
@@ -261,22 +295,29 @@ def _decode_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
 # --- the cache row -----------------------------------------------------------------------------
 
 
-def read(conn: sa.Connection, key: str, now: dt.datetime | None = None) -> State:
-    """The cached result of `key` and its refresh's state (one row; nothing is computed)."""
+def read(
+    conn: sa.Connection, key: str, now: dt.datetime | None = None, *, memo: Memo | None = None
+) -> State:
+    """The cached result of `key` and its refresh's state (nothing is computed). With a
+    `memo`, the stored result is read and decoded only when the memo does not hold it."""
     cache = schema_hub.console_cache
-    row = conn.execute(sa.select(cache).where(cache.c.key == key)).mappings().first()
+    meta = [c for c in cache.c if c.key != "figures"]
+    row = conn.execute(sa.select(*meta).where(cache.c.key == key)).mappings().first()
     if row is None:
         return State()
     now = now or utcnow()
     lease = row["lease_until"]
     live = lease is not None and lease > now
-    doc = row["figures"]
-    result = None
     computed_at = row["computed_at"]
-    if isinstance(doc, Mapping) and doc.get("format") == FORMAT:
-        result = decode(doc.get("result"))
-    else:  # none yet, or written by an older format: as if there were none
-        computed_at = None
+    found, result = memo.get(key, computed_at) if memo and computed_at else (False, None)
+    if not found:
+        doc = conn.execute(sa.select(cache.c.figures).where(cache.c.key == key)).scalar()
+        if isinstance(doc, Mapping) and doc.get("format") == FORMAT and computed_at:
+            result = decode(doc.get("result"))
+            if memo is not None:
+                memo.put(key, computed_at, result)
+        else:  # none yet, or written by an older format: as if there were none
+            computed_at = None
     return State(
         result=result,
         computed_at=computed_at,

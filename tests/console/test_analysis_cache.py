@@ -253,3 +253,17 @@ def test_typed_json_round_trip_and_keys() -> None:
         "warnings", {"reason": ["risk_tag.fraud_alert"], "severity": 1}
     )
     assert long != report_cache.key_for("warnings", {"severity": 2, "reason": ["risk_tag"]})
+
+
+def test_the_memo_keeps_results_by_computed_at_within_its_rows() -> None:
+    memo = report_cache.Memo(max_rows=5)
+    t = dt.datetime(2026, 11, 30, 6, 0)
+    memo.put("a", t, [1, 2, 3])
+    assert memo.get("a", t) == (True, [1, 2, 3])
+    assert memo.get("a", t + dt.timedelta(seconds=1)) == (False, None)  # a newer result
+    memo.put("b", t, [1, 2])
+    memo.get("a", t)  # a used last
+    memo.put("c", t, [1])  # 6 rows: the least recently used (b) goes
+    assert [memo.get(k, t)[0] for k in "abc"] == [True, False, True]
+    memo.put("d", t, list(range(6)))  # more than the memo holds: not kept
+    assert not memo.get("d", t)[0]

@@ -244,8 +244,10 @@ def _page(
         return _bad(request, page, heading, form, exc.message)
     key = spec.key
 
+    memo = _memo(request)
+
     def cached(_n: Node, c: Connection) -> tuple[report_cache.State, Report | None]:
-        state = report_cache.read(c, key)
+        state = report_cache.read(c, key, memo=memo)
         return state, (spec.build(state.result, c) if state.has_result else None)
 
     state, report = web.read(request, cached)
@@ -300,6 +302,16 @@ def _limiter(request: Request) -> report_cache.Limiter:
             limiter = report_cache.Limiter(web.node(request).settings.console.report_workers)
             app_state.report_limiter = limiter
         return limiter
+
+
+def _memo(request: Request) -> report_cache.Memo:
+    """This console process's decoded results (a warnings list is a hundred thousand rows)."""
+    app_state = request.app.state
+    with _LIMITER_LOCK:
+        memo = getattr(app_state, "report_memo", None)
+        if not isinstance(memo, report_cache.Memo):
+            memo = app_state.report_memo = report_cache.Memo()
+        return memo
 
 
 def _start(
