@@ -16,7 +16,7 @@ Prints figures; asserts nothing. The goal (issue 15): pages that answer in well 
 second at 1M, and a console that holds one analysis's memory at a time.
 
     .venv/bin/python bench/console_reports.py [--customers 1000000] [--db pg|sqlite]
-        [--requests 20] [--quick]
+        [--requests 20] [--exports 2] [--quick]
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace, urls: dict[str, str], tmp: Path) -> None:
             console.sample()
             sep = "&" if "?" in path else "?"
             xlsx = []
-            for _ in range(max(3, args.requests // 5)):
+            for _ in range(args.exports):
                 seconds, body = browser.page(path + sep + "format=xlsx")
                 xlsx.append(seconds)
             figures.append(stats(f"{name}, export .xlsx", xlsx, len(body)))
@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--db", choices=("sqlite", "pg"), default="pg")
     parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--exports", type=int, default=2, help="exports per page (.xlsx)")
     parser.add_argument("--quick", action="store_true", help="20,000 customers (smoke)")
     parser.add_argument("--pg-admin", default=PG_ADMIN)
     args = parser.parse_args()

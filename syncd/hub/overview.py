@@ -32,11 +32,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from syncd.core.errors import UsageError
-from syncd.core.logs import get_logger
 from syncd.hub import analysis, report_cache, reports
 from syncd.hub.report_cache import new_owner
-
-log = get_logger("syncd.overview")
 
 KEY = "overview"
 SINCE = ("yesterday", "month-end")  # the trends the overview shows, as `report trend --since`

@@ -1,15 +1,19 @@
 """The analysis pages' results, computed in the background (syncd.hub.report_cache): the first
 visit computes, then the hub function's figures; a result reused; a stale one refreshed; a
-failure shown; the export while nothing is computed; the per-process cap on computations."""
+failure shown; the export while nothing is computed; the per-process cap on computations; the
+rows a page shows; the typed JSON, the keys and the memo of report_cache."""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import threading
 import time
 from decimal import Decimal
 from typing import Any
 
+import openpyxl
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -267,3 +271,22 @@ def test_the_memo_keeps_results_by_computed_at_within_its_rows() -> None:
     assert [memo.get(k, t)[0] for k in "abc"] == [True, False, True]
     memo.put("d", t, list(range(6)))  # more than the memo holds: not kept
     assert not memo.get("d", t)[0]
+
+
+def test_a_page_shows_its_first_rows_the_export_all(
+    sqlite_console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncd.console.pages import analysis as pages
+
+    monkeypatch.setattr(pages, "SHOWN_ROWS", 2)
+    console, client = sqlite_console, sqlite_console.client("manager")
+    _, thread = _visit(console, client, "/analysis/key?top=4")
+    assert thread is not None
+    thread.join(timeout=30)
+    page = client.get("/analysis/key?top=4")
+    assert len(table(page.text, "key-table")[1]) == 2
+    assert 'id="rows-cut"' in page.text
+    export = client.get("/analysis/key?top=4&format=xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(export.content)).worksheets[0]
+    assert sheet.max_row == 1 + 4
+    assert 'id="rows-cut"' not in client.get("/analysis/key?top=2").text

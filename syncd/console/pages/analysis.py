@@ -74,6 +74,7 @@ class Report:
     table: Table
     names: Mapping[str, str]
     arguments: Mapping[str, Any]
+    count: int  # the rows of the whole report: `table` may hold only the first of them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +85,8 @@ class Spec:
     report: str
     arguments: Mapping[str, Any]
     compute: Callable[[Node, Connection], Rows]  # the hub function, in the background
-    build: Callable[[Rows, Connection], Report]  # at render, from the cached rows
+    # at render, from the cached rows: the table of (at least) the first `limit` rows, or all
+    build: Callable[[Rows, Connection, int | None], Report]
 
     @property
     def key(self) -> str:
@@ -115,9 +117,9 @@ def segments(request: Request, user: Analyst) -> Response:
         def compute(n: Node, c: Connection) -> Rows:
             return analysis.segments(c, n.policy, n.settings.report, by)
 
-        def build(rows: Rows, c: Connection) -> Report:
+        def build(rows: Rows, c: Connection, _limit: int | None) -> Report:
             table = columns.segments_table(tr, by, rows, city_names(c))
-            return Report(table, _names(c), {"by": by})
+            return Report(table, _names(c), {"by": by}, len(rows))
 
         return Spec("segments", {"by": by}, compute, build)
 
@@ -152,8 +154,10 @@ def key_customers(request: Request, user: Analyst) -> Response:
         def compute(n: Node, c: Connection) -> Rows:
             return analysis.key_customers(c, n.policy, n.settings.report, MAX_TOP)
 
-        def build(rows: Rows, c: Connection) -> Report:
-            return Report(columns.key_table(rows[:top], top), _names(c), {"top": top})
+        def build(rows: Rows, c: Connection, limit: int | None) -> Report:
+            ranked = rows[:top]
+            table = columns.key_table(ranked[:limit], top)
+            return Report(table, _names(c), {"top": top}, len(ranked))
 
         return Spec("key", {"top": MAX_TOP}, compute, build)
 
@@ -192,11 +196,12 @@ def warnings(request: Request, user: Analyst) -> Response:
                 c, n.policy, n.settings.report, min_severity=minimum, reasons=reasons
             )
 
-        def build(rows: Rows, _c: Connection) -> Report:
+        def build(rows: Rows, _c: Connection, limit: int | None) -> Report:
             if home:  # the home city filter: the page's own, on the rows the report returned
                 rows = [r for r in rows if str(r["home_city"]) == home]
             arguments = {"severity": severity, "reason": reasons, "city": home or None}
-            return Report(columns.warnings_table(rows, cities), names, arguments)
+            table = columns.warnings_table(rows[:limit], cities)
+            return Report(table, names, arguments, len(rows))
 
         return Spec("warnings", {"severity": minimum, "reason": reasons}, compute, build)
 
@@ -248,7 +253,8 @@ def _page(
 
     def cached(_n: Node, c: Connection) -> tuple[report_cache.State, Report | None]:
         state = report_cache.read(c, key, memo=memo)
-        return state, (spec.build(state.result, c) if state.has_result else None)
+        limit = None if export else SHOWN_ROWS
+        return state, (spec.build(state.result, c, limit) if state.has_result else None)
 
     state, report = web.read(request, cached)
     wait = _limiter(request).full  # before starting: a computation started now would queue
@@ -273,6 +279,7 @@ def _page(
     ids = any(c.kind is Kind.ID_NUMBER for c in table.columns)
     unit = i18n.Unit.WAN if request.query_params.get("unit") == "wan" else i18n.Unit.YUAN
     shown = len(table.rows) if export else min(len(table.rows), SHOWN_ROWS)
+    count = max(report.count, len(table.rows))
     if unmask and ids:
         arguments = {**report.arguments, "unit": unit.value, "format": want, "lang": tr.lang}
         web.audit_unmask(request, user, page, arguments, shown)
@@ -288,7 +295,7 @@ def _page(
         error=None,
         not_ready=False,
         status=status,
-        table=_shown(cells, table, shown),
+        table=_shown(cells, table, shown, count),
         links=_links(request, user, ids, unmask),
     )
 
@@ -389,9 +396,10 @@ def _bad(
     )
 
 
-def _shown(cells: Cells, table: Table, shown: int) -> dict[str, Any]:
+def _shown(cells: Cells, table: Table, shown: int, count: int) -> dict[str, Any]:
     """The table as the terminal shows it (its columns that are not export-only), each cell's
-    text as the CLI writes it, its first `shown` rows; a segments' total row marked."""
+    text as the CLI writes it, its first `shown` rows (of `count`); a segments' total row
+    marked."""
     columns_shown = [c for c in table.columns if not c.export_only]
     total = {c.key for c in columns_shown if c.kind is Kind.ENUM and c.enum == "segment"}
     return {
@@ -405,7 +413,7 @@ def _shown(cells: Cells, table: Table, shown: int) -> dict[str, Any]:
             }
             for row in table.rows[:shown]
         ],
-        "count": len(table.rows),
+        "count": count,
         "shown": shown,
     }
 
