@@ -249,6 +249,10 @@ class ConsoleSection(_Section):
     console process of the hub shares it. `lockout_after`/`lockout_minutes`: a user is locked
     out for that long after that many failed sign-ins in a row. `overview_max_age_seconds`: the
     overview's figures are recomputed in the background when older than this.
+    `report_max_age_seconds`: the same for the analysis pages (segments, key customers, risk
+    warnings), each result by its filters; they cost a minute at a million customers.
+    `report_workers`: how many of those computations one console process runs at once (each
+    holds gigabytes at a million customers); the others wait their turn, shown as queued.
     """
 
     host: str = "127.0.0.1"
@@ -260,6 +264,8 @@ class ConsoleSection(_Section):
     lockout_after: int = Field(default=5, ge=1)
     lockout_minutes: float = Field(default=15.0, ge=0)
     overview_max_age_seconds: float = Field(default=300.0, ge=0)
+    report_max_age_seconds: float = Field(default=900.0, ge=0)
+    report_workers: int = Field(default=1, ge=1)
 
     @field_validator("root_path")
     @classmethod

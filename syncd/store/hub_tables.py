@@ -495,13 +495,15 @@ console_keys = sa.Table(
     sa.Column("created_at", sa.DateTime(), nullable=False),
 )
 
-# The console's cached figures (hub_0011, `syncd.hub.overview`): the province overview reads
-# this row instead of computing its reports in the request. `figures` is the JSON document a
-# background refresh wrote at computed_at (the same report functions as `syncd report cities`
-# and `report trend`, money as decimal strings); lease_owner/lease_until: the one refresh
-# running (a row lock claims it, so one at a time per hub however many console processes), an
-# expired lease is a refresh that died; error/error_at: the last failed refresh, kept until one
-# succeeds (the page shows it, and no refresh is retried before the backoff has passed).
+# The console's cached figures (hub_0011, `syncd.hub.report_cache`): one row per key (the
+# overview: 'overview'; an analysis page: its report and arguments, hashed past 32
+# characters), read by the pages instead of computing their reports in the request. `figures`
+# is the JSON document a background refresh wrote at computed_at ({"format": 2, "result": ...},
+# Decimal, date and datetime tagged with their type, row lists by columns); lease_owner /
+# lease_until: the one refresh pending (a row lock claims it, so one at a time per key per hub
+# however many console processes; started_at is NULL while it waits for the process's turn),
+# an expired lease is a refresh that died; error/error_at: the last failed refresh, kept until
+# one succeeds (the page shows it, and no refresh is retried before the backoff has passed).
 console_cache = sa.Table(
     "syncd_console_cache",
     metadata,

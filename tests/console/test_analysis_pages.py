@@ -1,10 +1,14 @@
 """The segments, key customers and risk warnings pages: the hub's figures as the CLI shows
 them, filters, bad filters (400 with a message), the Excel export (the workbook `--xlsx`
-writes), masked IDs and the audited unmask, and who may open them."""
+writes), masked IDs and the audited unmask, and who may open them.
+
+The pages show results computed in the background (test_analysis_cache.py tests that): here a
+`Waiting` client waits for the computation a visit started, then looks again."""
 
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -65,6 +69,24 @@ def table(html: str, table_id: str) -> tuple[list[str], list[list[str]], list[st
     return parser.rows[0], parser.rows[1:], parser.classes[1:]
 
 
+class Waiting:
+    """A signed-in client whose GET, when it started a computation, waits for it and asks
+    again: the page as it shows once its figures are computed."""
+
+    def __init__(self, console: Console, client: TestClient) -> None:
+        self.console, self.client = console, client
+
+    def get(self, url: str, **kw: Any) -> Any:
+        self.console.app.state.report_refresh = None
+        answer = self.client.get(url, **kw)
+        thread = self.console.app.state.report_refresh
+        if isinstance(thread, threading.Thread):
+            thread.join(timeout=60)
+            assert not thread.is_alive()
+            answer = self.client.get(url, **kw)
+        return answer
+
+
 def hub(console: Console, fn: Any) -> Any:
     node = console.node
     with node.engine.connect() as conn:
@@ -87,8 +109,8 @@ def sqlite_console(hub_dir: Path) -> Iterator[Console]:
 
 
 @pytest.fixture(scope="module")
-def manager(sqlite_console: Console) -> TestClient:
-    return sqlite_console.client("manager")
+def manager(sqlite_console: Console) -> Waiting:
+    return Waiting(sqlite_console, sqlite_console.client("manager"))
 
 
 @pytest.fixture
@@ -104,7 +126,7 @@ def _fresh_cli_state() -> Iterator[None]:
 
 
 def test_segments_show_the_hub_figures_by_one_or_two_dimensions(
-    sqlite_console: Console, manager: TestClient
+    sqlite_console: Console, manager: Waiting
 ) -> None:
     page = manager.get("/analysis/segments")
     assert page.status_code == 200
@@ -140,7 +162,7 @@ def test_segments_show_the_hub_figures_by_one_or_two_dimensions(
 
 
 def test_key_customers_ranked_as_the_hub_ranks_them_ids_masked(
-    sqlite_console: Console, manager: TestClient
+    sqlite_console: Console, manager: Waiting
 ) -> None:
     page = manager.get("/analysis/key?top=2")
     assert page.status_code == 200
@@ -165,7 +187,7 @@ def test_key_customers_ranked_as_the_hub_ranks_them_ids_masked(
 
 
 def test_warnings_filter_by_severity_reason_and_city(
-    sqlite_console: Console, manager: TestClient
+    sqlite_console: Console, manager: Waiting
 ) -> None:
     page = manager.get("/analysis/warnings")
     assert page.status_code == 200
@@ -202,7 +224,7 @@ BAD_FILTERS = [
 ]
 
 
-def test_a_bad_filter_is_a_400_page_with_its_message(manager: TestClient) -> None:
+def test_a_bad_filter_is_a_400_page_with_its_message(manager: Waiting) -> None:
     for url, message in BAD_FILTERS:
         page = manager.get(url)
         assert page.status_code == 400, url
@@ -214,7 +236,7 @@ def test_a_bad_filter_is_a_400_page_with_its_message(manager: TestClient) -> Non
 
 
 def test_exports_are_the_workbooks_the_cli_writes(
-    sqlite_console: Console, manager: TestClient, config: Path, tmp_path: Path
+    sqlite_console: Console, manager: Waiting, config: Path, tmp_path: Path
 ) -> None:
     cases = [
         ("/analysis/key?top=3&unit=wan", ("key", "--top", "3", "--unit", "wan"), "key"),
@@ -262,7 +284,7 @@ def test_unmask_for_a_role_that_may_is_audited_before_the_page(
     console_users.add_user(
         sqlite_console.node.engine, "lead", ["manager", "auditor"], PASSWORD, display_name="lead"
     )
-    lead = sign_in(sqlite_console.anonymous(), "lead")
+    lead = Waiting(sqlite_console, sign_in(sqlite_console.anonymous(), "lead"))
     page = lead.get("/analysis/key?top=3")
     assert 'id="unmask-link"' in page.text
     assert ZHANG not in page.text
@@ -286,7 +308,7 @@ def test_unmask_for_a_role_that_may_is_audited_before_the_page(
 
 
 def test_only_managers_open_the_analyses_and_only_with_export_download(
-    sqlite_console: Console, manager: TestClient, monkeypatch: pytest.MonkeyPatch
+    sqlite_console: Console, manager: Waiting, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for role in ("ops", "auditor", "steward"):
         client = sqlite_console.client(role)
@@ -310,7 +332,7 @@ def test_the_pages_on_postgresql(pg_url: str, tmp_path: Path) -> None:
     """The same figures from a PostgreSQL hub (numeric types, ordering), export included."""
     console = make_console(pg_url, tmp_path)
     try:
-        manager = console.client("manager")
+        manager = Waiting(console, console.client("manager"))
         _, rows, _ = table(manager.get("/analysis/segments").text, "segments-table")
         assert rows[-1][:2] == ["合计", "4"]
         assert rows[-1][-2] == "1,070,010.75"

@@ -7,14 +7,22 @@ read as the CLI prints them. Filters are GET forms; a bad filter is answered wit
 a message (400). ``?format=xlsx`` (Permission.EXPORT) answers the workbook ``--xlsx`` writes.
 ``?unmask=1`` shows full ID numbers to a role that may (Permission.UNMASK), audited first.
 
-At a million customers each of these reads takes 40-55 s (bench/README.md): the page waits for
-it like the CLI does (the request's worker thread is busy meanwhile).
+At a million customers each of these reads takes 40-55 s and gigabytes (bench/README.md), so
+the page never computes in its request: it shows the result a background refresh stored
+(`syncd.hub.report_cache`, keyed by the report and the hub function's arguments) with the time
+it was computed. A first visit for some filters starts that computation and shows "computing"
+(the page reloads itself); a result older than `[console] report_max_age_seconds` is shown
+while a newer one is computed; `[console] report_workers` computations run at once per console
+process, the others queued. The export writes the same cached rows (409 while there are none).
+Filters are still checked at once (400); ID numbers are masked, or unmasked and audited, when
+the page is shown (the cached rows hold them whole, as the hub function returns them).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -26,21 +34,29 @@ from sqlalchemy import Connection
 from syncd.app import Node
 from syncd.console import web
 from syncd.core import i18n
-from syncd.core.errors import UsageError
+from syncd.core.errors import SyncdError, UsageError
 from syncd.core.i18n import N_, Translator
+from syncd.core.logs import get_logger
+from syncd.hub import report_cache
 from syncd.hub.console_users import Permission, User
 from syncd.hub.nodes import city_names
 from syncd.present import columns
 from syncd.present.tables import RIGHT, Cells, Kind, Output, Table, title, xlsx_bytes
 
 router = APIRouter()
+log = get_logger("syncd.console")
 C = TypeVar("C")
+Rows = list[dict[str, Any]]
 Analyst = Annotated[User, web.need(Permission.ANALYSIS)]
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DEFAULT_TOP = 20
 MAX_TOP = 10_000  # a page of more rows than this is no longer read by a person
 SEVERITIES = ("low", "medium", "high")
+SHOWN_ROWS = 1_000  # a page shows this many rows at most; the export has them all
+RELOAD_COMPUTING = 3  # seconds: the page reloads itself while its first result is computed
+RELOAD_REFRESHING = 15  # ... and while a newer one is computed
+_LIMITER_LOCK = threading.Lock()
 
 
 class BadFilter(Exception):
@@ -53,11 +69,28 @@ class BadFilter(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-    """What one page read: its table, the nodes' display names, the audit's arguments."""
+    """What one page shows: its table, the nodes' display names, the audit's arguments."""
 
     table: Table
     names: Mapping[str, str]
     arguments: Mapping[str, Any]
+    count: int  # the rows of the whole report: `table` may hold only the first of them
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One analysis for the chosen filters: the hub function and its arguments (the cache
+    key: `report` and `arguments`), and how its cached rows become the page's `Report`."""
+
+    report: str
+    arguments: Mapping[str, Any]
+    compute: Callable[[Node, Connection], Rows]  # the hub function, in the background
+    # at render, from the cached rows: the table of (at least) the first `limit` rows, or all
+    build: Callable[[Rows, Connection, int | None], Report]
+
+    @property
+    def key(self) -> str:
+        return report_cache.key_for(self.report, self.arguments)
 
 
 # --- the pages -----------------------------------------------------------------------------
@@ -80,19 +113,21 @@ def segments(request: Request, user: Analyst) -> Response:
             raise BadFilter(tr.gettext(N_("Choose two different dimensions.")))
         return chosen
 
-    def fetch(by: list[str]) -> Callable[[Node, Connection], Report]:
-        def go(n: Node, c: Connection) -> Report:
-            rows = analysis.segments(c, n.policy, n.settings.report, by)
-            table = columns.segments_table(tr, by, rows, city_names(c))
-            return Report(table, _names(c), {"by": by})
+    def spec(by: list[str]) -> Spec:
+        def compute(n: Node, c: Connection) -> Rows:
+            return analysis.segments(c, n.policy, n.settings.report, by)
 
-        return go
+        def build(rows: Rows, c: Connection, _limit: int | None) -> Report:
+            table = columns.segments_table(tr, by, rows, city_names(c))
+            return Report(table, _names(c), {"by": by}, len(rows))
+
+        return Spec("segments", {"by": by}, compute, build)
 
     form = {
         "by": [*chosen, "", ""][:2],
         "dimensions": [(d, tr.gettext(columns.DIMENSION_LABELS[d])) for d in analysis.DIMENSIONS],
     }
-    return _page(request, user, "segments", N_("Segments"), check, fetch, form)
+    return _page(request, user, "segments", N_("Segments"), check, spec, form)
 
 
 @router.get("/analysis/key")
@@ -113,14 +148,20 @@ def key_customers(request: Request, user: Analyst) -> Response:
             raise BadFilter(tr.fmt(N_("Top N must be between 1 and {most}."), most=MAX_TOP))
         return top
 
-    def fetch(top: int) -> Callable[[Node, Connection], Report]:
-        def go(n: Node, c: Connection) -> Report:
-            rows = analysis.key_customers(c, n.policy, n.settings.report, top)
-            return Report(columns.key_table(rows, top), _names(c), {"top": top})
+    def spec(top: int) -> Spec:
+        # One computation for every top N: the first MAX_TOP, of which the page shows the first
+        # `top` (the hub ranks all customers whatever N; its top N is a prefix of its top MAX).
+        def compute(n: Node, c: Connection) -> Rows:
+            return analysis.key_customers(c, n.policy, n.settings.report, MAX_TOP)
 
-        return go
+        def build(rows: Rows, c: Connection, limit: int | None) -> Report:
+            ranked = rows[:top]
+            table = columns.key_table(ranked[:limit], top)
+            return Report(table, _names(c), {"top": top}, len(ranked))
 
-    return _page(request, user, "key", N_("Key customers"), check, fetch, {"top": given})
+        return Spec("key", {"top": MAX_TOP}, compute, build)
+
+    return _page(request, user, "key", N_("Key customers"), check, spec, {"top": given})
 
 
 @router.get("/analysis/warnings")
@@ -131,7 +172,7 @@ def warnings(request: Request, user: Analyst) -> Response:
     severity = request.query_params.get("severity") or "low"
     reason = request.query_params.get("reason") or ""
     city = request.query_params.get("city") or ""
-    cities: dict[str, str] = web.read(request, lambda _n, c: city_names(c))
+    cities, names = web.read(request, lambda _n, c: (city_names(c), _names(c)))
 
     def check() -> tuple[int, list[str], str]:
         try:
@@ -147,19 +188,22 @@ def warnings(request: Request, user: Analyst) -> Response:
             raise BadFilter(tr.fmt(N_("Unknown city: {value}"), value=city))
         return minimum, reasons, city
 
-    def fetch(chosen: tuple[int, list[str], str]) -> Callable[[Node, Connection], Report]:
+    def spec(chosen: tuple[int, list[str], str]) -> Spec:
         minimum, reasons, home = chosen
 
-        def go(n: Node, c: Connection) -> Report:
-            rows = analysis.risk_warnings(
+        def compute(n: Node, c: Connection) -> Rows:
+            return analysis.risk_warnings(
                 c, n.policy, n.settings.report, min_severity=minimum, reasons=reasons
             )
+
+        def build(rows: Rows, _c: Connection, limit: int | None) -> Report:
             if home:  # the home city filter: the page's own, on the rows the report returned
                 rows = [r for r in rows if str(r["home_city"]) == home]
             arguments = {"severity": severity, "reason": reasons, "city": home or None}
-            return Report(columns.warnings_table(rows, cities), _names(c), arguments)
+            table = columns.warnings_table(rows[:limit], cities)
+            return Report(table, names, arguments, len(rows))
 
-        return go
+        return Spec("warnings", {"severity": minimum, "reason": reasons}, compute, build)
 
     form = {
         "severity": severity,
@@ -169,7 +213,7 @@ def warnings(request: Request, user: Analyst) -> Response:
         "city": city,
         "cities": sorted(cities.items(), key=lambda kv: kv[1]),
     }
-    return _page(request, user, "warnings", N_("Risk warnings"), check, fetch, form)
+    return _page(request, user, "warnings", N_("Risk warnings"), check, spec, form)
 
 
 # --- what the three pages share ------------------------------------------------------------
@@ -187,10 +231,11 @@ def _page(
     page: str,
     heading: str,
     check: Callable[[], C],
-    fetch: Callable[[C], Callable[[Node, Connection], Report]],
+    spec_of: Callable[[C], Spec],
     form: Mapping[str, Any],
 ) -> Response:
-    """Check the filters, read, audit an unmasked view, then the page or its workbook."""
+    """Check the filters, read the cached result (starting its computation when due), audit
+    an unmasked view, then the page or its workbook."""
     tr = web.translator(request)
     want = request.query_params.get("format") or "html"
     if want not in ("html", "xlsx"):
@@ -199,20 +244,45 @@ def _page(
     if export and not user.may(Permission.EXPORT):
         raise web.Forbidden(Permission.EXPORT)
     try:
-        chosen = check()
+        spec = spec_of(check())
     except BadFilter as exc:
         return _bad(request, page, heading, form, exc.message)
-    try:
-        report = web.read(request, fetch(chosen))
-    except UsageError as exc:  # a check of the hub's own that the page's did not foresee
-        return _bad(request, page, heading, form, str(exc))
+    key = spec.key
+
+    memo = _memo(request)
+
+    def cached(_n: Node, c: Connection) -> tuple[report_cache.State, Report | None]:
+        state = report_cache.read(c, key, memo=memo)
+        limit = None if export else SHOWN_ROWS
+        return state, (spec.build(state.result, c, limit) if state.has_result else None)
+
+    state, report = web.read(request, cached)
+    wait = _limiter(request).full  # before starting: a computation started now would queue
+    started = _start(request, key, state, spec)
+    status = _status(request, state, started, started is not None and wait)
+    if report is None:
+        return web.render(
+            request,
+            "analysis.html",
+            status_code=409 if export else 200,
+            page=page,
+            heading=tr.gettext(heading),
+            form=form,
+            error=None,
+            not_ready=export,
+            status=status,
+            table=None,
+            links=None,
+        )
     unmask = web.unmask_requested(request, user)
     table = report.table
     ids = any(c.kind is Kind.ID_NUMBER for c in table.columns)
     unit = i18n.Unit.WAN if request.query_params.get("unit") == "wan" else i18n.Unit.YUAN
+    shown = len(table.rows) if export else min(len(table.rows), SHOWN_ROWS)
+    count = max(report.count, len(table.rows))
     if unmask and ids:
         arguments = {**report.arguments, "unit": unit.value, "format": want, "lang": tr.lang}
-        web.audit_unmask(request, user, page, arguments, len(table.rows))
+        web.audit_unmask(request, user, page, arguments, shown)
     cells = Cells(Output(lang=tr.lang, unit=unit, unmask=unmask and ids), report.names)
     if export:
         return _workbook(cells, table, tr, heading, page)
@@ -223,9 +293,88 @@ def _page(
         heading=tr.gettext(heading),
         form=form,
         error=None,
-        table=_shown(cells, table),
+        not_ready=False,
+        status=status,
+        table=_shown(cells, table, shown, count),
         links=_links(request, user, ids, unmask),
     )
+
+
+def _limiter(request: Request) -> report_cache.Limiter:
+    """This console process's cap on analyses computed at once (`[console] report_workers`)."""
+    app_state = request.app.state
+    with _LIMITER_LOCK:
+        limiter = getattr(app_state, "report_limiter", None)
+        if not isinstance(limiter, report_cache.Limiter):
+            limiter = report_cache.Limiter(web.node(request).settings.console.report_workers)
+            app_state.report_limiter = limiter
+        return limiter
+
+
+def _memo(request: Request) -> report_cache.Memo:
+    """This console process's decoded results (a warnings list is a hundred thousand rows)."""
+    app_state = request.app.state
+    with _LIMITER_LOCK:
+        memo = getattr(app_state, "report_memo", None)
+        if not isinstance(memo, report_cache.Memo):
+            memo = app_state.report_memo = report_cache.Memo()
+        return memo
+
+
+def _start(
+    request: Request, key: str, state: report_cache.State, spec: Spec
+) -> threading.Thread | None:
+    """Start the computation of `key` in the background if it is due (`State.due`)."""
+    node = web.node(request)
+    max_age = node.settings.console.report_max_age_seconds
+    try:
+        started = report_cache.refresh_in_background(
+            node.engine,
+            key,
+            state,
+            max_age,
+            lambda conn: spec.compute(node, conn),
+            limiter=_limiter(request),
+        )
+    except SyncdError as exc:  # the cached result still shows; the next visit tries again
+        log.error("report_refresh_not_started", key=key, error=str(exc))
+        return None
+    if started is not None:
+        request.app.state.report_refresh = started  # for tests: the thread
+    return started
+
+
+def _status(
+    request: Request, state: report_cache.State, started: threading.Thread | None, wait: bool
+) -> dict[str, Any]:
+    """The result's time and its refresh's state, as the page says them (`wait`: the
+    computation this visit started waits for its turn)."""
+    max_age = web.node(request).settings.console.report_max_age_seconds
+    pending = started is not None or state.pending
+    queued = state.queued or wait
+    retry = state.retry_at(max_age)
+    if not state.has_result and pending:
+        reload = RELOAD_COMPUTING
+    elif pending:
+        reload = RELOAD_REFRESHING
+    else:
+        reload = 0
+    return {
+        "as_of": _time(state.computed_at) if state.computed_at else "",
+        "seconds": state.seconds if state.has_result else None,
+        "pending": pending,
+        "queued": pending and queued,
+        "failed": state.failed,
+        "error": state.error or "",
+        "error_at": _time(state.error_at) if state.error_at else "",
+        "retry_at": _time(retry) if retry else "",
+        "reload_seconds": reload,
+    }
+
+
+def _time(value: dt.datetime) -> str:
+    """A stored time (naive UTC) as the page shows it."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") + " UTC"
 
 
 def _bad(
@@ -240,27 +389,32 @@ def _bad(
         heading=tr.gettext(heading),
         form=form,
         error=message,
+        not_ready=False,
+        status=None,
         table=None,
         links=None,
     )
 
 
-def _shown(cells: Cells, table: Table) -> dict[str, Any]:
+def _shown(cells: Cells, table: Table, shown: int, count: int) -> dict[str, Any]:
     """The table as the terminal shows it (its columns that are not export-only), each cell's
-    text as the CLI writes it; a segments' total row marked."""
-    shown = [c for c in table.columns if not c.export_only]
-    total = {c.key for c in shown if c.kind is Kind.ENUM and c.enum == "segment"}
+    text as the CLI writes it, its first `shown` rows (of `count`); a segments' total row
+    marked."""
+    columns_shown = [c for c in table.columns if not c.export_only]
+    total = {c.key for c in columns_shown if c.kind is Kind.ENUM and c.enum == "segment"}
     return {
         "title": title(cells, table),
         "id": f"{table.name}-table",
-        "headers": [(cells.label(c), c.kind in RIGHT) for c in shown],
+        "headers": [(cells.label(c), c.kind in RIGHT) for c in columns_shown],
         "rows": [
             {
                 "total": bool(total) and all(row.get(k) == "total" for k in total),
-                "cells": [(cells.text(c, row.get(c.key)), c.kind in RIGHT) for c in shown],
+                "cells": [(cells.text(c, row.get(c.key)), c.kind in RIGHT) for c in columns_shown],
             }
-            for row in table.rows
+            for row in table.rows[:shown]
         ],
+        "count": count,
+        "shown": shown,
     }
 
 
