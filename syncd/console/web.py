@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import jinja2
 from fastapi import Depends, Request
@@ -260,7 +261,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         "amount": lambda v, u=unit: "" if v is None else i18n.format_amount(v, u),
         "count": lambda v: "" if v is None else i18n.format_count(v),
         "mask": i18n.mask_id,
-        "when": when,
+        "when": lambda v: local_time(request, v),
+        "zone_label": zone_label(request),
         "node_name": node(request).settings.node.id,
         "status_code": status_code,
     }
@@ -270,17 +272,36 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     return response
 
 
-def when(value: Any) -> str:
-    """A stored time (naive UTC: a datetime or its ISO text) as pages show it, to the second."""
+def zone(request: Request) -> ZoneInfo:
+    """The zone pages show times in (`[console] timezone`)."""
+    return ZoneInfo(node(request).settings.console.timezone)
+
+
+def zone_label(request: Request) -> str:
+    """The zone as a page names it: Asia/Shanghai (UTC+08:00)."""
+    tz = zone(request)
+    offset = dt.datetime.now(tz).strftime("%z")
+    return f"{tz.key} (UTC{offset[:3]}:{offset[3:]})"
+
+
+def when(value: Any, tz: dt.tzinfo = dt.UTC) -> str:
+    """A stored time (naive UTC: a datetime or its ISO text) in zone tz, to the second."""
     if value is None or value == "":
         return ""
-    if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    text = str(value)
-    try:
-        return dt.datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return text
+    moment = value
+    if not isinstance(moment, dt.datetime):
+        try:
+            moment = dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def local_time(request: Request, value: Any) -> str:
+    """`when` in the console's zone."""
+    return when(value, zone(request))
 
 
 def may(request: Request, permission: Permission) -> bool:

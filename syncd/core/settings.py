@@ -199,6 +199,17 @@ class ReportSection(_Section):
         return value
 
 
+def check_zone(value: str) -> str:
+    """An IANA time zone name, or ValueError naming what is expected."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {value!r}: expected an IANA name such as Asia/Shanghai or UTC"
+        ) from exc
+    return value
+
+
 class DownlinkSection(_Section):
     """The downward path (`syncd.hub.downlink`, `syncd.city.insights`).
 
@@ -222,13 +233,7 @@ class AuditSection(_Section):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(
-                f"unknown time zone {value!r}: expected an IANA name such as Asia/Shanghai or UTC"
-            ) from exc
-        return value
+        return check_zone(value)
 
 
 class ConflictsSection(_Section):
@@ -244,7 +249,9 @@ class ConsoleSection(_Section):
     terminates TLS, forwards to it). `root_path`: the path prefix the proxy serves it under,
     e.g. /syncd. `session_minutes`: a sign-in lasts this long (a signed cookie with that
     expiry). `secure_cookies`: mark the session cookie Secure (the proxy speaks HTTPS); turn it
-    off only to try the console over plain HTTP on one machine. `secret_key`: signs the
+    off only to try the console over plain HTTP on one machine. `timezone`: the IANA zone the
+    pages show times in (Asia/Shanghai: bank staff read Beijing time; times are stored in UTC,
+    and exports keep them so). `secret_key`: signs the
     cookies; by default one made at the first start and kept in the hub's database, so every
     console process of the hub shares it. `lockout_after`/`lockout_minutes`: a user is locked
     out for that long after that many failed sign-ins in a row. `overview_max_age_seconds`: the
@@ -260,12 +267,18 @@ class ConsoleSection(_Section):
     root_path: str = ""
     session_minutes: float = Field(default=480.0, gt=0)
     secure_cookies: bool = True
+    timezone: str = "Asia/Shanghai"
     secret_key: SecretStr | None = None
     lockout_after: int = Field(default=5, ge=1)
     lockout_minutes: float = Field(default=15.0, ge=0)
     overview_max_age_seconds: float = Field(default=300.0, ge=0)
     report_max_age_seconds: float = Field(default=900.0, ge=0)
     report_workers: int = Field(default=1, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return check_zone(value)
 
     @field_validator("root_path")
     @classmethod

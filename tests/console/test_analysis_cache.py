@@ -11,18 +11,22 @@ import threading
 import time
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from syncd.console.web import when
 from syncd.core.i18n import format_amount, format_count
 from syncd.hub import analysis, report_cache
 from syncd.store import hub_tables as schema_hub
 from syncd.store.db import utcnow
 from tests.console.conftest import Console
 from tests.console.test_analysis_pages import table
+
+BEIJING = ZoneInfo("Asia/Shanghai")  # [console] timezone by default
 
 SEGMENTS = "/analysis/segments?by=type"
 SEGMENTS_KEY = report_cache.key_for("segments", {"by": ["type"]})
@@ -79,7 +83,7 @@ def test_first_visit_computes_then_the_cached_figures_are_reused_and_refreshed(
     assert isinstance(state.result[0]["deposit_balance"], Decimal)
     assert state.computed_at is not None
     assert 'id="analysis-asof"' in page.text
-    assert state.computed_at.strftime("%Y-%m-%d %H:%M:%S") in page.text
+    assert when(state.computed_at, BEIJING) in page.text
 
     # Reused: more visits, the export too, compute nothing (the same computed_at).
     for url in (SEGMENTS, SEGMENTS + "&unit=wan", SEGMENTS + "&format=xlsx"):
@@ -119,7 +123,7 @@ def test_a_failed_computation_is_shown_and_not_retried_at_once(sqlite_console: C
     state = _state(console)
     assert state.failed
     assert state.error_at is not None
-    assert state.error_at.strftime("%Y-%m-%d %H:%M:%S") in page.text
+    assert when(state.error_at, BEIJING) in page.text
     assert not state.pending
     # The export has nothing to write: said at once, with 409.
     export, _ = _visit(console, client, SEGMENTS + "&format=xlsx")

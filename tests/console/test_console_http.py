@@ -11,6 +11,7 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -346,3 +347,17 @@ def test_the_console_runs_only_at_the_hub(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert "runs on the hub" in run.stderr
+
+
+def test_times_are_shown_in_the_console_zone_and_a_bad_zone_is_named(tmp_path: Path) -> None:
+    from syncd.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"console\.timezone.*unknown time zone 'Mars/Olympus'"):
+        make_console(
+            f"sqlite:///{tmp_path / 'x.db'}", tmp_path, extra='timezone = "Mars/Olympus"\n'
+        )
+    assert web.when(dt.datetime(2026, 11, 30, 16, 30, 5), ZoneInfo("Asia/Shanghai")) == (
+        "2026-12-01 00:30:05"  # naive times are UTC as stored: Beijing is 8 hours ahead
+    )
+    assert web.when("2026-11-30T16:30:05") == "2026-11-30 16:30:05"
+    assert web.when(None) == ""

@@ -8,10 +8,12 @@ import re
 import threading
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from syncd.console.web import when
 from syncd.core.i18n import Unit, format_amount, format_count
 from syncd.hub import analysis, reports
 from syncd.hub import overview as cache
@@ -19,6 +21,8 @@ from syncd.store import hub_tables as schema_hub
 from syncd.store.db import utcnow
 from tests.console.conftest import Console
 from tests.integration.test_reports import deposit
+
+BEIJING = ZoneInfo("Asia/Shanghai")  # [console] timezone by default
 
 D = Decimal
 
@@ -140,7 +144,7 @@ def test_first_visit_computes_then_shows_the_cli_figures(console: Console) -> No
     assert got.cities == cli
     assert got.refreshing_since is None
     assert row["computed_at"] is not None
-    assert row["computed_at"].strftime("%Y-%m-%d %H:%M:%S") in state.text
+    assert when(row["computed_at"], BEIJING) in state.text
 
     # Two console processes: the second claimer loses until the lease is given back or has
     # expired (a refresh that died with its process).
@@ -240,7 +244,7 @@ def test_stale_figures_are_refreshed_and_a_failure_shown(sqlite_console: Console
     assert state.failed
     assert state.error_at is not None
     assert state.refreshing_since is None
-    assert state.error_at.strftime("%Y-%m-%d %H:%M:%S") in html
+    assert when(state.error_at, BEIJING) in html
     assert 'id="overview-table"' in html  # the older figures stay, said to be older
     # No hot loop: visits before the retry time start nothing.
     sqlite_console.app.state.overview_refresh = None

@@ -360,21 +360,16 @@ def _status(
     else:
         reload = 0
     return {
-        "as_of": _time(state.computed_at) if state.computed_at else "",
+        "as_of": web.local_time(request, state.computed_at),
         "seconds": state.seconds if state.has_result else None,
         "pending": pending,
         "queued": pending and queued,
         "failed": state.failed,
         "error": state.error or "",
-        "error_at": _time(state.error_at) if state.error_at else "",
-        "retry_at": _time(retry) if retry else "",
+        "error_at": web.local_time(request, state.error_at),
+        "retry_at": web.local_time(request, retry),
         "reload_seconds": reload,
     }
-
-
-def _time(value: dt.datetime) -> str:
-    """A stored time (naive UTC) as the page shows it."""
-    return value.strftime("%Y-%m-%d %H:%M:%S") + " UTC"
 
 
 def _bad(

@@ -116,7 +116,7 @@ class Asked:
 
 
 def _zone(node: Node) -> dt.tzinfo:
-    return times.zone(node.settings.audit.timezone)
+    return times.zone(node.settings.console.timezone)
 
 
 # --- showing a line ---------------------------------------------------------------------------
@@ -311,7 +311,7 @@ def audit(request: Request, user: Auditor) -> HTMLResponse:
         actions=_actions(),
         tables=found["tables"] if found else [],
         nodes=[(n, found["names"].get(n)) for n in found["nodes"]] if found else [],
-        timezone=web.node(request).settings.audit.timezone,
+        timezone=web.node(request).settings.console.timezone,
         lines=lines,
         error=error,
         more=page.more if page else 0,

@@ -79,5 +79,5 @@ def health(request: Request, user: Annotated[User, web.need(Permission.HEALTH)])
         states=STATES,
         threshold=threshold,
         refresh_seconds=REFRESH_SECONDS,
-        refreshed_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        refreshed_at=web.local_time(request, dt.datetime.now(dt.UTC)),
     )

@@ -9,7 +9,6 @@ starts one refresh in the background and says so (that state reloads itself).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Any
@@ -84,9 +83,9 @@ def context(
         "refreshing": refreshing,
         "reload_seconds": 0,
         "failed": state.failed,
-        "retry_at": _time(retry) if retry else "",
-        "error_at": _time(state.error_at) if state.error_at else "",
-        "as_of": _time(state.computed_at) if state.computed_at else "",
+        "retry_at": web.local_time(request, retry),
+        "error_at": web.local_time(request, state.error_at),
+        "as_of": web.local_time(request, state.computed_at),
         "figures": [(key, tr.gettext(label), kind) for key, label, kind in FIGURES],
         "rows": [],
         "trends": [],
@@ -118,11 +117,6 @@ def context(
     ctx["chart_cities"] = _chart_cities(tr, unit, [r for r in rows if not r["total"]])
     ctx["chart_trend"] = _chart_trend(tr, unit, state, rows, names)
     return ctx
-
-
-def _time(value: dt.datetime) -> str:
-    """A stored time (naive UTC) as the page shows it."""
-    return value.strftime("%Y-%m-%d %H:%M:%S") + " UTC"
 
 
 def _unit_links(request: Request) -> list[dict[str, Any]]:

@@ -125,10 +125,10 @@ def _names(request: Request) -> dict[str, str]:
 TIMES = ("opened_at", "resolved_at", "proposed_at", "created_at", "closed_at")
 
 
-def _timed(record: dict[str, Any]) -> dict[str, Any]:
-    """The record's timestamps (naive UTC) to the second, as the CLI's status shows them."""
+def _timed(request: Request, record: dict[str, Any]) -> dict[str, Any]:
+    """The record's timestamps (naive UTC) to the second, in the console's zone."""
     return {
-        k: v.strftime("%Y-%m-%d %H:%M:%S") if k in TIMES and isinstance(v, dt.datetime) else v
+        k: web.local_time(request, v) if k in TIMES and isinstance(v, dt.datetime) else v
         for k, v in record.items()
     }
 
@@ -175,7 +175,7 @@ def conflicts(
     tr = web.translator(request)
     shown = [
         {
-            **_timed(r),
+            **_timed(request, r),
             "identity": _masked(r["identity"], show),
             "golden_shown": _shown_value(r["column_name"], r["golden_value"], tr, show),
             "candidates_shown": {
@@ -221,7 +221,7 @@ def _conflict_page(
         request,
         "conflict.html",
         status_code=status_code,
-        c=_timed(found),
+        c=_timed(request, found),
         cid=cid,
         identity=_masked(found["identity"], show),
         golden_shown=shown(found["golden_value"]),
@@ -319,10 +319,10 @@ def _listed_ids(e: dict[str, Any]) -> bool:
     return bool(_ids(e["row_key"])) or any(n in reason for n in _ids(e["row_data"]))
 
 
-def _entry_shown(e: dict[str, Any], show: bool) -> dict[str, Any]:
+def _entry_shown(request: Request, e: dict[str, Any], show: bool) -> dict[str, Any]:
     ids = _ids(e["row_key"], e["row_data"])
     return {
-        **_timed(e),
+        **_timed(request, e),
         "row_key": _masked(e["row_key"], show),
         "row_data": _masked(e["row_data"], show),
         "reason": _masked_text(e["reason"], ids, show),
@@ -361,7 +361,7 @@ def quarantine(
     return web.render(
         request,
         "quarantine.html",
-        rows=[_entry_shown(r, show) for r in rows],
+        rows=[_entry_shown(request, r, show) for r in rows],
         status=status,
         node=node,
         table=table,
@@ -391,7 +391,7 @@ def quarantine_detail(
     return web.render(
         request,
         "quarantine_entry.html",
-        e=_entry_shown(entry, show),
+        e=_entry_shown(request, entry, show),
         qid=qid,
         statuses=QUARANTINE_STATUSES,
         names=_names(request),
