@@ -277,11 +277,7 @@ def xlsx_bytes(cells: Cells, tables: Sequence[Table]) -> bytes:
     for table in tables:
         sheet = book.create_sheet(_sheet_title(title(cells, table), taken))
         labels = [cells.label(c) for c in table.columns]
-        widths = [cell_len(label) for label in labels]
-        for row in table.rows:
-            for i, column in enumerate(table.columns):
-                widths[i] = max(widths[i], cell_len(_width_text(cells, column, row)))
-        for i, width in enumerate(widths, start=1):
+        for i, width in enumerate(_widths(cells, table, labels), start=1):
             sheet.column_dimensions[get_column_letter(i)].width = min(_MAX_WIDTH, width + 2)
         sheet.freeze_panes = "A2"
         header = []
@@ -291,16 +287,7 @@ def xlsx_bytes(cells: Cells, tables: Sequence[Table]) -> bytes:
             header.append(cell)
         sheet.append(header)
         for row in table.rows:
-            line: list[Any] = []
-            for column in table.columns:
-                value, number_format = cells.typed(column, row.get(column.key))
-                if number_format is None:
-                    line.append(value)
-                else:
-                    cell = WriteOnlyCell(sheet, value=value)
-                    cell.number_format = number_format
-                    line.append(cell)
-            sheet.append(line)
+            sheet.append(_typed_row(sheet, cells, table, row))
         if table.rows:
             last = get_column_letter(len(table.columns))
             sheet.auto_filter.ref = f"A1:{last}{len(table.rows) + 1}"
@@ -309,6 +296,31 @@ def xlsx_bytes(cells: Cells, tables: Sequence[Table]) -> bytes:
     buf = io.BytesIO()
     book.save(buf)
     return buf.getvalue()
+
+
+def _widths(cells: Cells, table: Table, labels: Sequence[str]) -> list[int]:
+    """Each column's width in cells: its label's or its longest value's as text."""
+    widths = [cell_len(label) for label in labels]
+    for row in table.rows:
+        for i, column in enumerate(table.columns):
+            widths[i] = max(widths[i], cell_len(_width_text(cells, column, row)))
+    return widths
+
+
+def _typed_row(sheet: Any, cells: Cells, table: Table, row: Mapping[str, Any]) -> list[Any]:
+    """A row's values for a write-only sheet: a cell with its number format where it has one."""
+    from openpyxl.cell import WriteOnlyCell
+
+    line: list[Any] = []
+    for column in table.columns:
+        value, number_format = cells.typed(column, row.get(column.key))
+        if number_format is None:
+            line.append(value)
+        else:
+            cell = WriteOnlyCell(sheet, value=value)
+            cell.number_format = number_format
+            line.append(cell)
+    return line
 
 
 def _width_text(cells: Cells, column: Column, row: Mapping[str, Any]) -> str:
