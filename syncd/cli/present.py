@@ -256,20 +256,9 @@ def _raw(tables: Sequence[Table]) -> Any:
     return {t.name: list(t.rows) for t in tables}
 
 
-_ID_KEYS = frozenset({"id_number"})
-
-
 def _masked(data: Any, unmask: bool) -> Any:
     """JSON data with every id_number masked (unless unmask), at any depth."""
-    if unmask:
-        return data
-    if isinstance(data, dict):
-        return {
-            k: i18n.mask_id(v) if k in _ID_KEYS else _masked(v, unmask) for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [_masked(v, unmask) for v in data]
-    return data
+    return data if unmask else i18n.mask_ids(data)
 
 
 def _terminal(cells: Cells, table: Table) -> None:

@@ -246,7 +246,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     """A page: the template with the translator, the user, the navigation and the CSRF token."""
     tr = translator(request)
     user: User | None = getattr(request.state, "user", None)
-    unit = i18n.Unit.WAN if request.query_params.get("unit") == "wan" else i18n.Unit.YUAN
+    unit = unit_of(request)
     base = {
         "request": request,
         "url_for": lambda name, **params: path_for(request, name, **params),
@@ -302,6 +302,11 @@ def when(value: Any, tz: dt.tzinfo = dt.UTC) -> str:
 def local_time(request: Request, value: Any) -> str:
     """`when` in the console's zone."""
     return when(value, zone(request))
+
+
+def unit_of(request: Request) -> i18n.Unit:
+    """The amounts' unit a page was asked for: `?unit=wan` for 万元, else 元."""
+    return i18n.Unit.WAN if request.query_params.get("unit") == "wan" else i18n.Unit.YUAN
 
 
 def may(request: Request, permission: Permission) -> bool:

@@ -364,6 +364,28 @@ def format_count(value: Any) -> str:
 MASK = "*"
 
 
+# A resident ID number (18 or 15 digits) standing alone in a text: what `mask_ids(in_text=True)`
+# masks inside strings (a reason, a detail) beside the values of id_number fields.
+_RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[0-9Xx]|\d{15})(?![0-9A-Za-z])")
+
+
+def mask_ids(data: Any, *, in_text: bool = False) -> Any:
+    """Decoded JSON with every id_number field's value masked, at any depth; with in_text,
+    also each resident ID number standing alone in any string."""
+    if isinstance(data, dict):
+        return {
+            k: mask_id(v)
+            if k == "id_number" and isinstance(v, str)
+            else mask_ids(v, in_text=in_text)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [mask_ids(v, in_text=in_text) for v in data]
+    if in_text and isinstance(data, str):
+        return _RESIDENT_ID.sub(lambda m: str(mask_id(m[0])), data)
+    return data
+
+
 def mask_id(number: Any) -> Any:
     """An ID number with its middle masked, its length kept; None (or not a string) as it is.
 

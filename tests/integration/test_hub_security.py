@@ -272,6 +272,21 @@ def test_every_security_definer_function_is_pinned_also_after_reinit(hub: Hub) -
         conn.execute("CREATE TEMP TABLE t (i int)")
 
 
+def test_the_node_guard_is_pinned_and_no_node_calls_it(
+    hub: Hub, as_a: psycopg.Connection[Any]
+) -> None:
+    """syncd_check_caller, the guard the downlink functions call (as their owner): its
+    search_path pinned like theirs, and no EXECUTE for PUBLIC or a node's role."""
+    with psycopg.connect(hub.admin) as admin:
+        row = admin.execute(
+            "SELECT p.proconfig, p.prosecdef, has_function_privilege('public', p.oid, 'EXECUTE')"
+            " FROM pg_proc p WHERE p.oid = 'syncd_check_caller(text)'::regprocedure"
+        ).fetchone()
+    assert row == (["search_path=pg_catalog, pg_temp"], False, False)
+    with pytest.raises(errors.InsufficientPrivilege):
+        as_a.execute("SELECT syncd_check_caller(%s)", (A,))
+
+
 def test_temporary_pg_roles_cannot_make_a_node_superuser(
     hub: Hub, as_a: psycopg.Connection[Any]
 ) -> None:

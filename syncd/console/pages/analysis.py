@@ -33,7 +33,6 @@ from sqlalchemy import Connection
 
 from syncd.app import Node
 from syncd.console import web
-from syncd.core import i18n
 from syncd.core.errors import SyncdError, UsageError
 from syncd.core.i18n import N_, Translator
 from syncd.core.logs import get_logger
@@ -277,7 +276,7 @@ def _page(
     unmask = web.unmask_requested(request, user)
     table = report.table
     ids = any(c.kind is Kind.ID_NUMBER for c in table.columns)
-    unit = i18n.Unit.WAN if request.query_params.get("unit") == "wan" else i18n.Unit.YUAN
+    unit = web.unit_of(request)
     shown = len(table.rows) if export else min(len(table.rows), SHOWN_ROWS)
     count = max(report.count, len(table.rows))
     if unmask and ids:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -44,9 +43,6 @@ ENTRY_ROWS = 500  # row decisions shown per page of one entry
 _EXPORT_CHUNK = 64 * 1024
 _SPOOL_BYTES = 8 * 1024 * 1024  # an export bigger than this is spooled to a temporary file
 
-# A resident ID number (18 or 15 digits) standing alone inside a text.
-_RIC = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[0-9Xx]|\d{15})(?![0-9A-Za-z])")
-ID_NUMBER = "id_number"  # the identity column of ID numbers (syncd.hub.audit_golden)
 
 _FILTERS = ("node", "batch", "table", "key", "id_number", "golden_id", "action", "since", "until")
 
@@ -125,16 +121,7 @@ def _zone(node: Node) -> dt.tzinfo:
 def masked(value: Any) -> Any:
     """`value` (a decoded row key or detail) with every ID number in it masked: the values of
     id_number fields, and resident ID numbers standing alone in any text."""
-    if isinstance(value, dict):
-        return {
-            k: i18n.mask_id(v) if k == ID_NUMBER and isinstance(v, str) else masked(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [masked(v) for v in value]
-    if isinstance(value, str):
-        return _RIC.sub(lambda m: str(i18n.mask_id(m[0])), value)
-    return value
+    return i18n.mask_ids(value, in_text=True)
 
 
 def _json(value: Any) -> str:

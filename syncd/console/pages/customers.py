@@ -189,7 +189,7 @@ def _conflicts(conn: sa.Connection, golden_id: int) -> list[dict[str, Any]]:
 def _shower(request: Request, unmask: bool, cities: dict[str, str]) -> Any:
     """show(key, value): a record's field as text (masked ID, translated codes, amounts)."""
     tr = web.translator(request)
-    unit = i18n.Unit.WAN if request.query_params.get("unit") == "wan" else i18n.Unit.YUAN
+    unit = web.unit_of(request)
 
     def show(key: str, value: Any) -> str:
         if value is None:

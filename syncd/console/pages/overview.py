@@ -74,7 +74,7 @@ def context(
 ) -> dict[str, Any]:
     """Everything overview.html shows, in the user's language and unit."""
     tr = web.translator(request)
-    unit = i18n.Unit.WAN if request.query_params.get("unit") == "wan" else i18n.Unit.YUAN
+    unit = web.unit_of(request)
     names = {**node_names, analysis.PROVINCE: tr.gettext(N_("province"))}
     max_age = web.node(request).settings.console.overview_max_age_seconds
     retry = state.retry_at(max_age)
@@ -121,7 +121,7 @@ def context(
 
 def _unit_links(request: Request) -> list[dict[str, Any]]:
     """The 元 / 万元 switch: this page with ?unit=wan or without it, other parameters kept."""
-    current = "wan" if request.query_params.get("unit") == "wan" else "yuan"
+    current = web.unit_of(request).value
     tr = web.translator(request)
     links = []
     for unit in (i18n.Unit.YUAN, i18n.Unit.WAN):

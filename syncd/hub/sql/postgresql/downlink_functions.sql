@@ -9,13 +9,7 @@ CREATE OR REPLACE FUNCTION ${schema}.syncd_fetch_insights(p_node text, p_after b
 RETURNS TABLE (seq bigint, row_count integer, checksum text, payload text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF ${schema}.syncd_caller_may_act_for(p_node) IS NOT TRUE THEN
-        RAISE EXCEPTION 'role % may not act for node %', session_user, p_node
-            USING ERRCODE = '42501';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM ${schema}.syncd_node n WHERE n.node_id = p_node) THEN
-        RAISE EXCEPTION 'node % is not registered at this hub', p_node USING ERRCODE = '42704';
-    END IF;
+    PERFORM ${schema}.syncd_check_caller(p_node);
     RETURN QUERY
         SELECT b.seq, b.row_count, b.checksum::text, b.payload
           FROM ${schema}.syncd_downlink_batch b
@@ -32,13 +26,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_built bigint;
 BEGIN
-    IF ${schema}.syncd_caller_may_act_for(p_node) IS NOT TRUE THEN
-        RAISE EXCEPTION 'role % may not act for node %', session_user, p_node
-            USING ERRCODE = '42501';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM ${schema}.syncd_node n WHERE n.node_id = p_node) THEN
-        RAISE EXCEPTION 'node % is not registered at this hub', p_node USING ERRCODE = '42704';
-    END IF;
+    PERFORM ${schema}.syncd_check_caller(p_node);
     SELECT d.built_seq INTO v_built FROM ${schema}.syncd_downlink_node d
      WHERE d.node_id = p_node;
     v_built := COALESCE(v_built, 0);
@@ -66,13 +54,7 @@ DECLARE
     v_rows bigint;
     v_sum numeric;
 BEGIN
-    IF ${schema}.syncd_caller_may_act_for(p_node) IS NOT TRUE THEN
-        RAISE EXCEPTION 'role % may not act for node %', session_user, p_node
-            USING ERRCODE = '42501';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM ${schema}.syncd_node n WHERE n.node_id = p_node) THEN
-        RAISE EXCEPTION 'node % is not registered at this hub', p_node USING ERRCODE = '42704';
-    END IF;
+    PERFORM ${schema}.syncd_check_caller(p_node);
     SELECT count(*), COALESCE(sum(('x' || substr(md5(s.row_key || ':' || s.digest), 1, 15))
                                   ::bit(60)::bigint::numeric), 0)
       INTO v_rows, v_sum

@@ -32,6 +32,25 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
         OR COALESCE(pg_catalog.pg_has_role(session_user, current_user, 'MEMBER'), false);
 $$;
 
+-- The guard of the node functions that act for a registered node: refuses (42501) a caller
+-- that may not act for p_node, then (42704) a node the hub does not know. Called from the
+-- SECURITY DEFINER functions, it runs as their owner (no definer of its own: nobody else may
+-- execute it); session_user stays the caller's.
+CREATE OR REPLACE FUNCTION ${schema}.syncd_check_caller(p_node text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF ${schema}.syncd_caller_may_act_for(p_node) IS NOT TRUE THEN
+        RAISE EXCEPTION 'role % may not act for node %', session_user, p_node
+            USING ERRCODE = '42501';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM ${schema}.syncd_node n WHERE n.node_id = p_node) THEN
+        RAISE EXCEPTION 'node % is not registered at this hub', p_node USING ERRCODE = '42704';
+    END IF;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION ${schema}.syncd_check_caller(text) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION ${schema}.syncd_node_watermark(p_node text) RETURNS bigint
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
