@@ -14,6 +14,7 @@ from rich.text import Text
 from syncd.cli import present
 from syncd.cli.render import call, heading, out, print_table, usage
 from syncd.core.i18n import N_
+from syncd.present import columns
 from syncd.present.tables import Column, Kind, Table
 
 if TYPE_CHECKING:
@@ -255,22 +256,26 @@ def _show_quarantine(report: DemoReport) -> None:
 
 # The demo's narrower tables (`report cities` and `report value` carry every column).
 _DEMO_CITY_COLUMNS = (
-    Column("node_id", N_("city"), Kind.NODE),
-    Column("customers", N_("customers"), Kind.COUNT),
-    Column("deposit_balance", N_("deposits"), Kind.MONEY),
-    Column("loan_balance", N_("loans"), Kind.MONEY),
-    Column("overdue_loan_balance", N_("overdue loans"), Kind.MONEY),
+    *columns.pick(
+        columns.CITY_COLUMNS,
+        "node_id",
+        "customers",
+        "deposit_balance",
+        "loan_balance",
+        "overdue_loan_balance",
+    ),
     Column("non_performing", N_("non-performing"), Kind.MONEY),
-    Column("fee_income", N_("fee income"), Kind.MONEY),
+    *columns.pick(columns.CITY_COLUMNS, "fee_income"),
 )
-_DEMO_VALUE_COLUMNS = (
-    Column("rank", N_("rank"), Kind.COUNT),
-    Column("tier", N_("tier"), Kind.ENUM, enum="tier"),
-    Column("name", N_("name")),
-    Column("cities", N_("cities"), Kind.NODES),
-    Column("deposit_balance", N_("deposits"), Kind.MONEY),
-    Column("loan_balance", N_("loans"), Kind.MONEY),
-    Column("contribution", N_("contribution"), Kind.MONEY),
+_DEMO_VALUE_COLUMNS = columns.pick(
+    columns.VALUE_COLUMNS,
+    "rank",
+    "tier",
+    "name",
+    "cities",
+    "deposit_balance",
+    "loan_balance",
+    "contribution",
 )
 
 

@@ -18,7 +18,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from syncd.core.errors import NodeLocked, SyncdError, UsageError
 from syncd.core.policy import Policy, load_policy
 from syncd.core.settings import Settings, load_settings
 from syncd.daemon.lock import NodeLock
-from syncd.hub import audit, audit_query, conflicts, downlink, quarantine, reports
+from syncd.hub import analysis, audit, audit_query, conflicts, downlink, quarantine, reports
 from syncd.hub.audit import VerifyResult
 from syncd.hub.nodes import display_names, register_node
 from syncd.hub.status import HubStatus, hub_status
@@ -339,13 +338,6 @@ def _decisions(entries: list[dict[str, Any]]) -> list[Decision]:
     return rows[-SHOWN_DECISIONS:]
 
 
-def _non_performing(row: dict[str, Any]) -> Decimal:
-    return sum(
-        (Decimal(str(row[k])) for k in ("loan_substandard", "loan_doubtful", "loan_loss")),
-        Decimal(0),
-    )
-
-
 def hub_report(result: DemoResult) -> DemoReport:
     """Read what the hub holds; the audit chain's verification is added to the checks."""
     hub = load_settings(result.hub_config)
@@ -360,7 +352,8 @@ def hub_report(result: DemoResult) -> DemoReport:
             open_conflicts=conflicts.list_conflicts(conn),
             quarantined=quarantine.list_entries(conn),
             city_summary=[
-                {**r, "non_performing": _non_performing(r)} for r in reports.city_summary(conn)
+                {**r, "non_performing": analysis.non_performing(r)}
+                for r in reports.city_summary(conn)
             ],
             top_customers=reports.customer_value(conn, hub.report, TOP_CUSTOMERS),
             audit=audit.verify(conn),

@@ -967,17 +967,22 @@ def trend_rows(
     return result
 
 
+def non_performing(row: Mapping[str, Any]) -> Decimal:
+    """A `reports.city_summary` row's non-performing loans: substandard + doubtful + loss."""
+    npl = [f"loan_{c}" for c in FIVE_CLASSES[NPL_CLASS - 1 :]]
+    return sum((_money(row[k]) for k in npl), start=Decimal("0.00"))
+
+
 def city_summary_figures(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """`reports.city_summary` rows as a trend's current figures per node (TREND_FIGURES:
     non-performing is substandard + doubtful + loss, as the snapshot's npl_balance), for
     comparing today's `report cities` with a snapshot through `trend_rows`."""
-    npl = [f"loan_{c}" for c in FIVE_CLASSES[NPL_CLASS - 1 :]]
     return {
         r["node_id"]: {
             "customers": int(r["customers"]),
             "deposit_balance": _money(r["deposit_balance"]),
             "loan_balance": _money(r["loan_balance"]),
-            "npl_balance": sum((_money(r[k]) for k in npl), start=Decimal("0.00")),
+            "npl_balance": non_performing(r),
             "fee_income": _money(r["fee_income"]),
         }
         for r in rows

@@ -352,6 +352,12 @@ def with_province(tr: Translator, names: Mapping[str, str]) -> dict[str, str]:
     return {**names, PROVINCE: tr.gettext(N_("province"))}
 
 
+def pick(columns: Sequence[Column], *keys: str) -> tuple[Column, ...]:
+    """The columns of a column set with these keys, in this order (a narrower table)."""
+    by_key = {c.key: c for c in columns}
+    return tuple(by_key[k] for k in keys)
+
+
 # --- tables --------------------------------------------------------------------------------
 
 
